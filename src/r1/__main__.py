@@ -1,0 +1,3 @@
+from r1.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `r1` command line: one module per command, heavy imports inside the commands."""

@@ -1,0 +1,82 @@
+"""`r1`: train reasoning models the DeepSeek-R1 way. Run `r1 COMMAND --help`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from r1.errors import R1Error
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train reasoning models the DeepSeek-R1 way (GRPO, rewards, pipeline).")
+
+SetOpt = typer.Option(None, "--set", help="override a config key, e.g. --set optim.lr=1e-5 (repeatable)")
+
+
+def _run_grpo(cfg, out: str, resume: bool) -> None:
+    from r1.trainers.grpo import GRPOTrainer
+
+    summary = GRPOTrainer(cfg, out, resume=resume).train()
+    b, a = summary["heldout_before"], summary["heldout_after"]
+    typer.echo(f"held-out accuracy {b.get('accuracy', 0):.3f} -> {a.get('accuracy', 0):.3f}, "
+               f"format rate {b.get('format_rate', 0):.3f} -> {a.get('format_rate', 0):.3f}")
+    typer.echo(f"run written to {out} (report.md, summary.json, plots/, model/)")
+
+
+@app.command()
+def zero(
+    preset: str = typer.Option("smollm2", help="built-in preset: smollm2 (the embedded default) or tiny"),
+    task: Optional[str] = typer.Option(None, help="task name (countdown, arithmetic, gsm8k, math)"),
+    steps: Optional[int] = typer.Option(None, help="number of GRPO steps"),
+    out: Optional[str] = typer.Option(None, help="output directory (default runs/zero-PRESET)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in --out"),
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """R1-Zero: pure RL with GRPO from the embedded model, no SFT."""
+    from r1.config import build_config, read_yaml
+    from r1.presets import preset_names, preset_path
+
+    if preset not in preset_names():
+        raise R1Error(f"unknown preset {preset!r}: use one of {', '.join(preset_names())}")
+    data = read_yaml(preset_path(preset))
+    extra = list(set_ or [])
+    if task:
+        if task != data.get("task", {}).get("name"):
+            data["task"] = {"name": task}  # the preset's task options belong to its task
+    if steps is not None:
+        extra.append(f"train.steps={steps}")
+    cfg = build_config(data, extra)
+    _run_grpo(cfg, out or f"runs/zero-{preset}", resume)
+
+
+@app.command()
+def grpo(
+    recipe: str = typer.Argument(..., help="YAML recipe (see recipes/)"),
+    out: Optional[str] = typer.Option(None, help="output directory (default runs/RECIPE-NAME)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in --out"),
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """GRPO training from a YAML recipe."""
+    from pathlib import Path
+
+    from r1.config import load_config
+
+    cfg = load_config(recipe, list(set_ or []))
+    _run_grpo(cfg, out or f"runs/{Path(recipe).stem}", resume)
+
+
+def main() -> None:
+    try:
+        app()
+    except R1Error as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the last checkpoint is intact; rerun with --resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Typed configuration: YAML recipes plus ``--set key=value`` overrides.
+
+Each field is documented once, here. Unknown keys and wrong types are errors that
+name the key (`R1Error`), never silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from r1.errors import R1Error
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(_Strict):
+    enabled: bool = False
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = "all-linear"
+
+
+class ModelConfig(_Strict):
+    name: str = Field("smollm2-135m", description="alias, HF folder, .gguf file or hub id")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto: fp32 master weights with bf16 autocast and bf16 rollouts where the "
+        "hardware has native bf16; fp32: everything in fp32",
+    )
+    gradient_checkpointing: bool = False
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+
+class TaskConfig(_Strict):
+    name: str = Field("arithmetic", description="countdown, arithmetic, gsm8k or math")
+    params: dict[str, Any] = Field(default_factory=dict, description="the task's own options")
+    train_size: int = Field(2000, ge=0, description="training problems (0 = all of a file)")
+    heldout_size: int = Field(100, ge=1, description="held-out problems for before/after")
+
+
+class PromptConfig(_Strict):
+    style: Literal["chat", "r1_zero"] = "chat"
+    template: str | None = Field(
+        None,
+        description="user-turn template for the chat style, with {question} and {answer_hint}; "
+        "default: the question then an instruction to use <think>/<answer> tags",
+    )
+    force_think: bool = Field(True, description="open the assistant turn with <think>")
+
+
+class RolloutConfig(_Strict):
+    group_size: int = Field(8, ge=2, description="G: completions sampled per prompt")
+    prompts_per_step: int = Field(4, ge=1, description="P: prompts per optimizer step")
+    max_new_tokens: int = Field(128, ge=1)
+    temperature: float = Field(1.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=lambda: ["</answer>"])
+
+
+class AlgorithmConfig(_Strict):
+    advantage: Literal["grpo", "dr_grpo", "rloo"] = "grpo"
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
+    clip_low: float = Field(0.2, ge=0.0)
+    clip_high: float = Field(0.28, ge=0.0, description="> clip_low is DAPO's clip-higher")
+    beta: float = Field(0.0, ge=0.0, description="KL weight; 0 loads no reference model")
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    mu: int = Field(1, ge=1, description="optimizer passes over each batch (PPO epochs)")
+    skip_zero_variance: bool = Field(True, description="drop groups whose rewards are all equal")
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(1e-5, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    grad_clip: float = Field(1.0, ge=0.0, description="0 disables clipping")
+    micro_batch_size: int = Field(8, ge=1, description="sequences per forward/backward")
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(100, ge=1)
+    save_every: int = Field(10, ge=1, description="checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = Field(2, ge=1)
+    eval_every: int = Field(0, ge=0, description="held-out evaluation every N steps (0: only before/after)")
+
+
+class EvalConfig(_Strict):
+    samples: int = Field(2, ge=1, description="samples per held-out problem (pass@1 averaged)")
+    temperature: float = Field(0.6, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int | None = Field(None, ge=1, description="default: the rollout's")
+    batch_size: int = Field(64, ge=1, description="prompts per generation call")
+
+
+class TrackingConfig(_Strict):
+    tensorboard: bool = False
+    progress: bool = Field(True, description="rich progress bar")
+
+
+class Config(_Strict):
+    seed: int = 0
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    rewards: dict[str, float] = Field(
+        default_factory=lambda: {"accuracy": 1.0, "format": 0.5, "tag_count": 0.5},
+        description="reward name -> weight; the total reward is the weighted sum",
+    )
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, value: dict[str, float]) -> dict[str, float]:
+        from r1.rewards.registry import available
+
+        known = available()
+        for name in value:
+            if name not in known:
+                raise ValueError(f"unknown reward {name!r}: known rewards are {', '.join(known)}")
+        if not value:
+            raise ValueError("at least one reward is needed")
+        return value
+
+
+def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One line naming the first bad key, e.g. ``optim.lr: Input should be a valid number``."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(first["loc"]))
+    if first["type"] == "extra_forbidden":
+        return f"config: unknown key {loc!r}"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] in ("missing",):
+        return f"config: {loc}: missing"
+    got = first.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    return f"config: {loc}: {msg}{shown}"
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise R1Error(f"--set {item!r}: expected key=value, e.g. --set optim.lr=1e-5")
+    key, raw = item.split("=", 1)
+    if not key.strip():
+        raise R1Error(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        path, value = _parse_override(item)
+        node = data
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise R1Error(f"--set {item!r}: {part!r} is not a section")
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise R1Error(f"recipe {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise R1Error(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise R1Error(f"{path}: a recipe must be a mapping of sections")
+    return data
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(data: dict, overrides: list[str] | None = None, source: str = "") -> Config:
+    data = apply_overrides(merge({}, data), overrides or [])
+    try:
+        return Config(**data)
+    except ValidationError as e:
+        msg = describe_validation_error(e)
+        raise R1Error(f"{source}: {msg}" if source else msg) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    data = read_yaml(path) if path else {}
+    return build_config(data, overrides, source=str(path) if path else "")
+
+
+def dump_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Data: prompt templates, answer extraction, JSONL loading and tasks."""

@@ -1,0 +1,32 @@
+"""JSONL reading with errors that name the file, the line and the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from r1.errors import R1Error
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise R1Error(f"data file {path} does not exist")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise R1Error(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise R1Error(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            for field in required:
+                if field not in row:
+                    raise R1Error(f"{path}:{lineno}: missing field {field!r}")
+            rows.append(row)
+    if not rows:
+        raise R1Error(f"data file {path} has no records")
+    return rows

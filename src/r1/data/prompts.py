@@ -1,0 +1,150 @@
+"""Prompt templates and answer extraction: the only module that parses completions.
+
+Two prompt styles:
+  * ``r1_zero``: the plain-text template of the R1 paper (Table 1), for base models;
+  * ``chat``: the tokenizer's own chat template, for instruct models, with all the
+    instructions in the user turn (R1's usage rule: no system prompt).
+Either can force the assistant turn to open with ``<think>``; the forced text is part
+of the prompt ids but is prepended to the completion text before any reward sees it,
+so format checks judge the whole assistant answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+R1_ZERO_TEMPLATE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant "
+    "solves it. The assistant first thinks about the reasoning process in the mind and then "
+    "provides the user with the answer. The reasoning process and answer are enclosed within "
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process "
+    "here </think> <answer> answer here </answer>. User: {question}. Assistant:"
+)
+
+# The user turn of the chat style; `{answer_hint}` comes from the task.
+CHAT_TEMPLATE = (
+    "{question}\nThink about the problem inside <think> </think> tags, then give "
+    "{answer_hint} inside <answer> </answer> tags."
+)
+
+STYLES = ("r1_zero", "chat")
+
+_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_ANSWER_OPEN_RE = re.compile(r"<answer>(.*)$", re.DOTALL)
+_STRICT_FORMAT_RE = re.compile(r"^\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
+_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt: `text` goes to the tokenizer; `prefill` is the forced start of
+    the answer (already included at the end of `text`)."""
+
+    text: str
+    prefill: str = ""
+
+
+def render_prompt(
+    question: str,
+    *,
+    style: str,
+    tokenizer=None,
+    answer_hint: str = "the final answer",
+    force_think: bool = True,
+    template: str | None = None,
+) -> Prompt:
+    """Render one question into the prompt the model sees."""
+    prefill = "<think>\n" if force_think else ""
+    if style == "r1_zero":
+        text = R1_ZERO_TEMPLATE.format(question=question.strip())
+        return Prompt(text=text + (" " + prefill if prefill else ""), prefill=prefill)
+    if style == "chat":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("the chat prompt style needs a tokenizer with a chat template")
+        # str.replace, not str.format: templates may hold literal braces (\\boxed{}).
+        user = (template or CHAT_TEMPLATE).replace("{question}", question.strip())
+        user = user.replace("{answer_hint}", answer_hint)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
+        return Prompt(text=text + prefill, prefill=prefill)
+    raise ValueError(f"unknown prompt style {style!r}: use one of {', '.join(STYLES)}")
+
+
+def last_boxed(text: str) -> str | None:
+    r"""Content of the last ``\boxed{...}`` (or ``\fbox{...}``), braces matched; None if absent."""
+    idx = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if idx < 0:
+        return None
+    i = text.find("{", idx)
+    if i < 0:
+        # "\boxed 5" form
+        m = re.match(r"\\boxed\s+([^\s$]+)", text[idx:])
+        return m.group(1) if m else None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j]
+    return None
+
+
+def last_number(text: str) -> str | None:
+    """The last number in `text` with thousands separators removed; None if there is none."""
+    found = _NUMBER_RE.findall(text)
+    if not found:
+        return None
+    return found[-1].replace(",", "").rstrip(".")
+
+
+def answer_span(text: str) -> str | None:
+    """Content of the last closed ``<answer>...</answer>``; None if there is none."""
+    found = _ANSWER_RE.findall(text)
+    return found[-1].strip() if found else None
+
+
+def extract_answer(text: str, *, fallback: str = "none") -> str | None:
+    r"""The final answer of a completion.
+
+    Order: the last ``<answer>…</answer>`` (a ``\boxed{}`` inside it wins); then, by
+    `fallback`: ``"none"`` stops there (strict: no tags, no answer); ``"boxed"`` takes the
+    last ``\boxed{}``; ``"last_number"`` takes the last ``\boxed{}`` or else the last
+    number anywhere (GSM8K-style lenient extraction).
+    """
+    span = answer_span(text)
+    if span is not None:
+        inner = last_boxed(span)
+        return (inner if inner is not None else span).strip()
+    if fallback == "none":
+        return None
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed.strip()
+    if fallback == "boxed":
+        return None
+    if fallback == "last_number":
+        return last_number(text)
+    raise ValueError(f"unknown answer fallback {fallback!r}: use none, boxed or last_number")
+
+
+def is_strict_format(text: str) -> bool:
+    """``<think>…</think>`` then ``<answer>…</answer>``, each tag exactly once, nothing around."""
+    if not _STRICT_FORMAT_RE.match(text):
+        return False
+    return all(text.count(tag) == 1 for tag in ("<think>", "</think>", "<answer>", "</answer>"))
+
+
+def split_reasoning(text: str) -> tuple[str, str]:
+    """(reasoning, rest): the text inside ``<think>…</think>`` and what follows it.
+
+    Text before a lone ``</think>`` counts as reasoning (R1 prefills ``<think>``)."""
+    end = text.find("</think>")
+    if end < 0:
+        return "", text
+    start = text.find("<think>")
+    start = start + len("<think>") if 0 <= start < end else 0
+    return text[start:end].strip(), text[end + len("</think>") :].strip()

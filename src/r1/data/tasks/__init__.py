@@ -1,0 +1,36 @@
+"""Tasks: examples + prompt hint + verifier. Looked up by name in `TASKS`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from r1.errors import R1Error
+
+
+def _registry() -> dict[str, type]:
+    from r1.data.tasks.arithmetic import ArithmeticTask
+    from r1.data.tasks.countdown import CountdownTask
+    from r1.data.tasks.files import GSM8KTask, MathTask
+
+    return {t.name: t for t in (CountdownTask, ArithmeticTask, GSM8KTask, MathTask)}
+
+
+def task_names() -> list[str]:
+    return sorted(_registry())
+
+
+def get_task(name: str, params: dict[str, Any] | None = None, seed: int = 0):
+    """Build task `name` with its validated `params`; a clear R1Error on bad input."""
+    from pydantic import ValidationError
+
+    tasks = _registry()
+    if name not in tasks:
+        raise R1Error(f"unknown task {name!r}: known tasks are {', '.join(sorted(tasks))}")
+    cls = tasks[name]
+    try:
+        p = cls.Params(**(params or {}))
+    except ValidationError as e:
+        from r1.config import describe_validation_error
+
+        raise R1Error(describe_validation_error(e, prefix="task.params")) from None
+    return cls(p, seed=seed)

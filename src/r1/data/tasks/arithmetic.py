@@ -1,0 +1,55 @@
+"""Arithmetic: integer expressions of configurable size, operations and length."""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import Field
+
+from r1.data.tasks.base import Example, Task, TaskParams, split_pool
+from r1.data.tasks.countdown import safe_eval
+from r1.errors import R1Error
+from r1.rewards.accuracy import answers_match
+
+
+class ArithmeticParams(TaskParams):
+    digits: int = Field(2, ge=1, le=9, description="operands have at most this many digits")
+    max_value: int | None = Field(None, ge=1, description="cap on operands (overrides digits)")
+    min_value: int = Field(0, ge=0, description="smallest operand")
+    terms: int = Field(2, ge=2, le=6, description="number of operands")
+    operations: list[Literal["+", "-", "*"]] = Field(default_factory=lambda: ["+"])
+
+
+class ArithmeticTask(Task):
+    name = "arithmetic"
+    Params = ArithmeticParams
+    answer_hint = "the final number"
+
+    def _draw(self, rng: random.Random) -> str:
+        p = self.params
+        hi = p.max_value if p.max_value is not None else 10**p.digits - 1
+        if hi < p.min_value:
+            raise R1Error(f"task.params: max_value {hi} is below min_value {p.min_value}")
+        nums = [rng.randint(p.min_value, hi) for _ in range(p.terms)]
+        expr = str(nums[0])
+        for n in nums[1:]:
+            expr += f" {rng.choice(p.operations)} {n}"
+        return expr
+
+    def splits(self, train_size, heldout_size):
+        rng = random.Random(f"arithmetic-{self.seed}")
+        want = train_size + heldout_size
+        seen: dict[str, None] = {}
+        for _ in range(max(want * 50, 1000)):
+            seen.setdefault(self._draw(rng), None)
+            if len(seen) >= want:
+                break
+        pool = [
+            Example(id=f"arith-{i}", question=f"What is {e}?", answer=str(int(safe_eval(e))))
+            for i, e in enumerate(seen)
+        ]
+        return split_pool(pool, train_size, heldout_size, self.seed)
+
+    def verify(self, prediction, example):
+        return answers_match(example.answer, prediction)

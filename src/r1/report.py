@@ -1,0 +1,161 @@
+"""A training run's readable artefacts: plots/*.png, report.md and summary.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from r1.tracking import read_metrics
+
+SUMMARY_KEYS = ("accuracy", "format_rate", "lenient_accuracy", "mean_length", "reflection_rate")
+
+
+def _smooth(values: list[float], k: int = 5) -> list[float]:
+    out = []
+    for i in range(len(values)):
+        window = [v for v in values[max(0, i - k + 1) : i + 1] if v is not None]
+        out.append(sum(window) / len(window) if window else float("nan"))
+    return out
+
+
+def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    steps = [r["step"] for r in rows]
+    written = []
+
+    def series(key):
+        return [r.get(key) for r in rows]
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if rows:
+        ax.plot(steps, series("reward"), alpha=0.3, color="C0")
+        ax.plot(steps, _smooth(series("reward")), color="C0", label="reward (train, mean total)")
+        ax.plot(steps, _smooth(series("accuracy")), color="C1", label="accuracy (train rollouts)")
+        ax.plot(steps, _smooth(series("format_rate")), color="C2", label="format rate (train rollouts)")
+    if history:
+        ax.plot([h["step"] for h in history], [h["accuracy"] for h in history], "o-", color="C3",
+                label="held-out accuracy")
+        ax.plot([h["step"] for h in history], [h["format_rate"] for h in history], "s--", color="C4",
+                label="held-out format rate")
+    ax.set_xlabel("step")
+    ax.set_title("Reward and accuracy during GRPO")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    written.append(plots / "reward.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if rows:
+        ax.plot(steps, series("response_length_mean"), alpha=0.3, color="C0")
+        ax.plot(steps, _smooth(series("response_length_mean")), color="C0")
+    ax.set_xlabel("step")
+    ax.set_ylabel("tokens")
+    ax.set_title("Mean response length per step")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    written.append(plots / "response_length.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if rows:
+        ax.plot(steps, _smooth(series("reflection_rate")), color="C5")
+    ax.set_xlabel("step")
+    ax.set_ylabel("share of completions")
+    ax.set_title('Reflection words ("wait", "verify", "check again", ...)')
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    written.append(plots / "reflection.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written
+
+
+def _samples(out: Path, tag: str, k: int = 3) -> list[dict]:
+    path = out / "eval" / f"heldout_{tag}.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["sample"] == 0][:k]
+
+
+def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
+    rows = read_metrics(out / "metrics.jsonl")
+    write_plots(out, rows, history)
+    before = {k: history[0].get(k) for k in SUMMARY_KEYS} if history else {}
+    after = {k: history[-1].get(k) for k in SUMMARY_KEYS} if len(history) > 1 else {}
+    seconds = sum(r.get("time/step", 0.0) for r in rows)
+    summary = {
+        "model": cfg.model.name,
+        "task": cfg.task.name,
+        "steps": cfg.train.steps,
+        "heldout_problems": history[0]["problems"] if history else 0,
+        "heldout_samples_per_problem": cfg.eval.samples,
+        "heldout_before": before,
+        "heldout_after": after,
+        "heldout_history": [{k: h.get(k) for k in ("step",) + SUMMARY_KEYS} for h in history],
+        "train_seconds": seconds,
+        "final_step": rows[-1] if rows else {},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+
+    lines = [
+        f"# GRPO run: {cfg.model.name} on {cfg.task.name}",
+        "",
+        f"{cfg.train.steps} steps, {cfg.rollout.prompts_per_step} prompts x {cfg.rollout.group_size} "
+        f"completions per step, lr {cfg.optim.lr}, beta {cfg.algorithm.beta}, rewards "
+        + ", ".join(f"{k}×{v}" for k, v in cfg.rewards.items())
+        + f". Training time (all stages): {seconds / 60:.1f} min.",
+        "",
+        f"## Held-out ({summary['heldout_problems']} problems × {cfg.eval.samples} samples, "
+        f"T={cfg.eval.temperature})",
+        "",
+        "| | accuracy | format rate | lenient accuracy | mean length (tokens) | reflection rate |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, h in (("before", before), ("after", after)):
+        if h:
+            lines.append(f"| {name} | {h['accuracy']:.3f} | {h['format_rate']:.3f} | "
+                         f"{h['lenient_accuracy']:.3f} | {h['mean_length']:.1f} | {h['reflection_rate']:.3f} |")
+    lines += [
+        "",
+        "Accuracy needs the answer inside `<answer>` tags and verified by the task; lenient accuracy "
+        "takes the last number (or `\\boxed{}`) anywhere, tags or not.",
+        "",
+        "## Plots",
+        "",
+        "![reward](plots/reward.png)",
+        "",
+        "![response length](plots/response_length.png)",
+        "",
+        "![reflection](plots/reflection.png)",
+        "",
+        "## Sample completions, before and after",
+        "",
+    ]
+    for b, a in zip(_samples(out, "before"), _samples(out, "after")):
+        lines += [
+            f"**{b['question']}** (gold: {b['gold']})",
+            "",
+            f"- before ({'correct' if b['correct'] else 'wrong'}):",
+            "",
+            "```",
+            b["completion"].strip(),
+            "```",
+            f"- after ({'correct' if a['correct'] else 'wrong'}):",
+            "",
+            "```",
+            a["completion"].strip(),
+            "```",
+            "",
+        ]
+    (out / "report.md").write_text("\n".join(lines))
+    return summary

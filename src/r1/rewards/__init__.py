@@ -1,0 +1,1 @@
+"""Rewards: `fn(completions, examples, task) -> list[float | None]`, registered by name."""

@@ -1,0 +1,101 @@
+"""Metrics as they happen: JSONL (always), TensorBoard (optional), a rich progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line from a killed run
+    return rows
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Tracker:
+    """Appends one JSON row per step to `metrics.jsonl` and mirrors it to TensorBoard."""
+
+    def __init__(self, out_dir: Path, *, tensorboard: bool = False, resume_step: int | None = None):
+        self.path = out_dir / "metrics.jsonl"
+        if resume_step is not None:
+            # Rows past the checkpoint belong to steps that will be redone.
+            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        elif self.path.exists():
+            self.path.unlink()
+        self._file = self.path.open("a")
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(out_dir / "tensorboard"))
+            except ImportError:
+                import logging
+
+                logging.getLogger(__name__).warning("tensorboard is not installed; skipping it")
+
+    def log(self, row: dict[str, Any]) -> None:
+        row = {k: _clean(v) for k, v in row.items()}
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            step = row.get("step", 0)
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "step" and value is not None:
+                    self._tb.add_scalar(key.replace(".", "/"), value, step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+class Progress:
+    """A rich progress bar with live reward and accuracy; a no-op when disabled."""
+
+    def __init__(self, total: int, start: int = 0, enabled: bool = True, description: str = "GRPO"):
+        self._bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress
+            from rich.progress import TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+            self._task = self._bar.add_task(description, total=total, completed=start, info="")
+            self._bar.start()
+
+    def update(self, advance: int = 1, info: str = "") -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=advance, info=info)
+
+    def print(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

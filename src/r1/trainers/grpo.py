@@ -1,0 +1,446 @@
+"""The GRPO trainer: one step is six named, timed stages.
+
+    generate -> score -> advantage -> ref_logprobs -> update -> sync
+
+Everything algorithmic (advantages, KL, the clipped loss, aggregation) is a pure
+function from `r1.algorithms`; this module only moves tensors between them, and owns
+checkpoints, held-out evaluation and the run's artefacts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
+from r1.algorithms.kl import KL_ESTIMATORS
+from r1.algorithms.losses import agg_loss, clipped_surrogate, masked_mean
+from r1.config import Config, dump_config
+from r1.data.prompts import is_strict_format
+from r1.data.tasks import get_task
+from r1.errors import R1Error
+from r1.eval.heldout import PromptBuilder, evaluate, has_reflection
+from r1.models import bf16_available, default_device, load_model
+from r1.rewards import registry as rewards
+from r1.rollout.hf import HFEngine
+from r1.tracking import Progress, Tracker
+from r1.trainers import checkpoint as ckpt
+from r1.types import Generation, Rollout, SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Timer:
+    def __init__(self):
+        self.times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+
+
+def make_scheduler(optimizer, cfg: Config):
+    o, total = cfg.optim, cfg.train.steps
+
+    def factor(step: int) -> float:
+        if o.warmup_steps and step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.schedule == "constant":
+            return 1.0
+        progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return o.min_lr_ratio + (1.0 - o.min_lr_ratio) * cosine
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def pad_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
+    """Left-pad prompts, right-pad completions, so every completion starts at column Lp.
+
+    Returns input_ids [b, Lp+Lc], attention_mask [b, Lp+Lc], completion_mask [b, Lc]."""
+    lp = max(len(p) for p in prompts)
+    lc = max(max((len(c) for c in completions), default=1), 1)
+    b = len(prompts)
+    ids = torch.full((b, lp + lc), pad_id, dtype=torch.long)
+    attn = torch.zeros((b, lp + lc), dtype=torch.long)
+    cmask = torch.zeros((b, lc), dtype=torch.float32)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, lp - len(p) : lp] = torch.tensor(p, dtype=torch.long)
+        attn[i, lp - len(p) : lp] = 1
+        if c:
+            ids[i, lp : lp + len(c)] = torch.tensor(c, dtype=torch.long)
+            attn[i, lp : lp + len(c)] = 1
+            cmask[i, : len(c)] = 1.0
+    return ids, attn, cmask
+
+
+def completion_logprobs(model, ids, attn, lc: int, temperature: float, with_entropy: bool = False):
+    """log pi(token) at the Lc completion positions: [b, Lc] (and the entropy [b, Lc]).
+
+    Only the last Lc+1 positions go through the LM head (`logits_to_keep`): the prompt's
+    logits are never materialised."""
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=lc + 1,
+                use_cache=False)
+    logits = out.logits[:, :-1, :].float()
+    if temperature > 0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    targets = ids[:, -lc:]
+    logp = logp_all.gather(-1, targets[..., None])[..., 0]
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+class GRPOTrainer:
+    def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.resume = resume
+        self.ckpt_dir = self.out / "checkpoints"
+        has_run = ckpt.latest_checkpoint(self.ckpt_dir) is not None if self.ckpt_dir.exists() else False
+        if has_run and not resume:
+            raise R1Error(f"{self.out} already holds a run: pass --resume to continue it, or choose another --out")
+        if resume and not has_run:
+            log.warning("--resume: no checkpoint in %s, starting from scratch", self.ckpt_dir)
+            self.resume = False
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        self.task = get_task(cfg.task.name, cfg.task.params, seed=cfg.seed)
+        self.train_set, self.heldout = self.task.splits(cfg.task.train_size, cfg.task.heldout_size)
+        if not self.train_set:
+            raise R1Error(f"task {cfg.task.name!r} produced no training problems")
+        self.device = default_device()
+        self.model, self.tokenizer = load_model(cfg.model.name, device=self.device)
+        bf16 = cfg.model.precision == "bf16" or (cfg.model.precision == "auto" and bf16_available(self.device))
+        self.autocast = bf16
+        if cfg.model.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+            self.model.config.use_cache = False
+        if cfg.model.lora.enabled:
+            from peft import LoraConfig, get_peft_model
+
+            lc = cfg.model.lora
+            self.model = get_peft_model(self.model, LoraConfig(
+                r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                target_modules=lc.target_modules, task_type="CAUSAL_LM"))
+        self.model.train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                           weight_decay=cfg.optim.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        # LoRA shares the policy module with the engine (adapters are live); full fine-tuning
+        # samples from a bf16 copy refreshed after every update.
+        self.engine = HFEngine(self.model, self.tokenizer, bf16=bf16 and not cfg.model.lora.enabled)
+        self.ref_model = None
+        if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled:
+            import copy
+
+            self.ref_model = copy.deepcopy(self.model).eval()
+            for p in self.ref_model.parameters():
+                p.requires_grad_(False)
+        self.prompts = PromptBuilder(self.tokenizer, cfg.prompt.style, cfg.prompt.template,
+                                     cfg.prompt.force_think, self.task.answer_hint)
+        try:
+            self.prefill = self.prompts.render("x").prefill
+        except ValueError as e:
+            raise R1Error(f"prompt: {e}") from None
+        self.weights = dict(cfg.rewards)
+
+    def autocast_ctx(self):
+        if not self.autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16)
+
+    # ------------------------------------------------------------------ data
+    def step_examples(self, step: int):
+        """Prompts of `step`: a seeded permutation per epoch, a pure function of the step, so
+        that a resumed run sees exactly the prompts it would have seen."""
+        n, p = len(self.train_set), self.cfg.rollout.prompts_per_step
+        out = []
+        for k in range(step * p, step * p + p):
+            epoch, idx = divmod(k, n)
+            order = list(range(n))
+            random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(order)
+            out.append(self.train_set[order[idx]])
+        return out
+
+    # ------------------------------------------------------------------ stages
+    def generate(self, step: int) -> Rollout:
+        r = self.cfg.rollout
+        examples = self.step_examples(step)
+        prompt_ids = [self.prompts.ids(ex.question) for ex in examples]
+        params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+                                stop=tuple(r.stop), seed=self.cfg.seed * 7919 + step)
+        self.model.eval()
+        with self.autocast_ctx() if self.engine.model is self.model else contextlib.nullcontext():
+            gen: Generation = self.engine.generate(prompt_ids, r.group_size, params)
+        return Rollout(examples=examples, prompt_ids=prompt_ids, group_size=r.group_size,
+                       generation=gen, completions=[self.prefill + t for t in gen.texts])
+
+    def score(self, rollout: Rollout) -> int:
+        g = rollout.group_size
+        examples = [ex for ex in rollout.examples for _ in range(g)]
+        per, total, failures = rewards.score(rollout.completions, examples, self.task, self.weights)
+        rollout.rewards, rollout.total_reward = per, total
+        return failures
+
+    def advantage(self, rollout: Rollout) -> torch.Tensor:
+        rewards_t = torch.tensor(rollout.total_reward, dtype=torch.float32)
+        adv = ADVANTAGES[self.cfg.algorithm.advantage](rewards_t, rollout.group_size)
+        rollout.advantages = adv.tolist()
+        keep = torch.ones(len(adv), dtype=torch.bool)
+        if self.cfg.algorithm.skip_zero_variance:
+            flat = zero_variance_groups(rewards_t, rollout.group_size)
+            keep = ~flat.repeat_interleave(rollout.group_size)
+        return keep
+
+    def _rows(self, rollout: Rollout, keep: torch.Tensor) -> list[int]:
+        return [i for i in range(rollout.size) if keep[i]]
+
+    def _micro_batches(self, rollout: Rollout, rows: list[int]):
+        mb = self.cfg.optim.micro_batch_size
+        g = rollout.group_size
+        for s in range(0, len(rows), mb):
+            part = rows[s : s + mb]
+            ids, attn, cmask = pad_batch([rollout.prompt_ids[i // g] for i in part],
+                                         [rollout.generation.completion_ids[i] for i in part],
+                                         self.tokenizer.pad_token_id)
+            yield part, ids.to(self.device), attn.to(self.device), cmask.to(self.device)
+
+    @torch.no_grad()
+    def ref_logprobs(self, rollout: Rollout, rows: list[int]) -> dict[int, torch.Tensor]:
+        out: dict[int, torch.Tensor] = {}
+        if self.cfg.algorithm.beta <= 0:
+            return out
+        ctx = self.model.disable_adapter() if self.ref_model is None else contextlib.nullcontext()
+        model = self.model if self.ref_model is None else self.ref_model
+        with ctx, self.autocast_ctx():
+            for part, ids, attn, cmask in self._micro_batches(rollout, rows):
+                lp, _ = completion_logprobs(model, ids, attn, cmask.shape[1], self.cfg.rollout.temperature)
+                for j, i in enumerate(part):
+                    out[i] = lp[j]
+        return out
+
+    def update(self, rollout: Rollout, rows: list[int], ref: dict[int, torch.Tensor]) -> dict[str, float]:
+        a, cfg = self.cfg.algorithm, self.cfg
+        if not rows:
+            self.scheduler.step()
+            return {"grad_norm": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": float("nan"), "loss": 0.0}
+        gen = rollout.generation
+        num_tokens = float(sum(len(gen.completion_ids[i]) for i in rows))
+        stats = {"clip": [], "kl": [], "entropy": [], "loss": 0.0}
+        grad_norm = 0.0
+        self.model.train()
+        for _ in range(a.mu):
+            self.optimizer.zero_grad(set_to_none=True)
+            for part, ids, attn, cmask in self._micro_batches(rollout, rows):
+                lc = cmask.shape[1]
+                with self.autocast_ctx():
+                    logp, entropy = completion_logprobs(self.model, ids, attn, lc,
+                                                        cfg.rollout.temperature, with_entropy=True)
+                if a.mu > 1:  # reuse the sampling log-probs as pi_old
+                    old = torch.zeros_like(logp)
+                    for j, i in enumerate(part):
+                        lps = gen.logprobs[i]
+                        old[j, : len(lps)] = torch.tensor(lps, dtype=old.dtype)
+                else:  # pi_old == pi_theta: ratio 1, exact on-policy gradient
+                    old = logp.detach()
+                adv = torch.tensor([rollout.advantages[i] for i in part], device=logp.device)
+                loss_tok, clipped = clipped_surrogate(logp, old, adv, a.clip_low, a.clip_high)
+                if a.beta > 0:
+                    ref_lp = torch.stack([ref[i][:lc] for i in part]).to(logp.device)
+                    kl = KL_ESTIMATORS[a.kl_estimator](logp, ref_lp)
+                    loss_tok = loss_tok + a.beta * kl
+                    stats["kl"].append(masked_mean(kl.detach(), cmask).item())
+                loss = agg_loss(loss_tok, cmask, a.loss_agg, num_tokens=num_tokens,
+                                num_seqs=float(len(rows)), max_len=float(cfg.rollout.max_new_tokens))
+                loss.backward()
+                stats["loss"] += loss.item() / a.mu
+                stats["clip"].append(masked_mean(clipped.float(), cmask).item())
+                stats["entropy"].append(masked_mean(entropy, cmask).item())
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            if cfg.optim.grad_clip > 0:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip))
+            else:
+                grad_norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+            self.optimizer.step()
+        self.scheduler.step()
+        self.model.eval()
+        return {
+            "grad_norm": grad_norm,
+            "clip_frac": statistics.fmean(stats["clip"]) if stats["clip"] else 0.0,
+            "kl": statistics.fmean(stats["kl"]) if stats["kl"] else 0.0,
+            "entropy": statistics.fmean(stats["entropy"]) if stats["entropy"] else float("nan"),
+            "loss": stats["loss"],
+        }
+
+    def sync(self) -> None:
+        self.engine.sync_weights(self.model)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate_heldout(self, tag: str) -> dict:
+        e, r = self.cfg.eval, self.cfg.rollout
+        with self.autocast_ctx() if self.engine.model is self.model else contextlib.nullcontext():
+            result = evaluate(self.engine, self.prompts, self.task, self.heldout, samples=e.samples,
+                              temperature=e.temperature, top_p=e.top_p,
+                              max_new_tokens=e.max_new_tokens or r.max_new_tokens, stop=tuple(r.stop),
+                              seed=self.cfg.seed + 12345, batch_size=e.batch_size)
+        rows = result.pop("rows")
+        (self.out / "eval").mkdir(exist_ok=True)
+        with open(self.out / "eval" / f"heldout_{tag}.jsonl", "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        return result
+
+    # ------------------------------------------------------------------ the loop
+    def step_metrics(self, step: int, rollout: Rollout, keep, upd: dict, timer: Timer, failures: int) -> dict:
+        gen = rollout.generation
+        lengths = [len(c) for c in gen.completion_ids]
+        n = rollout.size
+        gen_tokens = sum(lengths)
+        row = {
+            "step": step + 1,
+            "reward": statistics.fmean(rollout.total_reward),
+            "reward_std": statistics.pstdev(rollout.total_reward),
+        }
+        for name, values in rollout.rewards.items():
+            row[f"rewards/{name}"] = statistics.fmean(values)
+        row.update({
+            "accuracy": sum(self.task.score(c, ex) for c, ex in zip(
+                rollout.completions, [e for e in rollout.examples for _ in range(rollout.group_size)])) / n,
+            "format_rate": sum(is_strict_format(c) for c in rollout.completions) / n,
+            "reflection_rate": sum(has_reflection(c) for c in rollout.completions) / n,
+            "response_length_mean": statistics.fmean(lengths),
+            "response_length_max": max(lengths),
+            "truncated_frac": sum(f == "length" for f in gen.finish_reasons) / n,
+            "zero_variance_groups": int((~keep).sum().item()) // rollout.group_size,
+            "reward_failures": failures,
+            "lr": self.scheduler.get_last_lr()[0],
+            **upd,
+        })
+        for name, seconds in timer.times.items():
+            row[f"time/{name}"] = seconds
+        row["time/step"] = sum(timer.times.values())
+        row["tokens_per_s"] = gen_tokens / max(timer.times.get("generate", 1e-9), 1e-9)
+        return row
+
+    def train(self) -> dict:
+        cfg = self.cfg
+        self.setup()
+        dump_config(cfg, self.out / "config.yaml")
+        (self.out / "versions.json").write_text(json.dumps(collect_versions(), indent=1))
+        start, state = 0, {}
+        latest = ckpt.latest_checkpoint(self.ckpt_dir) if self.resume else None
+        if latest is not None:
+            state = ckpt.load_checkpoint(latest, self.model, self.optimizer, self.scheduler)
+            start = state["step"]
+            self.sync()
+        history: list[dict] = state.get("heldout", [])
+        progress = Progress(cfg.train.steps, start, enabled=cfg.tracking.progress)
+        if latest is not None:
+            progress.print(f"resumed from {latest} (step {start})")
+        tracker = Tracker(self.out, tensorboard=cfg.tracking.tensorboard,
+                          resume_step=start if latest is not None else None)
+        try:
+            if not history:
+                progress.print(f"held-out evaluation before training ({len(self.heldout)} problems)...")
+                before = self.evaluate_heldout("before")
+                history.append({"step": 0, **before})
+                progress.print(f"before: accuracy {before['accuracy']:.3f}, format {before['format_rate']:.3f}")
+            for step in range(start, cfg.train.steps):
+                timer = Timer()
+                with timer.stage("generate"):
+                    rollout = self.generate(step)
+                with timer.stage("score"):
+                    failures = self.score(rollout)
+                with timer.stage("advantage"):
+                    keep = self.advantage(rollout)
+                    rows = self._rows(rollout, keep)
+                with timer.stage("ref_logprobs"):
+                    ref = self.ref_logprobs(rollout, rows)
+                with timer.stage("update"):
+                    upd = self.update(rollout, rows, ref)
+                with timer.stage("sync"):
+                    if rows:
+                        self.sync()
+                row = self.step_metrics(step, rollout, keep, upd, timer, failures)
+                done = step + 1
+                if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < cfg.train.steps:
+                    mid = self.evaluate_heldout(f"step{done:06d}")
+                    history.append({"step": done, **mid})
+                    row["heldout/accuracy"], row["heldout/format_rate"] = mid["accuracy"], mid["format_rate"]
+                tracker.log(row)
+                progress.update(1, f"reward {row['reward']:.3f} acc {row['accuracy']:.2f} "
+                                   f"fmt {row['format_rate']:.2f} len {row['response_length_mean']:.0f}")
+                if done % cfg.train.save_every == 0 or done == cfg.train.steps:
+                    ckpt.save_checkpoint(self.ckpt_dir, done, self.model, self.optimizer, self.scheduler,
+                                         {"heldout": history}, keep=cfg.train.keep_checkpoints)
+            if history[-1]["step"] != cfg.train.steps:
+                progress.print("held-out evaluation after training...")
+                after = self.evaluate_heldout("after")
+                history.append({"step": cfg.train.steps, **after})
+        finally:
+            progress.close()
+            tracker.close()
+        self.save_model()
+        from r1.report import write_run_report
+
+        summary = write_run_report(self.out, cfg, history)
+        return summary
+
+    def save_model(self) -> None:
+        model = self.model
+        if self.cfg.model.lora.enabled:
+            import copy
+
+            model = copy.deepcopy(self.model).merge_and_unload()
+        target = self.out / "model"
+        tmp = self.out / ".model.tmp"
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+
+
+def collect_versions() -> dict[str, str]:
+    import platform
+    import sys
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("r1", "torch", "transformers", "peft", "math-verify", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out

@@ -1,0 +1,50 @@
+"""The typed records that flow through one GRPO step.
+
+Layout convention: a step samples G completions for each of P prompts; sample j of
+prompt i sits at row ``i * G + j`` (groups are contiguous), B = P * G rows in all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How the rollout engine samples. temperature 0 means greedy."""
+
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ("</answer>",)  # generation ends once one of these is produced
+    seed: int = 0
+
+
+@dataclass
+class Generation:
+    """What an engine returns for B = len(prompts) * n rows (groups contiguous)."""
+
+    completion_ids: list[list[int]]  # [B][L_b] generated token ids (no padding), stop text included
+    logprobs: list[list[float]]  # [B][L_b] log pi_sample(token) under logits / temperature
+    finish_reasons: list[str]  # [B] "stop" (EOS or stop string) or "length"
+    seconds: float = 0.0  # wall time of the call
+    texts: list[str] = field(default_factory=list)  # [B] decoded completions (without prefill)
+
+
+@dataclass
+class Rollout:
+    """One step's batch, from sampling to loss. Tensors are built by the trainer."""
+
+    examples: list[Any]  # [P] task examples, one per prompt
+    prompt_ids: list[list[int]]  # [P][Lp] tokenised prompts (prefill included)
+    group_size: int  # G
+    generation: Generation  # B = P * G completions
+    completions: list[str]  # [B] prefill + generated text: what rewards judge
+    rewards: dict[str, list[float]] = field(default_factory=dict)  # per reward fn: [B]
+    total_reward: list[float] = field(default_factory=list)  # [B] weighted sum
+    advantages: list[float] = field(default_factory=list)  # [B] per-sequence advantage
+
+    @property
+    def size(self) -> int:
+        return len(self.completions)

@@ -1,0 +1,97 @@
+"""The pure algorithm functions against values computed by hand."""
+
+import math
+
+import pytest
+import torch
+
+from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
+from r1.algorithms.kl import KL_ESTIMATORS
+from r1.algorithms.losses import agg_loss, clipped_surrogate
+
+
+def test_grpo_advantages_by_hand():
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    adv = ADVANTAGES["grpo"](r, group_size=4, eps=0.0 + 1e-12)
+    # group 1: mean 0.5, unbiased std sqrt(1/3)
+    s = math.sqrt(1 / 3)
+    expect = [0.5 / s, -0.5 / s, -0.5 / s, 0.5 / s, 0.0, 0.0, 0.0, 0.0]
+    assert adv.tolist() == pytest.approx(expect, rel=1e-6)
+
+
+def test_dr_grpo_has_no_std():
+    r = torch.tensor([3.0, 1.0, 0.0, 0.0])
+    assert ADVANTAGES["dr_grpo"](r, 2).tolist() == [1.0, -1.0, 0.0, 0.0]
+
+
+def test_rloo_leave_one_out():
+    r = torch.tensor([1.0, 0.0, 0.0])
+    # 1 - mean(0,0) = 1 ; 0 - mean(1,0) = -0.5
+    assert ADVANTAGES["rloo"](r, 3).tolist() == pytest.approx([1.0, -0.5, -0.5])
+
+
+def test_zero_variance_groups():
+    r = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.5, 0.5])
+    assert zero_variance_groups(r, 2).tolist() == [True, False, True]
+
+
+def test_kl_estimators_by_hand():
+    logp = torch.tensor([[math.log(0.5)]])
+    ref = torch.tensor([[math.log(0.25)]])
+    # k1 = log(0.5/0.25) = log 2; k2 = 0.5 log(2)^2; k3 = r - log r - 1 with r = ref/p = 0.5
+    assert KL_ESTIMATORS["k1"](logp, ref).item() == pytest.approx(math.log(2))
+    assert KL_ESTIMATORS["k2"](logp, ref).item() == pytest.approx(0.5 * math.log(2) ** 2)
+    assert KL_ESTIMATORS["k3"](logp, ref).item() == pytest.approx(0.5 - math.log(0.5) - 1)
+    same = KL_ESTIMATORS["k3"](logp, logp)
+    assert same.item() == 0.0
+
+
+def test_k3_is_nonnegative_and_finite_on_wild_ratios():
+    logp = torch.tensor([[0.0, -100.0, -1e4]])
+    ref = torch.tensor([[-1e4, 0.0, 0.0]])
+    kl = KL_ESTIMATORS["k3"](logp, ref)
+    assert torch.isfinite(kl).all() and (kl >= 0).all()
+
+
+def test_clipped_surrogate_by_hand():
+    old = torch.zeros(1, 4)
+    # ratios 1.5, 0.5, 1.5, 0.5 ; advantages +1, +1, -1, -1 per row -> use 4 rows
+    logp = torch.log(torch.tensor([[1.5], [0.5], [1.5], [0.5]]))
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    loss, clipped = clipped_surrogate(logp, old[:, :1].expand(4, 1), adv, clip_low=0.2, clip_high=0.28)
+    # A>0, r=1.5: max(-1.5, -1.28) = -1.28 (clipped); A>0, r=0.5: max(-0.5, -0.8) = -0.5
+    # A<0, r=1.5: max(1.5, 1.28) = 1.5;              A<0, r=0.5: max(0.5, 0.8) = 0.8 (clipped)
+    assert loss[:, 0].tolist() == pytest.approx([-1.28, -0.5, 1.5, 0.8])
+    assert clipped[:, 0].tolist() == [True, False, False, True]
+
+
+def test_gradient_of_surrogate_at_ratio_one_is_policy_gradient():
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    adv = torch.tensor([2.0])
+    loss, _ = clipped_surrogate(logp, logp.detach(), adv)
+    loss.sum().backward()
+    assert logp.grad.tolist() == [[-2.0, -2.0]]
+
+
+def test_agg_loss_modes_by_hand():
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    assert agg_loss(loss, mask, "token-mean").item() == pytest.approx(10 / 4)
+    assert agg_loss(loss, mask, "seq-mean-token-mean").item() == pytest.approx((2 + 4) / 2)
+    assert agg_loss(loss, mask, "seq-mean-token-sum-norm", max_len=5).item() == pytest.approx(10 / (2 * 5))
+    with pytest.raises(ValueError):
+        agg_loss(loss, mask, "bogus")
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_agg_loss_micro_batches_add_up_to_full_batch(mode):
+    torch.manual_seed(0)
+    loss = torch.randn(6, 5)
+    mask = (torch.rand(6, 5) > 0.3).float()
+    mask[:, 0] = 1
+    full = agg_loss(loss, mask, mode, max_len=5)
+    parts = sum(
+        agg_loss(loss[i : i + 2], mask[i : i + 2], mode, num_tokens=mask.sum().item(), num_seqs=6.0, max_len=5)
+        for i in range(0, 6, 2)
+    )
+    assert parts.item() == pytest.approx(full.item(), rel=1e-6)

@@ -1,0 +1,57 @@
+"""Bad input: one clear line naming the problem, exit code 2, no traceback."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def r1(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "r1", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_help_is_fast():
+    t0 = time.perf_counter()
+    res = r1("--help")
+    assert res.returncode == 0 and "zero" in res.stdout and "grpo" in res.stdout
+    assert time.perf_counter() - t0 < 5  # generous here; the README reports the real figure
+
+
+@pytest.mark.parametrize("args,message", [
+    (["zero", "--preset", "tiny", "--set", "optim.lrr=1"], "unknown key 'optim.lrr'"),
+    (["zero", "--preset", "tiny", "--set", "optim.lr=fast"], "optim.lr: Input should be a valid number"),
+    (["zero", "--preset", "tiny", "--task", "sudoku"], "unknown task 'sudoku'"),
+    (["zero", "--preset", "tiny", "--set", "rewards.vibes=1"], "unknown reward 'vibes'"),
+    (["zero", "--preset", "huge"], "unknown preset 'huge'"),
+    (["grpo", "no-such-recipe.yaml"], "recipe no-such-recipe.yaml does not exist"),
+])
+def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
+    res = r1(*args, "--out", str(tmp_path / "out"))
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_missing_and_malformed_data_files(tmp_path):
+    res = r1("zero", "--preset", "tiny", "--task", "gsm8k", "--set", f"task.params.path={tmp_path}/nope.jsonl",
+             "--out", str(tmp_path / "o1"))
+    assert res.returncode == 2 and "nope.jsonl does not exist" in res.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "#### 1"}\n{"question": oops}\n')
+    res = r1("zero", "--preset", "tiny", "--task", "gsm8k", "--set", f"task.params.path={bad}",
+             "--out", str(tmp_path / "o2"))
+    assert res.returncode == 2 and "bad.jsonl:2: malformed JSON" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_grpo_recipe_with_bad_key(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {name: tiny}\ntrain: {stepz: 3}\n")
+    res = r1("grpo", str(recipe), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "unknown key 'train.stepz'" in res.stderr

@@ -1,0 +1,51 @@
+import pytest
+
+from r1.config import build_config, load_config
+from r1.errors import R1Error
+
+
+def test_defaults_and_overrides():
+    cfg = build_config({}, ["optim.lr=3e-5", "rollout.stop=['</answer>', '\\n\\n']", "task.params.digits=3"])
+    assert cfg.optim.lr == 3e-5
+    assert cfg.task.params == {"digits": 3}
+    assert cfg.rollout.group_size == 8
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["optim.lrr=1"], "unknown key 'optim.lrr'"),
+    (["optim.lr=fast"], "optim.lr: Input should be a valid number"),
+    (["rewards.nope=1"], "unknown reward 'nope'"),
+    (["rollout.group_size=1"], "rollout.group_size"),
+    (["algorithm.advantage=ppo"], "algorithm.advantage"),
+    (["lr"], "expected key=value"),
+])
+def test_bad_config_is_one_clear_line(overrides, message):
+    with pytest.raises(R1Error) as e:
+        build_config({}, overrides)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_recipe_errors_name_the_file(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("optim:\n  lr: [1\n")
+    with pytest.raises(R1Error, match="r.yaml:"):
+        load_config(bad)
+    bad.write_text("optim:\n  learning_rate: 1\n")
+    with pytest.raises(R1Error, match="r.yaml: config: unknown key 'optim.learning_rate'"):
+        load_config(bad)
+    with pytest.raises(R1Error, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_recipes_and_presets_validate():
+    from pathlib import Path
+
+    from r1.presets import preset_names, preset_path
+
+    root = Path(__file__).resolve().parents[1]
+    for recipe in sorted((root / "recipes").glob("*.yaml")):
+        load_config(recipe)
+    assert {"smollm2", "tiny"} <= set(preset_names())
+    for name in preset_names():
+        load_config(preset_path(name))

@@ -1,0 +1,134 @@
+"""End to end on the offline tiny model: training changes the weights, logs the reward,
+leaves every artefact, survives SIGKILL and resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from r1.config import build_config, read_yaml
+from r1.presets import preset_path
+from r1.trainers import checkpoint as ckpt
+from r1.trainers.grpo import GRPOTrainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_cfg(*overrides):
+    return build_config(read_yaml(preset_path("tiny")), ["tracking.progress=false", *overrides])
+
+
+def test_tiny_run_trains_and_leaves_artefacts(tmp_path):
+    from r1.models import load_model
+
+    cfg = tiny_cfg("train.steps=3", "train.save_every=2")
+    out = tmp_path / "run"
+    summary = GRPOTrainer(cfg, out).train()
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "report.md", "versions.json",
+                 "plots/reward.png", "plots/response_length.png", "plots/reflection.png",
+                 "eval/heldout_before.jsonl", "eval/heldout_after.jsonl"):
+        assert (out / name).is_file(), name
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        for key in ("reward", "rewards/accuracy", "rewards/format", "rewards/tag_count", "accuracy",
+                    "format_rate", "response_length_mean", "response_length_max", "clip_frac", "kl",
+                    "entropy", "grad_norm", "time/generate", "time/update", "tokens_per_s"):
+            assert key in r, key
+    assert {"accuracy", "format_rate"} <= set(summary["heldout_before"])
+    assert {"accuracy", "format_rate"} <= set(summary["heldout_after"])
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-000002", "step-000003"]
+    trained, _ = load_model(str(out / "model"), device="cpu")
+    base, _ = load_model("tiny", device="cpu")
+    changed = sum(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))
+    assert changed > 0, "training did not change any parameter"
+    assert "## Sample completions, before and after" in (out / "report.md").read_text()
+
+
+def test_a_run_directory_is_never_overwritten(tmp_path):
+    from r1.errors import R1Error
+
+    cfg = tiny_cfg("train.steps=1")
+    GRPOTrainer(cfg, tmp_path / "run").train()
+    with pytest.raises(R1Error, match="already holds a run"):
+        GRPOTrainer(cfg, tmp_path / "run")
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    full = tiny_cfg("train.steps=4", "train.save_every=2")
+    GRPOTrainer(full, tmp_path / "a").train()
+    half = tiny_cfg("train.steps=4", "train.save_every=2")
+    t = GRPOTrainer(half, tmp_path / "b")
+    t.cfg.train.steps = 2  # stop after the first checkpoint, as a killed run would
+    t.train()
+    (tmp_path / "b" / "model").rename(tmp_path / "b" / "model-half")
+    GRPOTrainer(tiny_cfg("train.steps=4", "train.save_every=2"), tmp_path / "b", resume=True).train()
+    a = torch.load(tmp_path / "a" / "checkpoints" / "step-000004" / "model.pt")
+    b = torch.load(tmp_path / "b" / "checkpoints" / "step-000004" / "model.pt")
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6), name
+
+
+def test_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    root = tmp_path / "checkpoints"
+    ckpt.save_checkpoint(root, 1, model, opt, sched, {})
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def dying_save(obj, f, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(root, 2, model, opt, sched, {})
+    assert ckpt.latest_checkpoint(root).name == "step-000001"
+    assert not (root / "step-000002").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "r1", "zero", "--preset", "tiny", "--out", str(out), "--steps", "30",
+           "--set", "train.save_every=1", "--set", "tracking.progress=false",
+           "--set", "rollout.max_new_tokens=32"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            latest = ckpt.latest_checkpoint(out / "checkpoints") if (out / "checkpoints").exists() else None
+            if latest is not None and int(latest.name.split("-")[1]) >= 3:
+                break
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.05)
+        time.sleep(0.3)  # land somewhere inside a later step (possibly mid-save)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = ckpt.latest_checkpoint(out / "checkpoints")
+    assert killed_at is not None
+    for d in (out / "checkpoints").glob("step-*"):  # every visible checkpoint is whole
+        assert {p.name for p in d.iterdir()} == {"model.pt", "optimizer.pt", "scheduler.pt", "rng.pt", "state.json"}
+        torch.load(d / "model.pt")
+    done = int(killed_at.name.split("-")[1])
+    assert done < 30, "the run finished before it could be killed"
+    res = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"resumed from {killed_at}" in res.stdout.replace("\n", "") or f"(step {done})" in res.stdout
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 31))
+    assert (out / "model" / "config.json").is_file()

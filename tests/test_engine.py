@@ -1,0 +1,118 @@
+"""The transformers rollout engine on the offline tiny model."""
+
+import pytest
+import torch
+
+from r1.rollout.base import RolloutEngine
+from r1.rollout.hf import HFEngine, sample_tokens
+from r1.trainers.grpo import completion_logprobs, pad_batch
+from r1.types import SamplingParams
+
+
+@pytest.fixture(scope="module")
+def engine(tiny):
+    model, tok = tiny
+    return HFEngine(model, tok, bf16=False)
+
+
+def _prompts(tok):
+    return [tok("What is 1 + 2?", add_special_tokens=False)["input_ids"],
+            tok("Hi", add_special_tokens=False)["input_ids"]]
+
+
+def test_protocol_shapes_and_grouping(engine, tiny):
+    _, tok = tiny
+    assert isinstance(engine, RolloutEngine)
+    gen = engine.generate(_prompts(tok), 3, SamplingParams(max_new_tokens=12, temperature=1.0, seed=1))
+    assert len(gen.completion_ids) == len(gen.logprobs) == len(gen.finish_reasons) == len(gen.texts) == 6
+    for ids, lps, fin in zip(gen.completion_ids, gen.logprobs, gen.finish_reasons):
+        assert 1 <= len(ids) <= 12 and len(ids) == len(lps)
+        assert all(lp <= 0 for lp in lps)
+        assert fin in ("stop", "length")
+        assert (len(ids) == 12) or fin == "stop"
+
+
+def test_seeded_sampling_is_deterministic(engine, tiny):
+    _, tok = tiny
+    p = SamplingParams(max_new_tokens=10, temperature=1.0, seed=5)
+    a = engine.generate(_prompts(tok), 2, p).completion_ids
+    b = engine.generate(_prompts(tok), 2, p).completion_ids
+    c = engine.generate(_prompts(tok), 2, SamplingParams(max_new_tokens=10, temperature=1.0, seed=6)).completion_ids
+    assert a == b and a != c
+
+
+def test_sampling_logprobs_match_the_trainer_forward(engine, tiny):
+    """The logprobs recorded while sampling equal a fresh teacher-forced forward pass (fp32)."""
+    model, tok = tiny
+    prompts = _prompts(tok)
+    gen = engine.generate(prompts, 2, SamplingParams(max_new_tokens=8, temperature=0.7, stop=(), seed=3))
+    rows_p = [prompts[i // 2] for i in range(4)]
+    ids, attn, cmask = pad_batch(rows_p, gen.completion_ids, tok.pad_token_id)
+    with torch.no_grad():
+        lp, _ = completion_logprobs(model, ids, attn, cmask.shape[1], temperature=0.7)
+    for i, seq in enumerate(gen.logprobs):
+        assert lp[i, : len(seq)].tolist() == pytest.approx(seq, abs=1e-4)
+
+
+def test_greedy_matches_hf_generate(engine, tiny):
+    model, tok = tiny
+    prompts = _prompts(tok)
+    gen = engine.generate(prompts, 1, SamplingParams(max_new_tokens=8, temperature=0.0, stop=()))
+    for p, ours in zip(prompts, gen.completion_ids):
+        out = model.generate(torch.tensor([p]), max_new_tokens=8, do_sample=False,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        assert out[0, len(p):].tolist()[: len(ours)] == ours
+
+
+def test_stop_string_ends_the_row(tiny):
+    model, tok = tiny
+
+    class Scripted(torch.nn.Module):
+        """Wraps the tiny model but always prefers the next byte of a fixed script."""
+
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+            self.config = model.config
+            self.generation_config = model.generation_config
+            self.script = tok("ab</answer>zzzz", add_special_tokens=False)["input_ids"]
+            self.t = 0
+
+        def forward(self, input_ids, **kw):
+            out = self.inner(input_ids=input_ids, **kw)
+            logits = torch.full_like(out.logits[:, -1:, :], -1e4)
+            logits[:, :, self.script[min(self.t, len(self.script) - 1)]] = 0
+            self.t += 1
+            out.logits = logits
+            return out
+
+    scripted = Scripted()
+    eng = HFEngine(scripted, tok, bf16=False)
+    eng.model = scripted
+    gen = eng.generate([[5, 6]], 1, SamplingParams(max_new_tokens=20, temperature=0.0))
+    assert gen.texts[0] == "ab</answer>"
+    assert gen.finish_reasons[0] == "stop"
+
+
+def test_top_p_keeps_only_the_nucleus():
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.05, 0.05]]))
+    g = torch.Generator().manual_seed(0)
+    seen = {sample_tokens(logits, 1.0, 0.8, g)[0].item() for _ in range(200)}
+    assert seen == {0, 1}
+    tok, lp = sample_tokens(logits, 0.0, 1.0, g)
+    assert tok.item() == 0 and lp.item() == pytest.approx(torch.log(torch.tensor(0.6)).item(), abs=1e-6)
+
+
+def test_sync_weights_copies_the_policy(tiny):
+    import copy
+
+    model, tok = tiny
+    policy = copy.deepcopy(model)
+    eng = HFEngine(policy, tok, bf16=True)
+    assert next(eng.model.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(1.0)
+    eng.sync_weights(policy)
+    for (n, a), (_, b) in zip(policy.named_parameters(), eng.model.named_parameters()):
+        assert torch.allclose(a.to(torch.bfloat16), b), n

@@ -1,0 +1,58 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from r1.data.prompts import (
+    extract_answer, is_strict_format, last_boxed, render_prompt, split_reasoning,
+)
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "extraction.json").read_text())
+
+
+@pytest.mark.parametrize("case", GOLDEN, ids=[c["text"][:30] for c in GOLDEN])
+def test_extraction_golden(case):
+    assert extract_answer(case["text"], fallback=case["fallback"]) == case["expect"]
+
+
+def test_last_boxed_nested():
+    assert last_boxed("\\boxed{a{b{c}}d}") == "a{b{c}}d"
+    assert last_boxed("nothing") is None
+
+
+@pytest.mark.parametrize("text,ok", [
+    ("<think>a</think><answer>b</answer>", True),
+    ("<think>\na\n</think>\n<answer> b </answer>\n", True),
+    ("<think>a</think> text <answer>b</answer>", False),
+    ("<think>a</think><answer>b</answer><answer>c</answer>", False),
+    ("<think><think>a</think><answer>b</answer>", False),
+    ("a</think><answer>b</answer>", False),
+    ("<think>a</think>", False),
+])
+def test_strict_format(text, ok):
+    assert is_strict_format(text) is ok
+
+
+def test_split_reasoning_with_prefilled_think():
+    assert split_reasoning("<think>why</think><answer>1</answer>") == ("why", "<answer>1</answer>")
+    assert split_reasoning("why</think>1") == ("why", "1")
+    assert split_reasoning("no tags") == ("", "no tags")
+
+
+def test_r1_zero_template_and_prefill():
+    p = render_prompt("What is 2+2?", style="r1_zero", force_think=True)
+    assert p.text.startswith("A conversation between User and Assistant.")
+    assert "User: What is 2+2?. Assistant: <think>\n" in p.text
+    assert p.prefill == "<think>\n"
+    p = render_prompt("Q", style="r1_zero", force_think=False)
+    assert p.text.endswith("Assistant:") and p.prefill == ""
+
+
+def test_chat_template_puts_instructions_in_user_turn(tiny):
+    _, tok = tiny
+    p = render_prompt("What is {x}?", style="chat", tokenizer=tok, answer_hint="the number",
+                      template="Q: {question} -> {answer_hint} \\boxed{}")
+    assert "<|user|>\nQ: What is {x}? -> the number \\boxed{}</s>" in p.text
+    assert p.text.endswith("<|assistant|>\n<think>\n")
+    with pytest.raises(ValueError):
+        render_prompt("q", style="chat", tokenizer=None)

@@ -1,0 +1,76 @@
+import logging
+
+import pytest
+
+from r1.data.tasks import get_task
+from r1.data.tasks.base import Example
+from r1.errors import R1Error
+from r1.rewards import registry
+from r1.rewards.accuracy import answers_match
+from r1.rewards.format import format_reward, tag_count_reward
+
+
+def test_format_reward():
+    assert format_reward(["<think>a</think><answer>1</answer>", "<think>a</think>1"]) == [1.0, 0.0]
+
+
+def test_tag_count_partial_credit():
+    out = tag_count_reward([
+        "<think>a</think><answer>1</answer>",
+        "<think>a</think>",
+        "<think><think>a</think>",
+        "nothing",
+    ])
+    assert out == [1.0, 0.5, 0.25, 0.0]
+
+
+@pytest.mark.parametrize("gold,pred,ok", [
+    ("16", "16", True), ("16", "16.0", True), ("2125", "2,125", True), ("0.5", "\\frac{1}{2}", True),
+    ("\\frac{1}{2}", "1/2", True), ("x^2+1", "1+x^2", True), ("3\\sqrt{3}", "3 \\sqrt 3", True),
+    ("16", "17", False), ("16", None, False), ("16", "", False), ("\\frac{9}{4}", "2.25", True),
+])
+def test_answers_match(gold, pred, ok):
+    assert answers_match(gold, pred) is ok
+
+
+def test_accuracy_reward_uses_the_task_verifier():
+    task = get_task("arithmetic", {"digits": 1})
+    ex = Example(id="a", question="What is 2 + 3?", answer="5")
+    acc = registry.get_reward("accuracy")
+    out = acc(["<think>..</think><answer>5</answer>", "<think>..</think><answer>6</answer>", "5"], [ex] * 3, task)
+    assert out == [1.0, 0.0, 0.0]  # strict: no <answer> tag, no answer
+
+
+def test_unknown_reward_is_a_clear_error():
+    with pytest.raises(R1Error, match="unknown reward 'nope'"):
+        registry.get_reward("nope")
+
+
+def test_failing_reward_scores_zero_and_never_raises(caplog):
+    calls = []
+
+    @registry.register("test_flaky")
+    def flaky(completions, examples, task):
+        calls.append(len(completions))
+        if any("boom" in c for c in completions):
+            raise RuntimeError("boom")
+        return [1.0] * len(completions)
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            per, total, failures = registry.score(["ok", "boom", "ok"], [None] * 3, None, {"test_flaky": 2.0})
+        assert per["test_flaky"] == [1.0, 0.0, 1.0]
+        assert total == [2.0, 0.0, 2.0]
+        assert failures == 1
+        assert "test_flaky failed" in caplog.text
+    finally:
+        registry.REWARDS.pop("test_flaky")
+
+
+def test_weighted_sum_of_rewards():
+    task = get_task("arithmetic", {"digits": 1})
+    ex = Example(id="a", question="q", answer="5")
+    per, total, _ = registry.score(["<think>x</think><answer>5</answer>", "<think>x</think>"], [ex, ex], task,
+                                   {"accuracy": 1.0, "format": 0.5, "tag_count": 0.5})
+    assert per == {"accuracy": [1.0, 0.0], "format": [1.0, 0.0], "tag_count": [1.0, 0.5]}
+    assert total == [2.0, 0.25]
