@@ -49,3 +49,10 @@ def test_shipped_recipes_and_presets_validate():
     assert {"smollm2", "tiny"} <= set(preset_names())
     for name in preset_names():
         load_config(preset_path(name))
+
+
+def test_set_reward_adds_to_the_defaults_but_a_recipe_mapping_replaces_them():
+    cfg = build_config({}, ["rewards.format=2"])
+    assert cfg.rewards == {"accuracy": 1.0, "format": 2.0, "tag_count": 0.5}
+    cfg = build_config({"rewards": {"accuracy": 1.0}}, [])
+    assert cfg.rewards == {"accuracy": 1.0}

@@ -24,10 +24,24 @@ def tiny_cfg(*overrides):
     return build_config(read_yaml(preset_path("tiny")), ["tracking.progress=false", *overrides])
 
 
-def test_tiny_run_trains_and_leaves_artefacts(tmp_path):
+@pytest.fixture
+def varied_reward():
+    """A custom reward with variance on the random tiny model's output (the built-in
+    rewards are almost always 0 there, and all-equal groups carry no gradient)."""
+    from r1.rewards import registry
+
+    @registry.register("test_byte_share")
+    def byte_share(completions, examples, task):
+        return [sum(ch in "aeiou0123456789" for ch in c) / max(len(c), 1) for c in completions]
+
+    yield "test_byte_share"
+    registry.REWARDS.pop("test_byte_share")
+
+
+def test_tiny_run_trains_and_leaves_artefacts(tmp_path, varied_reward):
     from r1.models import load_model
 
-    cfg = tiny_cfg("train.steps=3", "train.save_every=2")
+    cfg = tiny_cfg("train.steps=3", "train.save_every=2", f"rewards.{varied_reward}=1.0")
     out = tmp_path / "run"
     summary = GRPOTrainer(cfg, out).train()
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "report.md", "versions.json",
@@ -37,7 +51,8 @@ def test_tiny_run_trains_and_leaves_artefacts(tmp_path):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     for r in rows:
-        for key in ("reward", "rewards/accuracy", "rewards/format", "rewards/tag_count", "accuracy",
+        assert r["zero_variance_groups"] < cfg.rollout.prompts_per_step  # something was learned from
+        for key in ("reward", f"rewards/{varied_reward}", "rewards/accuracy", "rewards/format", "rewards/tag_count", "accuracy",
                     "format_rate", "response_length_mean", "response_length_max", "clip_frac", "kl",
                     "entropy", "grad_norm", "time/generate", "time/update", "tokens_per_s"):
             assert key in r, key
@@ -132,3 +147,9 @@ def test_sigkill_then_resume(tmp_path):
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 31))
     assert (out / "model" / "config.json").is_file()
+
+
+def test_tensorboard_events_are_written(tmp_path):
+    pytest.importorskip("tensorboard")
+    GRPOTrainer(tiny_cfg("train.steps=1", "tracking.tensorboard=true"), tmp_path / "run").train()
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))

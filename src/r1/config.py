@@ -204,7 +204,12 @@ def merge(base: dict, extra: dict) -> dict:
 
 
 def build_config(data: dict, overrides: list[str] | None = None, source: str = "") -> Config:
-    data = apply_overrides(merge({}, data), overrides or [])
+    data = merge({}, data)
+    if "rewards" not in data:
+        # `--set rewards.NAME=W` adds to the default rewards rather than replacing them all;
+        # a recipe that writes a `rewards:` mapping states the complete set.
+        data["rewards"] = Config.model_fields["rewards"].default_factory()
+    data = apply_overrides(data, overrides or [])
     try:
         return Config(**data)
     except ValidationError as e:

@@ -175,6 +175,8 @@ def load_model(spec: str, dtype: str = "float32", device: str | None = None) -> 
     """Resolve `spec` and return (model, tokenizer), the model in eval mode on `device`."""
     import torch
 
+    from transformers.utils import logging as hf_logging
+
     device = device or default_device()
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in torch_dtype:
@@ -202,6 +204,7 @@ def load_model(spec: str, dtype: str = "float32", device: str | None = None) -> 
             )
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        hf_logging.disable_progress_bar()  # a 1-second load needs no bar; the GGUF conversion keeps its own
         try:
             tokenizer = AutoTokenizer.from_pretrained(target)
             model = AutoModelForCausalLM.from_pretrained(target, dtype=torch_dtype[dtype])

@@ -27,18 +27,25 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def open_step_log(path: Path, resume_step: int | None):
+    """Open a JSONL file of per-step rows for appending. On resume, rows past the
+    checkpoint are dropped (those steps will be redone); on a fresh run it starts empty."""
+    if resume_step is not None:
+        kept = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    elif path.exists():
+        path.unlink()
+    return path.open("a")
+
+
 class Tracker:
-    """Appends one JSON row per step to `metrics.jsonl` and mirrors it to TensorBoard."""
+    """Appends one JSON row per step to `metrics.jsonl` and mirrors it to TensorBoard;
+    every sampled completion goes to `rollouts.jsonl`."""
 
     def __init__(self, out_dir: Path, *, tensorboard: bool = False, resume_step: int | None = None):
         self.path = out_dir / "metrics.jsonl"
-        if resume_step is not None:
-            # Rows past the checkpoint belong to steps that will be redone.
-            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        elif self.path.exists():
-            self.path.unlink()
-        self._file = self.path.open("a")
+        self._file = open_step_log(self.path, resume_step)
+        self._rollouts = open_step_log(out_dir / "rollouts.jsonl", resume_step)
         self._tb = None
         if tensorboard:
             try:
@@ -60,8 +67,13 @@ class Tracker:
                 if isinstance(value, (int, float)) and key != "step" and value is not None:
                     self._tb.add_scalar(key.replace(".", "/"), value, step)
 
+    def log_rollouts(self, rows: list[dict[str, Any]]) -> None:
+        self._rollouts.write("".join(json.dumps(r) + "\n" for r in rows))
+        self._rollouts.flush()
+
     def close(self) -> None:
         self._file.close()
+        self._rollouts.close()
         if self._tb is not None:
             self._tb.close()
 

@@ -16,6 +16,7 @@ import math
 import random
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -250,8 +251,10 @@ class GRPOTrainer:
 
     def update(self, rollout: Rollout, rows: list[int], ref: dict[int, torch.Tensor]) -> dict[str, float]:
         a, cfg = self.cfg.algorithm, self.cfg
-        if not rows:
-            self.scheduler.step()
+        if not rows:  # every group was uniform: no gradient, but the schedule still advances
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                self.scheduler.step()
             return {"grad_norm": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": float("nan"), "loss": 0.0}
         gen = rollout.generation
         num_tokens = float(sum(len(gen.completion_ids[i]) for i in rows))
@@ -397,6 +400,7 @@ class GRPOTrainer:
                     history.append({"step": done, **mid})
                     row["heldout/accuracy"], row["heldout/format_rate"] = mid["accuracy"], mid["format_rate"]
                 tracker.log(row)
+                tracker.log_rollouts(rollout_rows(done, rollout))
                 progress.update(1, f"reward {row['reward']:.3f} acc {row['accuracy']:.2f} "
                                    f"fmt {row['format_rate']:.2f} len {row['response_length_mean']:.0f}")
                 if done % cfg.train.save_every == 0 or done == cfg.train.steps:
@@ -430,6 +434,16 @@ class GRPOTrainer:
         self.tokenizer.save_pretrained(tmp)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
+
+
+def rollout_rows(step: int, rollout: Rollout) -> list[dict]:
+    g = rollout.group_size
+    return [{
+        "step": step, "id": rollout.examples[i // g].id, "sample": i % g,
+        "completion": rollout.completions[i], "reward": rollout.total_reward[i],
+        "advantage": rollout.advantages[i], "finish": rollout.generation.finish_reasons[i],
+        **{f"rewards/{k}": v[i] for k, v in rollout.rewards.items()},
+    } for i in range(rollout.size)]
 
 
 def collect_versions() -> dict[str, str]:
