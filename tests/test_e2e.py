@@ -2,6 +2,7 @@
 leaves every artefact, survives SIGKILL and resumes."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -153,3 +154,24 @@ def test_tensorboard_events_are_written(tmp_path):
     pytest.importorskip("tensorboard")
     GRPOTrainer(tiny_cfg("train.steps=1", "tracking.tensorboard=true"), tmp_path / "run").train()
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("overrides", [
+    ["algorithm.beta=0.04", "algorithm.kl_estimator=k3"],  # frozen reference copy
+    ["model.lora.enabled=true", "model.lora.r=4", "algorithm.beta=0.04"],  # reference = adapters off
+    ["algorithm.mu=2", "algorithm.loss_agg=seq-mean-token-sum-norm", "algorithm.advantage=dr_grpo"],
+    ["model.gradient_checkpointing=true", "optim.micro_batch_size=3", "algorithm.loss_agg=seq-mean-token-mean"],
+], ids=["kl-ref", "lora-kl", "mu2-drgrpo", "ckpt-accum"])
+def test_training_variants(tmp_path, varied_reward, overrides):
+    from r1.models import load_model
+
+    cfg = tiny_cfg("train.steps=2", f"rewards.{varied_reward}=1.0", *overrides)
+    GRPOTrainer(cfg, tmp_path / "run").train()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in rows)
+    if cfg.algorithm.beta > 0:
+        # after the first update the policy has moved away from the reference
+        assert rows[-1]["kl"] > 0 and "time/ref_logprobs" in rows[-1]
+    trained, _ = load_model(str(tmp_path / "run" / "model"), device="cpu")  # LoRA is merged on save
+    base, _ = load_model("tiny", device="cpu")
+    assert any(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))

@@ -52,30 +52,23 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if rows:
-        ax.plot(steps, series("response_length_mean"), alpha=0.3, color="C0")
-        ax.plot(steps, _smooth(series("response_length_mean")), color="C0")
-    ax.set_xlabel("step")
-    ax.set_ylabel("tokens")
-    ax.set_title("Mean response length per step")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(plots / "response_length.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    def line_plot(key: str, color: str, title: str, ylabel: str, name: str) -> None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        if rows:
+            ax.plot(steps, series(key), alpha=0.3, color=color)
+            ax.plot(steps, _smooth(series(key)), color=color)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(plots / name)
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if rows:
-        ax.plot(steps, _smooth(series("reflection_rate")), color="C5")
-    ax.set_xlabel("step")
-    ax.set_ylabel("share of completions")
-    ax.set_title('Reflection words ("wait", "verify", "check again", ...)')
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(plots / "reflection.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    line_plot("response_length_mean", "C0", "Mean response length per step", "tokens", "response_length.png")
+    line_plot("reflection_rate", "C5", 'Reflection words ("wait", "verify", "check again", ...)',
+              "share of completions", "reflection.png")
     return written
 
 

@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import torch
 
-ADVANTAGES = {}
+from r1.algorithms import name_registry
 
-
-def register(name):
-    def wrap(fn):
-        ADVANTAGES[name] = fn
-        return fn
-
-    return wrap
+ADVANTAGES, register = name_registry()
 
 
 @register("grpo")

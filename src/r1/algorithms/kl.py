@@ -7,15 +7,9 @@ from __future__ import annotations
 
 import torch
 
-KL_ESTIMATORS = {}
+from r1.algorithms import name_registry
 
-
-def register(name):
-    def wrap(fn):
-        KL_ESTIMATORS[name] = fn
-        return fn
-
-    return wrap
+KL_ESTIMATORS, register = name_registry()
 
 
 @register("k1")

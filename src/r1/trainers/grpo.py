@@ -142,7 +142,9 @@ class GRPOTrainer:
         bf16 = cfg.model.precision == "bf16" or (cfg.model.precision == "auto" and bf16_available(self.device))
         self.autocast = bf16
         if cfg.model.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            enable = getattr(self.model, "activation_checkpointing_enable", None) or \
+                self.model.gradient_checkpointing_enable  # renamed in transformers 5
+            enable()
             self.model.config.use_cache = False
         if cfg.model.lora.enabled:
             from peft import LoraConfig, get_peft_model
