@@ -22,7 +22,7 @@ test: install
 	$(PYTHON) -m pytest -q -m "not gpu" --durations=10
 
 bench: install
-	@echo "benchmarks arrive with the performance work (benchmarks/)"; ls benchmarks
+	$(PYTHON) benchmarks/rollout.py
 
 clean:
 	rm -rf runs .pytest_cache

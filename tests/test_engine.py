@@ -116,3 +116,10 @@ def test_sync_weights_copies_the_policy(tiny):
     eng.sync_weights(policy)
     for (n, a), (_, b) in zip(policy.named_parameters(), eng.model.named_parameters()):
         assert torch.allclose(a.to(torch.bfloat16), b), n
+
+
+def test_ignore_eos_gives_fixed_lengths(engine, tiny):
+    _, tok = tiny
+    gen = engine.generate(_prompts(tok), 2, SamplingParams(max_new_tokens=9, temperature=1.0, ignore_eos=True))
+    assert [len(c) for c in gen.completion_ids] == [9] * 4
+    assert gen.finish_reasons == ["length"] * 4

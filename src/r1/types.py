@@ -19,6 +19,7 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ("</answer>",)  # generation ends once one of these is produced
     seed: int = 0
+    ignore_eos: bool = False  # always produce max_new_tokens (benchmarks)
 
 
 @dataclass

@@ -119,7 +119,7 @@ class HFEngine:
         logprobs: list[list[float]] = [[] for _ in range(rows)]
         finish = ["length"] * rows
         active = torch.arange(rows, device=dev)  # original row index of each batch row
-        stop_strings = tuple(s for s in params.stop if s)
+        stop_strings = tuple(s for s in params.stop if s) if not params.ignore_eos else ()
         stop_chars = {s[-1] for s in stop_strings}
         pieces = self._pieces() if stop_strings else []
 
@@ -131,7 +131,7 @@ class HFEngine:
                 t = tok_list[b]
                 completion[row].append(t)
                 logprobs[row].append(lp_list[b])
-                if t in self.eos_ids:
+                if t in self.eos_ids and not params.ignore_eos:
                     finish[row] = "stop"
                     continue
                 if stop_strings and t < len(pieces) and any(c in pieces[t] for c in stop_chars):
