@@ -67,6 +67,11 @@ def grpo(
     _run_grpo(cfg, out or f"runs/{Path(recipe).stem}", resume)
 
 
+from r1.cli.eval import app as eval_app  # noqa: E402  (typer only: cheap)
+
+app.add_typer(eval_app, name="eval")
+
+
 def main() -> None:
     try:
         app()

@@ -60,13 +60,18 @@ class _FileTask(Task):
         gold = self.gold(row)
         if gold is None:
             raise R1Error(f"{where}: missing field 'answer' (or a 'solution' with \\boxed{{}})")
-        return Example(id=str(row.get("id", where)), question=question, answer=gold, meta={})
+        meta = {k: row[k] for k in ("subject", "level") if row.get(k) is not None}
+        return Example(id=str(row.get("id", where)), question=question, answer=gold, meta=meta)
 
     def gold(self, row: dict) -> str | None:
         raise NotImplementedError
 
+    def all_examples(self) -> list[Example]:
+        """Every record of the source, in order (evaluation uses them all)."""
+        return [self._example(w, r) for w, r in self._records(self.params.path)]
+
     def splits(self, train_size, heldout_size):
-        pool = [self._example(w, r) for w, r in self._records(self.params.path)]
+        pool = self.all_examples()
         if self.params.heldout_path:
             held = [self._example(w, r) for w, r in self._records(self.params.heldout_path)]
             return (pool[:train_size] if train_size else pool), held[:heldout_size]
