@@ -193,3 +193,20 @@ def test_eval_bad_input():
     assert res.returncode == 2 and "unknown benchmark 'mmlu'" in res.stderr
     res = r1("eval", "--benchmark", "gsm8k", "--out", "/tmp/x")
     assert res.returncode == 2 and "--model is required" in res.stderr
+
+
+def test_eval_from_a_training_run_uses_its_heldout_set_and_prompts(tmp_path):
+    from r1.config import build_config, read_yaml
+    from r1.presets import preset_path
+    from r1.trainers.grpo import GRPOTrainer
+
+    run = tmp_path / "run"
+    GRPOTrainer(build_config(read_yaml(preset_path("tiny")), ["tracking.progress=false", "train.steps=1"]), run).train()
+    res = r1("eval", "--model", str(run / "model"), "--from-run", str(run), "--samples", "1",
+             "--max-new-tokens", "16", "--temperature", "0.6", "--top-p", "0.95", "--out", str(tmp_path / "ev"),
+             "--no-progress")
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(x) for x in (tmp_path / "ev" / "samples.jsonl").read_text().splitlines()]
+    held = [json.loads(x) for x in (run / "eval" / "heldout_after.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [h["id"] for h in held]  # the very same held-out problems
+    assert all(r["completion"].startswith("<think>\n") for r in rows)  # the run's forced <think>

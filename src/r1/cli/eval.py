@@ -56,10 +56,12 @@ def evaluate(
         run_cfg = load_config(Path(from_run) / "config.yaml")
         task = get_task(run_cfg.task.name, run_cfg.task.params, seed=run_cfg.seed)
         _, examples = task.splits(run_cfg.task.train_size, run_cfg.task.heldout_size)
+        settings.update(prompt_style=run_cfg.prompt.style, template=run_cfg.prompt.template,
+                        force_think=run_cfg.prompt.force_think)
         cfg = EvalConfig(**settings, benchmark=benchmark or f"{run_cfg.task.name} (held-out of {from_run})",
-                         prompt_style=run_cfg.prompt.style, template=run_cfg.prompt.template,
-                         force_think=run_cfg.prompt.force_think, answer_hint=task.answer_hint,
-                         fallback=task.fallback, strict_format=True, from_run=from_run)
+                         answer_hint=task.answer_hint, fallback=task.fallback, strict_format=True,
+                         stop=list(run_cfg.rollout.stop),
+                         from_run=from_run)
         suffix = ""
     else:
         if not benchmark:

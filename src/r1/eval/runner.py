@@ -43,6 +43,7 @@ class EvalConfig(BaseModel):
     force_think: bool | None = None  # None: only where the model knows the <think> token
     answer_hint: str = "the final answer"
     fallback: str = "boxed"
+    stop: list[str] = []  # stop strings besides EOS (a training run's own, with --from-run)
     strict_format: bool = False  # a run's own template: judge format by the strict R1 regex
     from_run: str | None = None
 
@@ -184,7 +185,7 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
             if complete(batch):
                 continue
             params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                    top_p=cfg.top_p, stop=(), seed=cfg.seed + b * 1_000_003)
+                                    top_p=cfg.top_p, stop=tuple(cfg.stop), seed=cfg.seed + b * 1_000_003)
             results = sampler.sample([_question(ex, suffix) for ex in batch], k, params)
             new = []
             for ex, group in zip(batch, results):
