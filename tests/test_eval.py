@@ -210,3 +210,19 @@ def test_eval_from_a_training_run_uses_its_heldout_set_and_prompts(tmp_path):
     held = [json.loads(x) for x in (run / "eval" / "heldout_after.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [h["id"] for h in held]  # the very same held-out problems
     assert all(r["completion"].startswith("<think>\n") for r in rows)  # the run's forced <think>
+
+
+@needs_data
+def test_math500_breakdown_by_subject_and_level(tmp_path):
+    from r1.eval.benchmarks import get_benchmark, load_problems
+    from r1.eval.runner import EvalConfig, LocalSampler, run_eval
+
+    bench = get_benchmark("math500")
+    task, examples = load_problems(bench, str(DATA / "math500.jsonl"))
+    assert len(examples) == 500 and all("level" in e.meta and "subject" in e.meta for e in examples)
+    cfg = EvalConfig(model="tiny", benchmark="math500", samples=1, limit=6, max_new_tokens=4)
+    result = run_eval(cfg, tmp_path, sampler=LocalSampler(cfg), task=task, examples=examples, progress=False)
+    levels = result["breakdown"]["level"]
+    assert sum(v["problems"] for v in levels.values()) == 6
+    assert sum(v["problems"] for v in result["breakdown"]["subject"].values()) == 6
+    assert (tmp_path / "plots" / "accuracy_by_level.png").is_file()
