@@ -91,6 +91,9 @@ class TrainConfig(_Strict):
     save_every: int = Field(10, ge=1, description="checkpoint every N steps (and at the end)")
     keep_checkpoints: int = Field(2, ge=1)
     eval_every: int = Field(0, ge=0, description="held-out evaluation every N steps (0: only before/after)")
+    share_prompt_prefix: bool = Field(
+        True, description="run each prompt through the model once for its G completions in the loss "
+        "and reference passes (exact; off with gradient checkpointing)")
 
 
 class EvalConfig(_Strict):

@@ -115,6 +115,53 @@ def completion_logprobs(model, ids, attn, lc: int, temperature: float, with_entr
     return logp, entropy
 
 
+def shared_prefix_logprobs(model, prompts: list[list[int]], completions: list[list[int]], group: int,
+                           pad_id: int, temperature: float, with_entropy: bool = False, device="cpu"):
+    """Like `completion_logprobs`, but each prompt goes through the model once for its
+    `group` completions: the prompt's keys/values are computed once and repeated (a
+    differentiable repeat, so gradients through the prompt are summed, exactly as if it
+    had been processed G times). Rows: completion j of prompt i at i*group + j.
+
+    Returns (logp [b, Lc], entropy [b, Lc] or None, completion mask [b, Lc])."""
+    from transformers import DynamicCache
+
+    lp = max(len(p) for p in prompts)
+    ids_p = torch.full((len(prompts), lp), pad_id, dtype=torch.long)
+    mask_p = torch.zeros((len(prompts), lp), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids_p[i, lp - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask_p[i, lp - len(p):] = 1
+    lc = max(max((len(c) for c in completions), default=1), 1)
+    ids_c = torch.full((len(completions), lc), pad_id, dtype=torch.long)
+    cmask = torch.zeros((len(completions), lc), dtype=torch.float32)
+    for i, c in enumerate(completions):
+        if c:
+            ids_c[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+            cmask[i, : len(c)] = 1.0
+    ids_p, mask_p, ids_c, cmask = ids_p.to(device), mask_p.to(device), ids_c.to(device), cmask.to(device)
+    cache = DynamicCache(config=model.config)
+    pos_p = (mask_p.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids_p, attention_mask=mask_p, position_ids=pos_p, past_key_values=cache,
+                use_cache=True, logits_to_keep=1)
+    first = out.logits[:, -1:, :].repeat_interleave(group, dim=0)  # predicts completion token 0
+    cache.batch_repeat_interleave(group)
+    mask_rep = mask_p.repeat_interleave(group, dim=0)
+    attn = torch.cat([mask_rep, cmask.long()], dim=1)
+    pos_c = mask_rep.sum(-1, keepdim=True) + torch.arange(lc, device=device)[None, :]
+    rest = model(input_ids=ids_c, attention_mask=attn, position_ids=pos_c, past_key_values=cache,
+                 use_cache=True, logits_to_keep=lc).logits[:, :-1, :]
+    logits = torch.cat([first, rest], dim=1).float()
+    if temperature > 0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, ids_c[..., None])[..., 0]
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy, cmask
+
+
 class GRPOTrainer:
     def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False):
         self.cfg = cfg
@@ -155,8 +202,11 @@ class GRPOTrainer:
                 target_modules=lc.target_modules, task_type="CAUSAL_LM"))
         self.model.train()
         params = [p for p in self.model.parameters() if p.requires_grad]
+        # fused AdamW: one kernel over all parameters (0.3 s -> 0.08 s a step for 135M on CPU)
         self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                           weight_decay=cfg.optim.weight_decay)
+                                           weight_decay=cfg.optim.weight_decay, fused=True)
+        # A KV cache cannot be kept across activation checkpointing's recomputation.
+        self.share_prefix = cfg.train.share_prompt_prefix and not cfg.model.gradient_checkpointing
         self.scheduler = make_scheduler(self.optimizer, cfg)
         # LoRA shares the policy module with the engine (adapters are live); full fine-tuning
         # samples from a bf16 copy refreshed after every update.
@@ -228,14 +278,28 @@ class GRPOTrainer:
         return [i for i in range(rollout.size) if keep[i]]
 
     def _micro_batches(self, rollout: Rollout, rows: list[int]):
-        mb = self.cfg.optim.micro_batch_size
-        g = rollout.group_size
-        for s in range(0, len(rows), mb):
-            part = rows[s : s + mb]
-            ids, attn, cmask = pad_batch([rollout.prompt_ids[i // g] for i in part],
-                                         [rollout.generation.completion_ids[i] for i in part],
-                                         self.tokenizer.pad_token_id)
-            yield part, ids.to(self.device), attn.to(self.device), cmask.to(self.device)
+        """Chunks of `rows` (whole groups when the prompt prefix is shared)."""
+        mb, g = self.cfg.optim.micro_batch_size, rollout.group_size
+        if self.share_prefix:
+            groups = sorted({i // g for i in rows})
+            per = max(1, mb // g)
+            for s in range(0, len(groups), per):
+                yield [i for grp in groups[s : s + per] for i in range(grp * g, grp * g + g)]
+        else:
+            for s in range(0, len(rows), mb):
+                yield rows[s : s + mb]
+
+    def _logprobs(self, model, rollout: Rollout, part: list[int], with_entropy: bool = False):
+        """(logp [b, Lc], entropy, completion mask [b, Lc]) of the completions in `part`."""
+        g, pad, temp = rollout.group_size, self.tokenizer.pad_token_id, self.cfg.rollout.temperature
+        completions = [rollout.generation.completion_ids[i] for i in part]
+        if self.share_prefix:
+            prompts = [rollout.prompt_ids[i // g] for i in part[::g]]
+            return shared_prefix_logprobs(model, prompts, completions, g, pad, temp, with_entropy, self.device)
+        ids, attn, cmask = pad_batch([rollout.prompt_ids[i // g] for i in part], completions, pad)
+        ids, attn, cmask = ids.to(self.device), attn.to(self.device), cmask.to(self.device)
+        logp, entropy = completion_logprobs(model, ids, attn, cmask.shape[1], temp, with_entropy)
+        return logp, entropy, cmask
 
     @torch.no_grad()
     def ref_logprobs(self, rollout: Rollout, rows: list[int]) -> dict[int, torch.Tensor]:
@@ -245,8 +309,8 @@ class GRPOTrainer:
         ctx = self.model.disable_adapter() if self.ref_model is None else contextlib.nullcontext()
         model = self.model if self.ref_model is None else self.ref_model
         with ctx, self.autocast_ctx():
-            for part, ids, attn, cmask in self._micro_batches(rollout, rows):
-                lp, _ = completion_logprobs(model, ids, attn, cmask.shape[1], self.cfg.rollout.temperature)
+            for part in self._micro_batches(rollout, rows):
+                lp, _, _ = self._logprobs(model, rollout, part)
                 for j, i in enumerate(part):
                     out[i] = lp[j]
         return out
@@ -265,11 +329,10 @@ class GRPOTrainer:
         self.model.train()
         for _ in range(a.mu):
             self.optimizer.zero_grad(set_to_none=True)
-            for part, ids, attn, cmask in self._micro_batches(rollout, rows):
-                lc = cmask.shape[1]
+            for part in self._micro_batches(rollout, rows):
                 with self.autocast_ctx():
-                    logp, entropy = completion_logprobs(self.model, ids, attn, lc,
-                                                        cfg.rollout.temperature, with_entropy=True)
+                    logp, entropy, cmask = self._logprobs(self.model, rollout, part, with_entropy=True)
+                lc = cmask.shape[1]
                 if a.mu > 1:  # reuse the sampling log-probs as pi_old
                     old = torch.zeros_like(logp)
                     for j, i in enumerate(part):
