@@ -22,7 +22,10 @@ test: install
 	$(PYTHON) -m pytest -q -m "not gpu" --durations=10
 
 bench: install
+	$(PIP) install -e ".[bench]"
 	$(PYTHON) benchmarks/rollout.py
+	$(PYTHON) benchmarks/train_step.py
+	$(PYTHON) benchmarks/grpo_vs_trl.py
 
 clean:
 	rm -rf runs .pytest_cache
