@@ -74,24 +74,51 @@ def make_scheduler(optimizer, cfg: Config):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts flush right: (ids [b, L], mask [b, L])."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+    return ids, mask
+
+
+def right_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Completions flush left: (ids [b, L], float mask [b, L]); L >= 1."""
+    width = max(max((len(s) for s in seqs), default=1), 1)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.float32)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1.0
+    return ids, mask
+
+
 def pad_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
     """Left-pad prompts, right-pad completions, so every completion starts at column Lp.
 
     Returns input_ids [b, Lp+Lc], attention_mask [b, Lp+Lc], completion_mask [b, Lc]."""
-    lp = max(len(p) for p in prompts)
-    lc = max(max((len(c) for c in completions), default=1), 1)
-    b = len(prompts)
-    ids = torch.full((b, lp + lc), pad_id, dtype=torch.long)
-    attn = torch.zeros((b, lp + lc), dtype=torch.long)
-    cmask = torch.zeros((b, lc), dtype=torch.float32)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids[i, lp - len(p) : lp] = torch.tensor(p, dtype=torch.long)
-        attn[i, lp - len(p) : lp] = 1
-        if c:
-            ids[i, lp : lp + len(c)] = torch.tensor(c, dtype=torch.long)
-            attn[i, lp : lp + len(c)] = 1
-            cmask[i, : len(c)] = 1.0
-    return ids, attn, cmask
+    ids_p, mask_p = left_pad(prompts, pad_id)
+    ids_c, cmask = right_pad(completions, pad_id)
+    return torch.cat([ids_p, ids_c], dim=1), torch.cat([mask_p, cmask.long()], dim=1), cmask
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
+    """log softmax(logits / T) at `targets` ([b, L]), and the entropy when asked."""
+    logits = logits.float()
+    if temperature > 0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, targets[..., None])[..., 0]
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
 
 
 def completion_logprobs(model, ids, attn, lc: int, temperature: float, with_entropy: bool = False):
@@ -102,17 +129,7 @@ def completion_logprobs(model, ids, attn, lc: int, temperature: float, with_entr
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=lc + 1,
                 use_cache=False)
-    logits = out.logits[:, :-1, :].float()
-    if temperature > 0:
-        logits = logits / temperature
-    logp_all = torch.log_softmax(logits, dim=-1)
-    targets = ids[:, -lc:]
-    logp = logp_all.gather(-1, targets[..., None])[..., 0]
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy
+    return token_logprobs(out.logits[:, :-1, :], ids[:, -lc:], temperature, with_entropy)
 
 
 def shared_prefix_logprobs(model, prompts: list[list[int]], completions: list[list[int]], group: int,
@@ -125,19 +142,9 @@ def shared_prefix_logprobs(model, prompts: list[list[int]], completions: list[li
     Returns (logp [b, Lc], entropy [b, Lc] or None, completion mask [b, Lc])."""
     from transformers import DynamicCache
 
-    lp = max(len(p) for p in prompts)
-    ids_p = torch.full((len(prompts), lp), pad_id, dtype=torch.long)
-    mask_p = torch.zeros((len(prompts), lp), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids_p[i, lp - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask_p[i, lp - len(p):] = 1
-    lc = max(max((len(c) for c in completions), default=1), 1)
-    ids_c = torch.full((len(completions), lc), pad_id, dtype=torch.long)
-    cmask = torch.zeros((len(completions), lc), dtype=torch.float32)
-    for i, c in enumerate(completions):
-        if c:
-            ids_c[i, : len(c)] = torch.tensor(c, dtype=torch.long)
-            cmask[i, : len(c)] = 1.0
+    ids_p, mask_p = left_pad(prompts, pad_id)
+    ids_c, cmask = right_pad(completions, pad_id)
+    lc = ids_c.shape[1]
     ids_p, mask_p, ids_c, cmask = ids_p.to(device), mask_p.to(device), ids_c.to(device), cmask.to(device)
     cache = DynamicCache(config=model.config)
     pos_p = (mask_p.cumsum(-1) - 1).clamp(min=0)
@@ -150,15 +157,7 @@ def shared_prefix_logprobs(model, prompts: list[list[int]], completions: list[li
     pos_c = mask_rep.sum(-1, keepdim=True) + torch.arange(lc, device=device)[None, :]
     rest = model(input_ids=ids_c, attention_mask=attn, position_ids=pos_c, past_key_values=cache,
                  use_cache=True, logits_to_keep=lc).logits[:, :-1, :]
-    logits = torch.cat([first, rest], dim=1).float()
-    if temperature > 0:
-        logits = logits / temperature
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, ids_c[..., None])[..., 0]
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    logp, entropy = token_logprobs(torch.cat([first, rest], dim=1), ids_c, temperature, with_entropy)
     return logp, entropy, cmask
 
 
