@@ -20,6 +20,7 @@ from r1.data.prompts import extract_answer, split_reasoning
 from r1.errors import R1Error
 from r1.eval.metrics import majority_vote, mean_ci95, pass_at_k
 from r1.rewards.accuracy import answers_match
+from r1.tracking import read_metrics
 from r1.types import SamplingParams
 
 
@@ -86,17 +87,6 @@ class LocalSampler:
         return out
 
 
-def _read_samples(path: Path) -> list[dict]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # torn last line of an interrupted run: that batch is redone
-    return rows
-
-
 def _question(ex, suffix: str) -> str:
     return f"{ex.question.strip()}\n{suffix}" if suffix else ex.question.strip()
 
@@ -153,18 +143,18 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
     from r1.data.prompts import is_strict_format
 
     out.mkdir(parents=True, exist_ok=True)
-    saved = out / "eval_config.json"
+    saved, settings = out / "eval_config.json", cfg.model_dump()
     if saved.is_file():
         old = json.loads(saved.read_text())
-        if old != cfg.model_dump():
-            diff = sorted(k for k in set(old) | set(cfg.model_dump()) if old.get(k) != cfg.model_dump().get(k))
+        if old != settings:
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
             raise R1Error(f"{out} holds an evaluation with other settings ({', '.join(diff)}): "
                           "use another --out, or the same settings to resume it")
-    saved.write_text(json.dumps(cfg.model_dump(), indent=1))
+    saved.write_text(json.dumps(settings, indent=1))
     if cfg.limit:
         examples = examples[: cfg.limit]
     samples_path = out / "samples.jsonl"
-    rows = _read_samples(samples_path)
+    rows = read_metrics(samples_path)  # a torn last line (killed run) is dropped: that batch is redone
     have = defaultdict(set)
     for r in rows:
         have[r["id"]].add(r["sample"])
@@ -190,15 +180,14 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
             new = []
             for ex, group in zip(batch, results):
                 for j, s in enumerate(group):
-                    answer_part = s.content if "</think>" in s.text else s.text
-                    answer = extract_answer(answer_part, fallback=cfg.fallback)
-                    if cfg.strict_format:
-                        fmt = is_strict_format(s.text)
-                        correct = task.score(s.text, ex)
+                    if cfg.strict_format:  # a training run's own template, extraction and verifier
                         answer = task.extract(s.text)
+                        fmt = is_strict_format(s.text)
                     else:
+                        answer_part = s.content if "</think>" in s.text else s.text
+                        answer = extract_answer(answer_part, fallback=cfg.fallback)
                         fmt = answer is not None and (not s.text.startswith("<think>") or "</think>" in s.text)
-                        correct = task.verify(answer, ex)
+                    correct = task.verify(answer, ex)
                     new.append({"id": ex.id, "sample": j, "problem": ex.question, "gold": ex.answer,
                                 "completion": s.text, "reasoning": s.reasoning, "answer": answer,
                                 "correct": bool(correct), "format": bool(fmt), "tokens": s.tokens})
@@ -221,7 +210,7 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
                       if any(key in ex.meta for ex in examples)},
         "seconds_this_run": seconds,
         "seed": cfg.seed,
-        "config": cfg.model_dump(),
+        "config": settings,
         "versions": collect_versions(),
     }
     (out / "results.json").write_text(json.dumps(result, indent=1))
