@@ -2,7 +2,7 @@
 
     python benchmarks/rollout.py [--model smollm2-135m] [--batches 8,32,64] [--tokens 128]
 
-Both sides sample (T=1) exactly --tokens new tokens per row (EOS ignored) from the same
+Both sides sample (T=1, top-p 1) exactly --tokens new tokens per row (EOS ignored) from the same
 prompts, in the same precision (bf16 weights where the CPU has native bf16), alternating.
 The last line is one JSON object with each side's tokens/s and the ratio r1/HF.
 """
@@ -10,6 +10,7 @@ The last line is one JSON object with each side's tokens/s and the ratio r1/HF.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 
@@ -30,7 +31,9 @@ def main() -> None:
     model, tok = load_model(args.model, device="cpu")
     bf16 = bf16_available("cpu")
     engine = HFEngine(model, tok, bf16=bf16)
-    gen_model = engine.model  # the same weights and dtype for both sides
+    # HF's side: its own copy of the same weights in the same dtype, with transformers'
+    # defaults (SDPA attention, plain nn.Linear); the engine changes both on its copy.
+    gen_model = copy.deepcopy(model).to(torch.bfloat16 if bf16 else torch.float32).eval()
     question = tok.apply_chat_template([{"role": "user", "content": "What is 12 + 7? Explain."}],
                                        tokenize=False, add_generation_prompt=True)
     ids = tok(question, add_special_tokens=False)["input_ids"]

@@ -123,3 +123,71 @@ def test_ignore_eos_gives_fixed_lengths(engine, tiny):
     gen = engine.generate(_prompts(tok), 2, SamplingParams(max_new_tokens=9, temperature=1.0, ignore_eos=True))
     assert [len(c) for c in gen.completion_ids] == [9] * 4
     assert gen.finish_reasons == ["length"] * 4
+
+
+def test_inverse_cdf_sampling_follows_the_distribution():
+    """Frequencies of 20k draws match softmax(logits / T) (the exact sampler, not an approximation)."""
+    probs = torch.tensor([0.5, 0.25, 0.15, 0.1, 0.0])
+    logits = torch.log(probs + 1e-30).repeat(4000, 1)
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(5)
+    for _ in range(5):
+        tokens, lps = sample_tokens(logits, 1.0, 1.0, g)
+        counts += torch.bincount(tokens, minlength=5).float()
+    freq = counts / counts.sum()
+    assert freq[4] == 0  # a zero-probability token is never drawn
+    assert torch.allclose(freq, probs, atol=0.012), freq
+    assert torch.allclose(lps.exp(), probs[tokens], atol=1e-5)
+
+
+def test_nucleus_grows_past_the_first_top_k():
+    """A flat distribution over 1000 tokens: the 0.5 nucleus holds 500 of them, more than the
+    first top-64 prefix; all draws fall inside it and cover far more than 64 tokens."""
+    logits = torch.zeros(200, 1000)
+    logits[:, 500:] = -3.0  # tokens 0..499 hold ~95% of the mass, each ~0.19%
+    g = torch.Generator().manual_seed(1)
+    seen = set()
+    for _ in range(20):
+        seen.update(sample_tokens(logits, 1.0, 0.5, g)[0].tolist())
+    assert max(seen) < 500 and len(seen) > 200
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+def test_packed_bf16_engine_gives_the_same_tokens(tiny):
+    """Prepacked oneDNN weights change the speed, not the numbers; they follow weight syncs."""
+    import copy
+
+    from r1.rollout.hf import packed_linear_available
+
+    model, tok = tiny
+    policy = copy.deepcopy(model)
+    plain = HFEngine(policy, tok, bf16=True, pack_weights=False)
+    if not packed_linear_available(plain.model):
+        pytest.skip("no prepacked bf16 linear on this CPU")
+    packed = HFEngine(policy, tok, bf16=True)
+    p = SamplingParams(max_new_tokens=12, temperature=1.0, seed=2, stop=())
+    a, b = plain.generate(_prompts(tok), 3, p), packed.generate(_prompts(tok), 3, p)
+    assert a.completion_ids == b.completion_ids and a.logprobs == b.logprobs
+    with torch.no_grad():
+        for q in policy.parameters():
+            q.mul_(1.5)
+    plain.sync_weights(policy)
+    packed.sync_weights(policy)
+    c, d = plain.generate(_prompts(tok), 3, p), packed.generate(_prompts(tok), 3, p)
+    assert c.completion_ids == d.completion_ids and c.completion_ids != a.completion_ids
+
+
+def test_dropping_finished_rows_keeps_the_others_exact(engine, tiny):
+    """Rows that stop early leave the batch (and the KV cache); the rows that go on must
+    still see exactly their own context: their sampling log-probs equal a teacher-forced pass."""
+    model, tok = tiny
+    prompts = _prompts(tok)
+    gen = engine.generate(prompts, 4, SamplingParams(max_new_tokens=24, temperature=1.0, seed=2, stop=()))
+    lengths = [len(c) for c in gen.completion_ids]
+    assert min(lengths) < 10 and max(lengths) == 24  # some rows dropped out early, others went on
+    rows_p = [prompts[i // 4] for i in range(8)]
+    ids, attn, cmask = pad_batch(rows_p, gen.completion_ids, tok.pad_token_id)
+    with torch.no_grad():
+        lp, _ = completion_logprobs(model, ids, attn, cmask.shape[1], temperature=1.0)
+    for i, seq in enumerate(gen.logprobs):
+        assert lp[i, : len(seq)].tolist() == pytest.approx(seq, abs=1e-4)

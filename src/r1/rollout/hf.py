@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from r1.types import Generation, SamplingParams
 
@@ -27,29 +28,177 @@ def sample_tokens(
     """Sample one token per row. logits [b, V] -> (tokens [b], logprobs [b]).
 
     The log-probability is taken under softmax(logits / T) over the full vocabulary (the
-    distribution the trainer recomputes), not the top-p truncated one. T = 0 is greedy."""
-    logits = logits.float()
+    distribution the trainer recomputes), not the top-p truncated one. T = 0 is greedy.
+
+    Exact, but cheap on a CPU: `torch.multinomial` draws an exponential per vocabulary
+    entry (~30 ms a step for 32 rows × 49k tokens here) and a full sort for top-p costs
+    ~60 ms; inverse-CDF sampling (one cumsum and a binary search) costs ~1 ms, and the
+    nucleus is found in a top-k prefix that is grown until it holds top_p of the mass."""
+    scaled = logits.float()
+    if temperature > 0:
+        scaled = scaled / temperature
+    lse = torch.logsumexp(scaled, dim=-1, keepdim=True)
     if temperature <= 0:
-        tokens = logits.argmax(-1)
-        return tokens, torch.log_softmax(logits, -1).gather(-1, tokens[:, None])[:, 0]
-    logp = torch.log_softmax(logits / temperature, dim=-1)
-    probs = logp.exp()
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
-        drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        choice = torch.multinomial(sorted_p, 1, generator=generator)
-        tokens = order.gather(-1, choice)[:, 0]
+        tokens = scaled.argmax(-1)
+    elif top_p < 1.0:
+        tokens = _sample_nucleus(scaled, lse, top_p, generator)
     else:
-        tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]
-    return tokens, logp.gather(-1, tokens[:, None])[:, 0]
+        tokens = _inverse_cdf((scaled - lse).exp_(), generator)
+    return tokens, scaled.gather(-1, tokens[:, None])[:, 0] - lse[:, 0]
+
+
+def _inverse_cdf(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row from unnormalised non-negative weights [b, n] -> indices [b]."""
+    cdf = probs.cumsum(-1)
+    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device) * cdf[:, -1:]
+    # right=True: the first index whose cdf exceeds u, so a zero-weight entry is never drawn
+    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=probs.shape[1] - 1)
+
+
+def _sample_nucleus(
+    scaled: torch.Tensor, lse: torch.Tensor, top_p: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Top-p: keep the smallest prefix (by probability) whose mass reaches top_p (the first
+    token always stays), renormalise, draw. The same set as a full sort, found in top-k."""
+    vocab = scaled.shape[-1]
+    k = min(64, vocab)
+    while True:
+        values, order = scaled.topk(k, dim=-1) if k < vocab else scaled.sort(-1, descending=True)
+        probs = (values - lse).exp_()
+        before = probs.cumsum(-1) - probs  # mass strictly ahead of each token
+        if k == vocab or bool((before[:, -1] + probs[:, -1] >= top_p).all()):
+            break
+        k = min(k * 8, vocab)
+    probs = probs.masked_fill_(before >= top_p, 0.0)
+    return order.gather(-1, _inverse_cdf(probs, generator)[:, None])[:, 0]
+
+
+class _PreallocatedLayer(DynamicLayer):
+    """A KV-cache layer that writes into a buffer allocated once for the whole rollout
+    (prompt + max_new_tokens) instead of re-concatenating the cache at every step; the
+    attention reads a view of the filled part. Dropping finished rows copies only that part."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self._k = self._new(key_states.shape[0], key_states)
+        self._v = self._new(value_states.shape[0], value_states)
+        self.is_initialized = True
+
+    def _new(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        return like.new_empty((batch, like.shape[1], self.capacity, like.shape[3]))
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.capacity:  # never in the engine (capacity is exact); kept correct anyway
+            self.capacity = max(end, 2 * self.capacity)
+            self._k, self._v = self._moved(self._k), self._moved(self._v)
+        self._k[:, :, self.length : end] = key_states
+        self._v[:, :, self.length : end] = value_states
+        self.length = end
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+        return self.keys, self.values
+
+    def _moved(self, buf: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        filled = buf[:, :, : self.length] if rows is None else buf[rows, :, : self.length]
+        out = self._new(filled.shape[0], filled)
+        out[:, :, : self.length] = filled
+        return out
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.length:
+            rows = torch.arange(self._k.shape[0], device=self._k.device).repeat_interleave(repeats)
+            self.batch_select_indices(rows)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.length:
+            self._k, self._v = self._moved(self._k, indices), self._moved(self._v, indices)
+            self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
+
+
+def _decode_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, **kwargs: Any):
+    """SDPA, except that one query token against grouped KV heads is packed as
+    [b, kv_heads, group, d] (no `enable_gqa`, no repeated KV). transformers takes the
+    `enable_gqa` path whenever there is no padding mask, and on a CPU that kernel is ~5×
+    slower for a decode step (2.4 ms against 0.49 ms at 32 rows, SmolLM2's 9/3 heads)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    b, heads, _, dim = query.shape
+    packed = query.reshape(b, heads // groups, groups, dim)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        packed, key, value, attn_mask=attention_mask, scale=kwargs.get("scaling"),
+    )
+    return out.reshape(b, 1, heads, value.shape[-1]), None
+
+
+DECODE_ATTENTION = "r1_sdpa_decode"
+
+
+def use_decode_attention(model: Any) -> None:
+    """Switch a transformers model that runs SDPA to `_decode_attention` (same numbers)."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "_attn_implementation", None) not in ("sdpa", DECODE_ATTENTION):
+        return
+    ALL_ATTENTION_FUNCTIONS.register(DECODE_ATTENTION, _decode_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(DECODE_ATTENTION, sdpa_mask)
+    config._attn_implementation = DECODE_ATTENTION
+
+
+def packed_linear_available(model: Any) -> bool:
+    """oneDNN's prepacked bf16 linear (what torch.compile's CPU backend uses) is there."""
+    p = next(model.parameters())
+    return (p.device.type == "cpu" and p.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def pack_linears(model: Any) -> None:
+    """Give every nn.Linear a copy of its weight reordered once into oneDNN's blocked layout.
+
+    Plain `F.linear` in bf16 re-lays-out the weight on every call; in a decode step, which
+    reads each weight once for a handful of rows, that is ~1/4 of the step (a 1536×576
+    projection at 32 rows: 302 → 229 µs; identical results). Re-run after each weight sync
+    (0.18 s for SmolLM2-135M)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module._r1_packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), 32)
+            if "forward" not in module.__dict__:
+                module.forward = _packed_forward.__get__(module)
+
+
+def _packed_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, self._r1_packed, self.bias, "none", [], "")
+
+
+def preallocated_cache(model: Any, capacity: int) -> Any:
+    """A DynamicCache whose full-attention layers write into preallocated buffers."""
+    cache = DynamicCache(config=model.config)
+    if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
+        cache.layers = [_PreallocatedLayer(capacity) for _ in cache.layers]
+    return cache
 
 
 class HFEngine:
     """Rollouts from a transformers causal LM. See `r1.rollout.base.RolloutEngine`."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, bf16: bool = False, own_copy: bool = True):
+    def __init__(self, model: Any, tokenizer: Any, *, bf16: bool = False, own_copy: bool = True,
+                 pack_weights: bool = True):
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         dtype = torch.bfloat16 if bf16 else next(model.parameters()).dtype
@@ -58,6 +207,11 @@ class HFEngine:
         else:
             self.model = model  # shared with the trainer (LoRA, or no dtype change)
         self.model.eval()
+        use_decode_attention(self.model)
+        # Prepacked oneDNN weights only on our own bf16 CPU copy (the trainer's modules stay as they are).
+        self._packed = pack_weights and self.model is not model and packed_linear_available(self.model)
+        if self._packed:
+            pack_linears(self.model)
         self.eos_ids = self._eos_ids(model, tokenizer)
         self._piece_cache: list[str] | None = None
 
@@ -78,6 +232,8 @@ class HFEngine:
             src = dict(model.named_parameters())
             for name, p in self.model.named_parameters():
                 p.copy_(src[name].detach())
+        if self._packed:
+            pack_linears(self.model)
 
     def _pieces(self) -> list[str]:
         if self._piece_cache is None:
@@ -101,9 +257,7 @@ class HFEngine:
         ids, mask = ids.to(dev), mask.to(dev)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
 
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=model.config)
+        cache = preallocated_cache(model, width + params.max_new_tokens)
         out = model(
             input_ids=ids, attention_mask=mask, position_ids=positions,
             past_key_values=cache, use_cache=True, logits_to_keep=1,
