@@ -4,15 +4,17 @@
                                     [--prompt-len 90] [--completion-len 128]
 
 One GRPO update (forward + backward + fused AdamW) over P prompts x G completions, through
-r1's shared-prefix pass in bf16 autocast, timed after warm-up. Useful FLOPs count 6 x
+r1's shared-prefix pass, timed after warm-up, in both of r1's bf16 modes, alternating: a
+bf16 compute copy with fp32 master weights (the default) and fp32 weights under autocast. Useful FLOPs count 6 x
 (non-embedding parameters) per token actually processed (P*Lp + P*G*Lc) plus the LM head
-on completion positions. The peak is a 2048x2048 bf16 matmul timed here, now.
+on completion positions. The peak is a 2048x2048 bf16 matmul timed between the steps (median).
 The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -41,10 +43,12 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=90)
     ap.add_argument("--completion-len", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="print where a bf16 update spends its time")
     args = ap.parse_args()
     model, tok = load_model(args.model, device="cpu")
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)
+    work = copy.deepcopy(model).to(torch.bfloat16).train()  # r1's default on bf16 CPUs
     g = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
     prompts = [torch.randint(3, vocab, (args.prompt_len,), generator=g).tolist() for _ in range(args.prompts)]
@@ -55,25 +59,58 @@ def main() -> None:
     tokens = args.prompts * args.prompt_len + len(comps) * args.completion_len
     head = 6 * emb * len(comps) * args.completion_len  # LM head on completion positions only
     flops = 6 * non_emb * tokens + head
-    times = []
-    for rep in range(args.repeats + 1):
-        t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logp, _, mask = shared_prefix_logprobs(model, prompts, comps, args.group, tok.pad_token_id, 1.0)
-        (-(logp * mask).sum() / mask.sum()).backward()
+
+    def loss_of(m):
+        logp, _, mask = shared_prefix_logprobs(m, prompts, comps, args.group, tok.pad_token_id, 1.0)
+        return -(logp * mask).sum() / mask.sum()
+
+    def step_bf16():  # bf16 compute copy, fp32 master weights and AdamW (precision=bf16)
+        loss_of(work).backward()
+        for master, w in zip(model.parameters(), work.parameters()):
+            master.grad, w.grad = w.grad.float(), None
         opt.step()
         opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for master, w in zip(model.parameters(), work.parameters()):
+                w.copy_(master)
+
+    def step_autocast():  # fp32 weights under bf16 autocast (precision=bf16-autocast)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = loss_of(model)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        step_bf16()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step_bf16()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    modes = {"bf16": step_bf16, "bf16-autocast": step_autocast}
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    peaks = []
+    for rep in range(args.repeats + 1):  # alternating; the first round warms up
+        for name, fn in modes.items():
+            t0 = time.perf_counter()
+            fn()
+            if rep:
+                times[name].append(time.perf_counter() - t0)
         if rep:
-            times.append(time.perf_counter() - t0)
-    step = statistics.median(times)
-    peak = matmul_peak()
-    achieved = flops / step
-    print(f"update of {len(comps)} sequences ({tokens} tokens processed): {step:.2f} s, "
-          f"{achieved / 1e9:.0f} GFLOP/s; bf16 matmul peak {peak / 1e9:.0f} GFLOP/s; "
-          f"{100 * achieved / peak:.1f}% of peak")
-    print(json.dumps({"update_s": round(step, 3), "achieved_gflops": round(achieved / 1e9, 1),
-                      "bf16_peak_gflops": round(peak / 1e9, 1), "fraction_of_peak": round(achieved / peak, 3),
-                      "tokens": tokens}))
+            peaks.append(matmul_peak())
+    peak = statistics.median(peaks)
+    out = {"tokens": tokens, "bf16_peak_gflops": round(peak / 1e9, 1)}
+    for name, ts in times.items():
+        step = statistics.median(ts)
+        achieved = flops / step
+        print(f"{name:>13}: update of {len(comps)} sequences ({tokens} tokens): {step:.2f} s, "
+              f"{achieved / 1e9:.0f} GFLOP/s = {100 * achieved / peak:.1f}% of the bf16 matmul peak "
+              f"({peak / 1e9:.0f} GFLOP/s, measured between the steps)")
+        key = "" if name == "bf16" else "autocast_"
+        out.update({f"{key}update_s": round(step, 3), f"{key}achieved_gflops": round(achieved / 1e9, 1),
+                    f"{key}fraction_of_peak": round(achieved / peak, 3)})
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

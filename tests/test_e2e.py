@@ -175,3 +175,33 @@ def test_training_variants(tmp_path, varied_reward, overrides):
     trained, _ = load_model(str(tmp_path / "run" / "model"), device="cpu")  # LoRA is merged on save
     base, _ = load_model("tiny", device="cpu")
     assert any(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))
+
+
+def test_bf16_compute_copy_matches_autocast_and_keeps_fp32_masters(tmp_path, varied_reward):
+    """precision=bf16: forward/backward on a bf16 copy, fp32 master weights take the step and
+    are copied back; one update lands close to the autocast update from the same rollout."""
+    results = {}
+    for precision in ("bf16", "bf16-autocast", "fp32"):
+        cfg = tiny_cfg("train.steps=1", f"rewards.{varied_reward}=1.0", f"model.precision={precision}")
+        tr = GRPOTrainer(cfg, tmp_path / precision)
+        tr.setup()
+        before = [p.detach().clone() for p in tr.model.parameters()]
+        rollout = tr.generate(0)
+        tr.score(rollout)
+        tr.advantage(rollout)
+        rows = list(range(rollout.size))
+        tr.update(rollout, rows, tr.ref_logprobs(rollout, rows))
+        assert all(p.dtype == torch.float32 for p in tr.model.parameters())
+        if precision == "bf16":
+            assert tr.compute_model is not tr.model
+            for m, w in zip(tr.model.parameters(), tr.compute_model.parameters()):
+                assert w.dtype == torch.bfloat16 and torch.equal(w, m.to(torch.bfloat16)) and w.grad is None
+        else:
+            assert tr.compute_model is tr.model
+        results[precision] = torch.cat([(p.detach() - b).flatten() for p, b in zip(tr.model.parameters(), before)])
+    step = results["fp32"]
+    assert step.abs().max() > 0
+    for precision in ("bf16", "bf16-autocast"):
+        cos = torch.nn.functional.cosine_similarity(results[precision], step, dim=0)
+        print(precision, float(cos))
+        assert cos > 0.9, (precision, cos)

@@ -29,10 +29,12 @@ class LoraConfig(_Strict):
 
 class ModelConfig(_Strict):
     name: str = Field("smollm2-135m", description="alias, HF folder, .gguf file or hub id")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
+    precision: Literal["auto", "fp32", "bf16", "bf16-autocast"] = Field(
         "auto",
-        description="auto: fp32 master weights with bf16 autocast and bf16 rollouts where the "
-        "hardware has native bf16; fp32: everything in fp32",
+        description="auto: bf16 where the hardware has native bf16, else fp32. bf16: forward and "
+        "backward on a bf16 copy of the weights, fp32 master weights and optimizer states "
+        "(LoRA: autocast), bf16 rollouts; bf16-autocast: fp32 weights under bf16 autocast "
+        "(1.25x slower on CPU); fp32: everything in fp32",
     )
     gradient_checkpointing: bool = False
     lora: LoraConfig = Field(default_factory=LoraConfig)

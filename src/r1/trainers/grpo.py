@@ -185,8 +185,14 @@ class GRPOTrainer:
             raise R1Error(f"task {cfg.task.name!r} produced no training problems")
         self.device = default_device()
         self.model, self.tokenizer = load_model(cfg.model.name, device=self.device)
-        bf16 = cfg.model.precision == "bf16" or (cfg.model.precision == "auto" and bf16_available(self.device))
-        self.autocast = bf16
+        precision = cfg.model.precision
+        if precision == "auto":
+            precision = "bf16" if bf16_available(self.device) else "fp32"
+        bf16 = precision != "fp32"
+        # bf16 full fine-tuning: the forward/backward passes run on a bf16 copy (no per-op
+        # casts, half the activation traffic) and the fp32 master weights take the update.
+        pure_bf16 = precision == "bf16" and not cfg.model.lora.enabled
+        self.autocast = bf16 and not pure_bf16
         if cfg.model.gradient_checkpointing:
             enable = getattr(self.model, "activation_checkpointing_enable", None) or \
                 self.model.gradient_checkpointing_enable  # renamed in transformers 5
@@ -200,6 +206,11 @@ class GRPOTrainer:
                 r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
                 target_modules=lc.target_modules, task_type="CAUSAL_LM"))
         self.model.train()
+        self.compute_model = self.model
+        if pure_bf16:
+            import copy
+
+            self.compute_model = copy.deepcopy(self.model).to(torch.bfloat16).train()
         params = [p for p in self.model.parameters() if p.requires_grad]
         # fused AdamW: one kernel over all parameters (0.3 s -> 0.08 s a step for 135M on CPU)
         self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
@@ -214,7 +225,7 @@ class GRPOTrainer:
         if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled:
             import copy
 
-            self.ref_model = copy.deepcopy(self.model).eval()
+            self.ref_model = copy.deepcopy(self.compute_model).eval()
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
         self.prompts = PromptBuilder(self.tokenizer, cfg.prompt.style, cfg.prompt.template,
@@ -325,12 +336,12 @@ class GRPOTrainer:
         num_tokens = float(sum(len(gen.completion_ids[i]) for i in rows))
         stats = {"clip": [], "kl": [], "entropy": [], "loss": 0.0}
         grad_norm = 0.0
-        self.model.train()
+        self.compute_model.train()
         for _ in range(a.mu):
             self.optimizer.zero_grad(set_to_none=True)
             for part in self._micro_batches(rollout, rows):
                 with self.autocast_ctx():
-                    logp, entropy, cmask = self._logprobs(self.model, rollout, part, with_entropy=True)
+                    logp, entropy, cmask = self._logprobs(self.compute_model, rollout, part, with_entropy=True)
                 lc = cmask.shape[1]
                 if a.mu > 1:  # reuse the sampling log-probs as pi_old
                     old = torch.zeros_like(logp)
@@ -349,6 +360,7 @@ class GRPOTrainer:
                 loss = agg_loss(loss_tok, cmask, a.loss_agg, num_tokens=num_tokens,
                                 num_seqs=float(len(rows)), max_len=float(cfg.rollout.max_new_tokens))
                 loss.backward()
+                self._accumulate_master_grads()
                 stats["loss"] += loss.item() / a.mu
                 stats["clip"].append(masked_mean(clipped.float(), cmask).item())
                 stats["entropy"].append(masked_mean(entropy, cmask).item())
@@ -358,8 +370,9 @@ class GRPOTrainer:
             else:
                 grad_norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
             self.optimizer.step()
+            self._refresh_compute_weights()
         self.scheduler.step()
-        self.model.eval()
+        self.compute_model.eval()
         return {
             "grad_norm": grad_norm,
             "clip_frac": statistics.fmean(stats["clip"]) if stats["clip"] else 0.0,
@@ -368,7 +381,27 @@ class GRPOTrainer:
             "loss": stats["loss"],
         }
 
+    def _accumulate_master_grads(self) -> None:
+        """bf16 compute copy: add its gradients (fp32) into the master weights' and free them."""
+        if self.compute_model is self.model:
+            return
+        for master, work in zip(self.model.parameters(), self.compute_model.parameters()):
+            if work.grad is None:
+                continue
+            if master.grad is None:
+                master.grad = work.grad.float()
+            else:
+                master.grad.add_(work.grad)
+            work.grad = None
+
+    @torch.no_grad()
+    def _refresh_compute_weights(self) -> None:
+        if self.compute_model is not self.model:
+            for master, work in zip(self.model.parameters(), self.compute_model.parameters()):
+                work.copy_(master)
+
     def sync(self) -> None:
+        self._refresh_compute_weights()
         self.engine.sync_weights(self.model)
 
     # ------------------------------------------------------------------ evaluation
