@@ -3,8 +3,9 @@
     pip install -e ".[bench]"      # TRL is a benchmark-only dependency
     python benchmarks/grpo_vs_trl.py [--steps 6] [--rounds 2] [--group 8] [--max-tokens 128]
 
-Both sides train the same model (smollm2-135m by default) on the same prompts (the
-`r1 zero` preset's arithmetic task and template, `<think>` forced), with the same group
+Both sides train the same model (smollm2-135m by default) on the same prompts in the same
+order (the `r1 zero` preset's arithmetic task and template, `<think>` forced; TRL reads
+r1's step order unshuffled), with the same group
 size and completions per step, max completion length, sampling temperature, learning
 rate, beta, clip range and rewards (accuracy + format + tag_count, the same Python
 functions), sampling until EOS or the length limit (no stop string on either side).
@@ -33,7 +34,7 @@ def shared_setup(args):
     from r1.models import load_model
     from r1.presets import preset_path
 
-    cfg = build_config(read_yaml(preset_path("smollm2")), [f"model.name={args.model}"])
+    cfg = build_config(read_yaml(preset_path("smollm2")), r1_overrides(args))
     task = get_task(cfg.task.name, cfg.task.params, seed=cfg.seed)
     train, _ = task.splits(cfg.task.train_size, cfg.task.heldout_size)
     _, tok = load_model(args.model, device="cpu")
@@ -43,12 +44,8 @@ def shared_setup(args):
     return cfg, task, train, pb
 
 
-def r1_worker(args, out: Path) -> None:
-    from r1.config import build_config, read_yaml
-    from r1.presets import preset_path
-    from r1.trainers.grpo import GRPOTrainer
-
-    overrides = [
+def r1_overrides(args) -> list[str]:
+    return [
         f"model.name={args.model}", f"train.steps={args.steps}", "train.save_every=1000000",
         "train.eval_every=0", "task.heldout_size=1", "eval.samples=1", "tracking.progress=false",
         f"rollout.group_size={args.group}", f"rollout.prompts_per_step={args.prompts}",
@@ -57,7 +54,14 @@ def r1_worker(args, out: Path) -> None:
         "optim.schedule=constant", f"optim.micro_batch_size={args.group * args.prompts}",
         f"seed={args.seed}", *args.r1_set,
     ]
-    cfg = build_config(read_yaml(preset_path("smollm2")), overrides)
+
+
+def r1_worker(args, out: Path) -> None:
+    from r1.config import build_config, read_yaml
+    from r1.presets import preset_path
+    from r1.trainers.grpo import GRPOTrainer
+
+    cfg = build_config(read_yaml(preset_path("smollm2")), r1_overrides(args))
     run = Path(tempfile.mkdtemp(prefix="r1-bench-"))
     GRPOTrainer(cfg, run).train()
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -74,10 +78,15 @@ def trl_worker(args, out: Path) -> None:
     from r1.models import load_model
     from r1.rewards import registry
 
+    from r1.trainers.grpo import step_indices
+
     cfg, task, train, pb = shared_setup(args)
     prefill = pb.render("x").prefill
     by_question = {ex.question: ex for ex in train}
-    ds = Dataset.from_list([{"prompt": pb.render(ex.question).text, "question": ex.question} for ex in train])
+    # r1's prompt order, step by step, read in order by TRL (shuffle_dataset=False)
+    order = [i for step in range(args.steps) for i in step_indices(len(train), args.prompts, args.seed, step)]
+    ds = Dataset.from_list([{"prompt": pb.render(train[i].question).text, "question": train[i].question}
+                            for i in order])
 
     def make_reward(name):
         def fn(prompts, completions, question, **kw):
@@ -112,7 +121,7 @@ def trl_worker(args, out: Path) -> None:
         learning_rate=args.lr, beta=args.beta, epsilon=0.2, max_steps=args.steps, logging_steps=1,
         report_to=[], save_strategy="no", seed=args.seed, lr_scheduler_type="constant", warmup_steps=0,
         reward_weights=[cfg.rewards[n] for n in names], loss_type="dapo", scale_rewards="group",
-        disable_dropout=True,
+        disable_dropout=True, shuffle_dataset=False,
     )
     trainer = GRPOTrainer(model=model, args=conf, reward_funcs=[make_reward(n) for n in names],
                           train_dataset=ds, processing_class=tok, callbacks=[Timer(), Rewards()])
@@ -121,9 +130,11 @@ def trl_worker(args, out: Path) -> None:
     out.write_text(json.dumps({"step_s": times, "reward": rewards}))
 
 
-def run_side(side: str, args) -> dict:
+def run_side(side: str, args, seed: int) -> dict:
+    """One side in its own process; round k of both sides uses seed + k (same prompts, same order)."""
     out = Path(tempfile.mkstemp(prefix=f"bench-{side}-", suffix=".json")[1])
     cmd = [sys.executable, __file__, "--worker", side, "--worker-out", str(out)] + args.passthrough
+    cmd += ["--seed", str(seed)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if not args.verbose else None,
                             stderr=subprocess.PIPE if not args.verbose else None)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -161,7 +172,7 @@ def main() -> None:
     t0 = time.time()
     for rnd in range(args.rounds):
         for side in ("r1", "trl"):
-            res = run_side(side, args)
+            res = run_side(side, args, seed=args.seed + rnd)
             sides[side].append(res)
             print(f"round {rnd + 1} {side:3s}: steps {[round(s, 1) for s in res['step_s']]} "
                   f"rss {res['peak_rss_mb']:.0f} MB", flush=True)
@@ -169,10 +180,18 @@ def main() -> None:
     for side, runs in sides.items():
         steps = [s for r in runs for s in r["step_s"][1:]]
         rewards = [x for r in runs for x in r["reward"]]
+        ci = 1.96 * statistics.stdev(rewards) / len(rewards) ** 0.5 if len(rewards) > 1 else float("nan")
         summary[side] = {"s_per_step": statistics.median(steps), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-                         "mean_reward": statistics.fmean(rewards) if rewards else float("nan")}
+                         "mean_reward": statistics.fmean(rewards) if rewards else float("nan"), "ci": ci,
+                         "rewards": rewards}
         print(f"{side:3s}: median {summary[side]['s_per_step']:.2f} s/step, peak RSS "
-              f"{summary[side]['peak_rss_mb']:.0f} MB, mean reward {summary[side]['mean_reward']:.3f}")
+              f"{summary[side]['peak_rss_mb']:.0f} MB, mean reward {summary[side]['mean_reward']:.3f} "
+              f"± {ci:.3f} (95% CI over {len(rewards)} steps)")
+    # same prompts step for step: the paired difference of the per-step mean rewards
+    diffs = [a - b for a, b in zip(summary["r1"]["rewards"], summary["trl"]["rewards"])]
+    diff = statistics.fmean(diffs) if diffs else float("nan")
+    diff_ci = 1.96 * statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+    print(f"reward r1 - TRL, paired by step: {diff:+.3f} ± {diff_ci:.3f} (95% CI)")
     r1_stages = {k: statistics.median([x for r in sides["r1"] for x in r["stages"][k][1:]])
                  for k in sides["r1"][0]["stages"]}
     print("r1 median stage seconds: " + ", ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in r1_stages.items()))
@@ -181,7 +200,8 @@ def main() -> None:
         "r1_s_per_step": round(summary["r1"]["s_per_step"], 3), "trl_s_per_step": round(summary["trl"]["s_per_step"], 3),
         "ratio": round(ratio, 3), "r1_peak_rss_mb": round(summary["r1"]["peak_rss_mb"]),
         "trl_peak_rss_mb": round(summary["trl"]["peak_rss_mb"]), "r1_mean_reward": round(summary["r1"]["mean_reward"], 3),
-        "trl_mean_reward": round(summary["trl"]["mean_reward"], 3), "trl_bf16": args.trl_bf16,
+        "trl_mean_reward": round(summary["trl"]["mean_reward"], 3),
+        "reward_diff": round(diff, 3), "reward_diff_ci95": round(diff_ci, 3), "trl_bf16": args.trl_bf16,
         "config": {k: getattr(args, k) for k in ("model", "steps", "rounds", "group", "prompts", "max_tokens",
                                                   "temperature", "lr", "beta")},
         "wall_s": round(time.time() - t0),

@@ -59,6 +59,19 @@ class Timer:
             self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
 
 
+def step_indices(n: int, per_step: int, seed: int, step: int) -> list[int]:
+    """Indices into the training set of `step`'s prompts: a seeded permutation per epoch, a
+    pure function of the step, so that a resumed run sees exactly the prompts it would have
+    seen (and a benchmark can feed another trainer the same order)."""
+    out = []
+    for k in range(step * per_step, step * per_step + per_step):
+        epoch, idx = divmod(k, n)
+        order = list(range(n))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        out.append(order[idx])
+    return out
+
+
 def make_scheduler(optimizer, cfg: Config):
     o, total = cfg.optim, cfg.train.steps
 
@@ -243,16 +256,8 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ data
     def step_examples(self, step: int):
-        """Prompts of `step`: a seeded permutation per epoch, a pure function of the step, so
-        that a resumed run sees exactly the prompts it would have seen."""
-        n, p = len(self.train_set), self.cfg.rollout.prompts_per_step
-        out = []
-        for k in range(step * p, step * p + p):
-            epoch, idx = divmod(k, n)
-            order = list(range(n))
-            random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(order)
-            out.append(self.train_set[order[idx]])
-        return out
+        return [self.train_set[i] for i in step_indices(len(self.train_set), self.cfg.rollout.prompts_per_step,
+                                                         self.cfg.seed, step)]
 
     # ------------------------------------------------------------------ stages
     def generate(self, step: int) -> Rollout:
@@ -432,9 +437,11 @@ class GRPOTrainer:
         }
         for name, values in rollout.rewards.items():
             row[f"rewards/{name}"] = statistics.fmean(values)
+        # the accuracy reward already verified every completion; verify again only without it
+        acc = rollout.rewards.get("accuracy") or self.task.score_batch(
+            rollout.completions, [e for e in rollout.examples for _ in range(rollout.group_size)])
         row.update({
-            "accuracy": sum(self.task.score(c, ex) for c, ex in zip(
-                rollout.completions, [e for e in rollout.examples for _ in range(rollout.group_size)])) / n,
+            "accuracy": sum(acc) / n,
             "format_rate": sum(is_strict_format(c) for c in rollout.completions) / n,
             "reflection_rate": sum(has_reflection(c) for c in rollout.completions) / n,
             "response_length_mean": statistics.fmean(lengths),
