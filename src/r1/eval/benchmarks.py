@@ -22,7 +22,7 @@ class Benchmark:
     subset: str | None = None
     split: str = "test"
     suffix: str = MATH_SUFFIX  # appended to the problem (R1's usage rule for math)
-    fallback: str = "boxed"  # answer extraction when there is no <answer> tag
+    fallback: str = "boxed"  # answer extraction when there is no <answer> tag ("task": the task's own)
 
 
 BENCHMARKS = {
@@ -35,6 +35,8 @@ BENCHMARKS = {
         Benchmark("gsm8k", "gsm8k", "openai/gsm8k", "main", fallback="last_number"),
         Benchmark("arithmetic", "arithmetic", suffix="", fallback="last_number"),
         Benchmark("countdown", "countdown", suffix="", fallback="none"),
+        # the task writes the instruction; the answer is the last ```python block, run against the tests
+        Benchmark("humaneval", "humaneval", "openai/openai_humaneval", suffix="", fallback="task"),
     )
 }
 

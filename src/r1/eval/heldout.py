@@ -55,14 +55,17 @@ def evaluate(engine, prompts: PromptBuilder, task, examples, *, samples: int, te
                                 top_p=top_p, stop=stop, seed=seed + start)
         gen = engine.generate(ids, samples, params)
         prefill = prompts.render("x").prefill
-        for i, text in enumerate(gen.texts):
-            ex = chunk[i // samples]
-            completion = prefill + text
+        completions = [prefill + text for text in gen.texts]
+        exs = [chunk[i // samples] for i in range(len(completions))]
+        answers = [task.extract(c) for c in completions]
+        correct = task.verify_batch(answers, exs)
+        lenient = task.verify_batch([extract_answer(c, fallback="last_number") for c in completions], exs) \
+            if task.lenient else correct
+        for i, (ex, completion) in enumerate(zip(exs, completions)):
             rows.append({
                 "id": ex.id, "sample": i % samples, "question": ex.question, "gold": ex.answer,
-                "completion": completion, "answer": task.extract(completion),
-                "correct": bool(task.score(completion, ex)),
-                "lenient_correct": bool(task.verify(extract_answer(completion, fallback="last_number"), ex)),
+                "completion": completion, "answer": answers[i], "correct": bool(correct[i]),
+                "lenient_correct": bool(lenient[i]),
                 "format": is_strict_format(completion), "tokens": len(gen.completion_ids[i]),
             })
     n = max(len(rows), 1)

@@ -185,12 +185,15 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
                         fmt = is_strict_format(s.text)
                     else:
                         answer_part = s.content if "</think>" in s.text else s.text
-                        answer = extract_answer(answer_part, fallback=cfg.fallback)
+                        answer = task.extract(answer_part) if cfg.fallback == "task" else \
+                            extract_answer(answer_part, fallback=cfg.fallback)
                         fmt = answer is not None and (not s.text.startswith("<think>") or "</think>" in s.text)
-                    correct = task.verify(answer, ex)
                     new.append({"id": ex.id, "sample": j, "problem": ex.question, "gold": ex.answer,
                                 "completion": s.text, "reasoning": s.reasoning, "answer": answer,
-                                "correct": bool(correct), "format": bool(fmt), "tokens": s.tokens})
+                                "format": bool(fmt), "tokens": s.tokens})
+            by_id = {ex.id: ex for ex in batch}
+            for r, ok in zip(new, task.verify_batch([r["answer"] for r in new], [by_id[r["id"]] for r in new])):
+                r["correct"] = bool(ok)
             f.write("".join(json.dumps(r) + "\n" for r in new))
             f.flush()
             rows += new

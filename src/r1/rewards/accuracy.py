@@ -62,4 +62,4 @@ def answers_match(gold: str, prediction: str | None) -> bool:
 @register("accuracy")
 def accuracy_reward(completions, examples, task):
     """1.0 when the task's verifier accepts the extracted answer, else 0.0."""
-    return [1.0 if task.score(c, ex) else 0.0 for c, ex in zip(completions, examples)]
+    return [1.0 if ok else 0.0 for ok in task.score_batch(list(completions), list(examples))]

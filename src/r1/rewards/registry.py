@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 RewardFn = Callable[..., list]
 REWARDS: dict[str, RewardFn] = {}
-_BUILTIN_MODULES = ("r1.rewards.accuracy", "r1.rewards.format")
+_BUILTIN_MODULES = ("r1.rewards.accuracy", "r1.rewards.format", "r1.rewards.code")
 
 
 def register(name: str):

@@ -9,10 +9,11 @@ from r1.errors import R1Error
 
 def _registry() -> dict[str, type]:
     from r1.data.tasks.arithmetic import ArithmeticTask
+    from r1.data.tasks.code import HumanEvalTask
     from r1.data.tasks.countdown import CountdownTask
     from r1.data.tasks.files import GSM8KTask, MathTask
 
-    return {t.name: t for t in (CountdownTask, ArithmeticTask, GSM8KTask, MathTask)}
+    return {t.name: t for t in (CountdownTask, ArithmeticTask, GSM8KTask, MathTask, HumanEvalTask)}
 
 
 def task_names() -> list[str]:

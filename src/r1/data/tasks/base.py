@@ -32,6 +32,7 @@ class Task:
     Params: ClassVar[type[TaskParams]] = TaskParams
     answer_hint: ClassVar[str] = "the final answer"  # goes into the prompt instruction
     fallback: ClassVar[str] = "none"  # answer extraction without <answer> tags
+    lenient: ClassVar[bool] = True  # "last number anywhere" is a meaningful second reading
 
     def __init__(self, params: TaskParams, seed: int = 0):
         self.params = params
@@ -51,6 +52,13 @@ class Task:
 
     def score(self, completion: str, example: Example) -> bool:
         return self.verify(self.extract(completion), example)
+
+    def verify_batch(self, predictions: list[str | None], examples: list[Example]) -> list[bool]:
+        """`verify` over a batch; tasks whose verifier runs programs do it in parallel."""
+        return [self.verify(p, ex) for p, ex in zip(predictions, examples)]
+
+    def score_batch(self, completions: list[str], examples: list[Example]) -> list[bool]:
+        return self.verify_batch([self.extract(c) for c in completions], examples)
 
 
 def split_pool(pool: list[Example], train_size: int, heldout_size: int, seed: int):
