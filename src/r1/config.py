@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from r1.errors import R1Error
 
@@ -118,8 +118,10 @@ class Config(_Strict):
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     rewards: dict[str, float] = Field(
         default_factory=lambda: {"accuracy": 1.0, "format": 0.5, "tag_count": 0.5},
-        description="reward name -> weight; the total reward is the weighted sum",
+        description="reward name (or path/to/file.py:function) -> weight; the total reward is the weighted sum",
     )
+    reward_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="reward name -> its keyword parameters (e.g. language: {target: zh})")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -132,19 +134,38 @@ class Config(_Strict):
     def _known_rewards(cls, value: dict[str, float]) -> dict[str, float]:
         from r1.rewards.registry import available
 
+        from r1.rewards.registry import get_reward
+
         known = available()
         for name in value:
-            if name not in known:
-                raise ValueError(f"unknown reward {name!r}: known rewards are {', '.join(known)}")
+            if ":" in name:
+                try:
+                    get_reward(name)
+                except R1Error as e:
+                    raise ValueError(str(e)) from None
+            elif name not in known:
+                raise ValueError(f"unknown reward {name!r}: known rewards are {', '.join(known)} "
+                                 "(or path/to/file.py:function for your own)")
         if not value:
             raise ValueError("at least one reward is needed")
         return value
+
+    @model_validator(mode="after")
+    def _reward_params_match(self):
+        from r1.rewards.registry import check_params
+
+        for name in self.reward_params:
+            if name not in self.rewards:
+                raise ValueError(f"reward_params.{name}: {name!r} is not one of the rewards in use")
+        for name in self.rewards:
+            check_params(name, self.reward_params.get(name, {}))
+        return self
 
 
 def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
     """One line naming the first bad key, e.g. ``optim.lr: Input should be a valid number``."""
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(first["loc"]))
+    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(first["loc"])) or "config"
     if first["type"] == "extra_forbidden":
         return f"config: unknown key {loc!r}"
     msg = first["msg"].removeprefix("Value error, ")
@@ -152,7 +173,7 @@ def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
         return f"config: {loc}: missing"
     got = first.get("input")
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-    return f"config: {loc}: {msg}{shown}"
+    return f"config: {msg}{shown}" if loc == "config" else f"config: {loc}: {msg}{shown}"
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -165,7 +186,14 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip().split("."), value
+    key = key.strip()
+    if key.startswith(("rewards.", "reward_params.")) and ":" in key:
+        # a custom reward's name is a path (dots and slashes): rewards.<file.py:fn>[.param]
+        head, rest = key.split(".", 1)
+        name, colon, tail = rest.partition(":")
+        fn, _, param = tail.partition(".")
+        return [head, f"{name}{colon}{fn}"] + ([param] if param else []), value
+    return key.split("."), value
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

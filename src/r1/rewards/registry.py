@@ -1,16 +1,24 @@
 """The reward registry and the safe, weighted combination of rewards.
 
 A reward function takes ``(completions, examples, task)`` and returns one float (or
-None, "cannot be scored") per completion. Rewards are chosen by name in the config,
-never by matching dataset names. A reward that raises never stops training: the batch
-is retried sample by sample, and each sample that still fails scores 0 and is logged.
+None, "cannot be scored") per completion. It may also declare keyword parameters: the
+recipe's ``reward_params: {name: {...}}`` fills them, and the trainer passes ``lengths``
+(completion tokens) and ``max_tokens`` to functions that name them. Rewards are chosen by
+name in the config, never by matching dataset names; ``path/to/file.py:function`` or
+``package.module:function`` names a reward of your own. A reward that raises never stops
+training: the batch is retried sample by sample, and each sample that still fails scores
+0 and is logged.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import logging
+import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from r1.errors import R1Error
 
@@ -18,7 +26,9 @@ log = logging.getLogger(__name__)
 
 RewardFn = Callable[..., list]
 REWARDS: dict[str, RewardFn] = {}
-_BUILTIN_MODULES = ("r1.rewards.accuracy", "r1.rewards.format", "r1.rewards.code")
+_BUILTIN_MODULES = ("r1.rewards.accuracy", "r1.rewards.format", "r1.rewards.code", "r1.rewards.language",
+                    "r1.rewards.shaping", "r1.rewards.model")
+CONTEXT = ("lengths", "max_tokens")  # what the trainer can pass besides the parameters
 
 
 def register(name: str):
@@ -36,10 +46,72 @@ def available() -> list[str]:
 
 
 def get_reward(name: str) -> RewardFn:
+    if ":" in name:
+        return load_custom(name)
     names = available()
     if name not in REWARDS:
-        raise R1Error(f"unknown reward {name!r}: known rewards are {', '.join(names)}")
+        raise R1Error(f"unknown reward {name!r}: known rewards are {', '.join(names)} "
+                      "(or path/to/file.py:function for your own)")
     return REWARDS[name]
+
+
+def load_custom(spec: str) -> RewardFn:
+    """`file.py:function` (a path) or `package.module:function` (importable)."""
+    import importlib.util
+    from pathlib import Path
+
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise R1Error(f"reward {spec!r}: write it as path/to/file.py:function or package.module:function")
+    if target.endswith(".py") or "/" in target:
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise R1Error(f"reward {spec!r}: no such file {path}")
+        mod_name = f"r1_custom_reward_{abs(hash(str(path.resolve())))}"
+        module = sys.modules.get(mod_name)
+        if module is None:
+            s = importlib.util.spec_from_file_location(mod_name, path)
+            module = importlib.util.module_from_spec(s)
+            try:
+                s.loader.exec_module(module)
+            except Exception as e:
+                raise R1Error(f"reward {spec!r}: importing {path} failed: {type(e).__name__}: {e}") from None
+            sys.modules[mod_name] = module
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise R1Error(f"reward {spec!r}: cannot import {target}: {e}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise R1Error(f"reward {spec!r}: {target} has no function {attr!r}")
+    return fn
+
+
+def check_params(name: str, params: dict[str, Any]) -> None:
+    """Every parameter names a keyword of the reward function, and every required one is
+    given (ValueError otherwise)."""
+    sig = inspect.signature(get_reward(name))
+    for p in sig.parameters.values():
+        if p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name not in params:
+            raise ValueError(f"reward {name!r} needs reward_params.{name}.{p.name}")
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    takes = [p for p in list(sig.parameters)[3:] if p not in CONTEXT]
+    for key in params:
+        if key not in takes:
+            raise ValueError(f"reward {name!r} has no parameter {key!r}; it takes {', '.join(takes) or 'none'}")
+
+
+def _bind(fn: RewardFn, params: dict[str, Any], context: dict[str, Any]) -> RewardFn:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return fn
+    var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    extra = {k: v for k, v in context.items() if v is not None and (var_kw or k in sig.parameters)}
+    kwargs = {**extra, **params}
+    return functools.partial(fn, **kwargs) if kwargs else fn
 
 
 def _safe_call(name: str, fn: RewardFn, completions, examples, task) -> tuple[list[float], int]:
@@ -51,9 +123,12 @@ def _safe_call(name: str, fn: RewardFn, completions, examples, task) -> tuple[li
     except Exception as e:  # a reward bug must not kill a training run
         log.warning("reward %s failed on the batch (%s); scoring one by one", name, e)
         out = []
-        for c, ex in zip(completions, examples):
+        for i, (c, ex) in enumerate(zip(completions, examples)):
             try:
-                out.append(fn([c], [ex], task)[0])
+                one = fn
+                if isinstance(fn, functools.partial) and isinstance(fn.keywords.get("lengths"), list):
+                    one = functools.partial(fn, lengths=[fn.keywords["lengths"][i]])
+                out.append(one([c], [ex], task)[0])
             except Exception as e1:
                 log.warning("reward %s failed on one sample: %s", name, e1)
                 out.append(None)
@@ -62,14 +137,18 @@ def _safe_call(name: str, fn: RewardFn, completions, examples, task) -> tuple[li
 
 
 def score(
-    completions: Sequence[str], examples: Sequence, task, weights: dict[str, float]
+    completions: Sequence[str], examples: Sequence, task, weights: dict[str, float],
+    params: dict[str, dict[str, Any]] | None = None, lengths: Sequence[int] | None = None,
+    max_tokens: int | None = None,
 ) -> tuple[dict[str, list[float]], list[float], int]:
     """Run every weighted reward. Returns (per-reward scores, weighted total, failures)."""
     per: dict[str, list[float]] = {}
     failures = 0
     total = [0.0] * len(completions)
+    context = {"lengths": list(lengths) if lengths is not None else None, "max_tokens": max_tokens}
     for name, weight in weights.items():
-        values, failed = _safe_call(name, get_reward(name), list(completions), list(examples), task)
+        fn = _bind(get_reward(name), (params or {}).get(name, {}), context)
+        values, failed = _safe_call(name, fn, list(completions), list(examples), task)
         per[name] = values
         failures += failed
         total = [t + weight * v for t, v in zip(total, values)]

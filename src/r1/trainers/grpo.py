@@ -275,7 +275,9 @@ class GRPOTrainer:
     def score(self, rollout: Rollout) -> int:
         g = rollout.group_size
         examples = [ex for ex in rollout.examples for _ in range(g)]
-        per, total, failures = rewards.score(rollout.completions, examples, self.task, self.weights)
+        per, total, failures = rewards.score(
+            rollout.completions, examples, self.task, self.weights, self.cfg.reward_params,
+            lengths=[len(c) for c in rollout.generation.completion_ids], max_tokens=self.cfg.rollout.max_new_tokens)
         rollout.rewards, rollout.total_reward = per, total
         return failures
 
