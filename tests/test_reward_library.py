@@ -211,6 +211,28 @@ def test_humaneval_reward_reads_the_last_code_block(humaneval):
     assert per["accuracy"] == per["code"] == [1.0, 0.0, 0.0]
 
 
+def test_stdin_stdout_cases_score_the_fraction_passed():
+    from r1.rewards.code import code_fraction_reward, code_reward
+
+    ex = Example("io", "add two integers", "", meta={"io_tests": [
+        {"input": "2 3\n", "output": "5\n"}, {"input": "10 -4\n", "output": "6"},
+        {"input": "0 0", "output": "0  \n"}, {"input": "-1 -1", "output": "-2"}]})
+    right = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    half = "```python\na, b = map(int, input().split())\nprint(abs(a) + abs(b))\n```"  # wrong on negatives
+    crash = "```python\nraise SystemExit(1)\n```"
+    assert code_fraction_reward([right, half, crash, "no code"], [ex] * 4) == [1.0, 0.5, 0.0, 0.0]
+    assert code_reward([right, half], [ex] * 2) == [1.0, 0.0]
+
+
+def test_the_last_python_block_is_the_answer():
+    from r1.rewards.code import extract_code
+
+    text = "```python\nold()\n```\nthen\n```bash\nls\n```\n```py\nnew()\n```"
+    assert extract_code(text) == "new()\n"
+    assert extract_code("```\nplain()\n```") == "plain()\n"
+    assert extract_code("no code at all") is None
+
+
 # ----------------------------------------------------------------------------- math-verify
 @pytest.mark.parametrize("prediction", [
     "9^{9^{9^{9^{9^{9}}}}}",

@@ -19,6 +19,17 @@ NS = pytest.mark.skipif(isolation() != "namespaces",
                         reason="needs root with unshare and cgroups (the namespace sandbox)")
 
 
+@pytest.fixture(autouse=True)
+def nothing_left_running():
+    """After every case: no process of the sandbox user is left, zombies included."""
+    yield
+    if isolation() == "namespaces":
+        deadline = time.time() + 2
+        while _sandbox_processes() and time.time() < deadline:
+            time.sleep(0.05)
+        assert not _sandbox_processes()
+
+
 def _running(marker: str) -> list[str]:
     """Command lines of live processes that contain `marker`."""
     found = []
@@ -119,8 +130,11 @@ def test_writing_outside_its_directory_leaves_no_trace(tmp_path):
     assert r.exit_code == 0, r.stderr
     for p in targets:
         assert not p.exists(), p
-    assert _reward(prog) == 0.0
     assert not any(p.exists() for p in targets)
+    # a solution that passes only if its write outside lands: reward 0
+    outside = tmp_path / f"{name}-2"
+    body = f"open({str(outside)!r}, 'w').write('x')\nreturn a + b"
+    assert _reward(body) == 0.0 and not outside.exists()
 
 
 @NS
@@ -132,6 +146,8 @@ def test_cannot_read_the_parents_environment(monkeypatch):
     r = execute(prog)
     assert r.exit_code == 0 and secret not in r.stdout and secret not in r.stderr
     assert "R1_TEST_SECRET" not in r.stdout
+    # passes only if it can read the secret: reward 0
+    assert _reward("import os\nreturn a + b if os.environ.get('R1_TEST_SECRET') else None") == 0.0
 
 
 @NS
@@ -147,6 +163,9 @@ def test_no_network():
             "except OSError as e:\n    print('blocked', e)\n" % port)
     r = execute(prog)
     assert "connected" not in r.stdout and r.stdout.count("blocked") == 2, r.stdout + r.stderr
+    # passes only if the connection goes through: reward 0
+    body = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\nreturn a + b"
+    assert _reward(body) == 0.0
     with pytest.raises(socket.timeout):
         server.accept()
     server.close()
@@ -198,3 +217,26 @@ def test_isolation_is_reported():
 
     if os.geteuid() == 0 and shutil.which("unshare") and _cgroup_dirs() and sandbox_python():
         assert r.isolation == "namespaces", "every prerequisite is here: the namespace sandbox must work"
+
+
+def test_rlimits_fallback_still_bounds_time_and_output(monkeypatch):
+    """The documented fallback (no root / no namespaces): wall clock, output bound, rlimits."""
+    import r1.sandbox as sb
+
+    monkeypatch.setenv("R1_SANDBOX", "rlimits")
+    sb.isolation.cache_clear()
+    try:
+        assert sb.isolation() == "rlimits"
+        r = execute("print(input())", stdin="hello\n")
+        assert r.ok and r.stdout == "hello\n" and r.isolation == "rlimits"
+        r = execute("while True:\n    pass", timeout_s=1.0)
+        assert r.timed_out
+        r = execute("while True:\n    print('x' * 1000)", max_output_bytes=5_000, timeout_s=20)
+        assert r.truncated and len(r.stdout) <= 5_000
+        r = execute("x = bytearray(4 * 1024 ** 3)", memory_mb=256)
+        assert not r.ok and "MemoryError" in r.stderr
+        r = execute("import os\nprint(sorted(os.environ))")
+        assert "R1_SANDBOX" not in r.stdout  # the parent's environment is not passed on
+    finally:
+        monkeypatch.delenv("R1_SANDBOX")
+        sb.isolation.cache_clear()
