@@ -41,17 +41,21 @@ def test_seeded_sampling_is_deterministic(engine, tiny):
     assert a == b and a != c
 
 
+def _assert_logprobs_match_teacher_forcing(model, tok, prompts, gen, n, temperature):
+    rows_p = [prompts[i // n] for i in range(len(prompts) * n)]
+    ids, attn, cmask = pad_batch(rows_p, gen.completion_ids, tok.pad_token_id)
+    with torch.no_grad():
+        lp, _ = completion_logprobs(model, ids, attn, cmask.shape[1], temperature=temperature)
+    for i, seq in enumerate(gen.logprobs):
+        assert lp[i, : len(seq)].tolist() == pytest.approx(seq, abs=1e-4)
+
+
 def test_sampling_logprobs_match_the_trainer_forward(engine, tiny):
     """The logprobs recorded while sampling equal a fresh teacher-forced forward pass (fp32)."""
     model, tok = tiny
     prompts = _prompts(tok)
     gen = engine.generate(prompts, 2, SamplingParams(max_new_tokens=8, temperature=0.7, stop=(), seed=3))
-    rows_p = [prompts[i // 2] for i in range(4)]
-    ids, attn, cmask = pad_batch(rows_p, gen.completion_ids, tok.pad_token_id)
-    with torch.no_grad():
-        lp, _ = completion_logprobs(model, ids, attn, cmask.shape[1], temperature=0.7)
-    for i, seq in enumerate(gen.logprobs):
-        assert lp[i, : len(seq)].tolist() == pytest.approx(seq, abs=1e-4)
+    _assert_logprobs_match_teacher_forcing(model, tok, prompts, gen, 2, 0.7)
 
 
 def test_greedy_matches_hf_generate(engine, tiny):
@@ -185,9 +189,4 @@ def test_dropping_finished_rows_keeps_the_others_exact(engine, tiny):
     gen = engine.generate(prompts, 4, SamplingParams(max_new_tokens=24, temperature=1.0, seed=2, stop=()))
     lengths = [len(c) for c in gen.completion_ids]
     assert min(lengths) < 10 and max(lengths) == 24  # some rows dropped out early, others went on
-    rows_p = [prompts[i // 4] for i in range(8)]
-    ids, attn, cmask = pad_batch(rows_p, gen.completion_ids, tok.pad_token_id)
-    with torch.no_grad():
-        lp, _ = completion_logprobs(model, ids, attn, cmask.shape[1], temperature=1.0)
-    for i, seq in enumerate(gen.logprobs):
-        assert lp[i, : len(seq)].tolist() == pytest.approx(seq, abs=1e-4)
+    _assert_logprobs_match_teacher_forcing(model, tok, prompts, gen, 4, 1.0)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from r1.padding import left_pad
 from r1.types import Generation, SamplingParams
 
 
@@ -247,13 +248,8 @@ class HFEngine:
         model, dev = self.model, self.device
         gen = torch.Generator(device=dev).manual_seed(int(params.seed))
         pad = self.tokenizer.pad_token_id
-        lengths = [len(p) for p in prompt_ids]
-        width = max(lengths)
-        ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
-        for i, p in enumerate(prompt_ids):
-            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p) :] = 1
+        ids, mask = left_pad(prompt_ids, pad)
+        width = ids.shape[1]
         ids, mask = ids.to(dev), mask.to(dev)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
 

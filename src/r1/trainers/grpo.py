@@ -35,6 +35,7 @@ from r1.rewards import registry as rewards
 from r1.rollout.hf import HFEngine
 from r1.tracking import Progress, Tracker
 from r1.trainers import checkpoint as ckpt
+from r1.padding import left_pad, right_pad  # noqa: F401  (re-exported for callers)
 from r1.types import Generation, Rollout, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -85,30 +86,6 @@ def make_scheduler(optimizer, cfg: Config):
         return o.min_lr_ratio + (1.0 - o.min_lr_ratio) * cosine
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts flush right: (ids [b, L], mask [b, L])."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s) :] = 1
-    return ids, mask
-
-
-def right_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Completions flush left: (ids [b, L], float mask [b, L]); L >= 1."""
-    width = max(max((len(s) for s in seqs), default=1), 1)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.float32)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[i, : len(s)] = 1.0
-    return ids, mask
 
 
 def pad_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
