@@ -202,7 +202,7 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
     bar.close()
     seconds = time.perf_counter() - t0
 
-    from r1.trainers.grpo import collect_versions
+    from r1.tracking import collect_versions
 
     metrics = compute_metrics(rows, examples, k)
     result = {

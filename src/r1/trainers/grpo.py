@@ -33,9 +33,9 @@ from r1.eval.heldout import PromptBuilder, evaluate, has_reflection
 from r1.models import bf16_available, default_device, load_model
 from r1.rewards import registry as rewards
 from r1.rollout.hf import HFEngine
-from r1.tracking import Progress, Tracker
-from r1.trainers import checkpoint as ckpt
 from r1.padding import left_pad, right_pad  # noqa: F401  (re-exported for callers)
+from r1.tracking import Progress, Tracker, collect_versions
+from r1.trainers import checkpoint as ckpt
 from r1.types import Generation, Rollout, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -527,17 +527,3 @@ def rollout_rows(step: int, rollout: Rollout) -> list[dict]:
         "advantage": rollout.advantages[i], "finish": rollout.generation.finish_reasons[i],
         **{f"rewards/{k}": v[i] for k, v in rollout.rewards.items()},
     } for i in range(rollout.size)]
-
-
-def collect_versions() -> dict[str, str]:
-    import platform
-    import sys
-    from importlib import metadata
-
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for pkg in ("r1", "torch", "transformers", "peft", "math-verify", "numpy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
