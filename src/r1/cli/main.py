@@ -67,6 +67,43 @@ def grpo(
     _run_grpo(cfg, out or f"runs/{Path(recipe).stem}", resume)
 
 
+@app.command(name="filter")
+def filter_(
+    inp: str = typer.Argument(..., metavar="IN", help="JSONL samples (as `r1 generate` writes them)"),
+    out: str = typer.Option(..., help="JSONL of the kept samples; OUT.dropped.jsonl and OUT.summary.json beside it"),
+    task: Optional[str] = typer.Option(None, help="verify with this task's verifier (default: math equivalence)"),
+    language: str = typer.Option("en", help="target language of the reasoning"),
+    min_language: float = typer.Option(0.9, help="minimum language consistency of the reasoning"),
+    max_tokens: Optional[int] = typer.Option(None, help="drop samples longer than this (tokens, else words)"),
+    max_repetition: float = typer.Option(0.5, help="drop samples whose repeated 4-gram share is above this"),
+    max_per_prompt: Optional[int] = typer.Option(None, help="keep at most this many samples per prompt"),
+) -> None:
+    """Rejection sampling (R1 stage 3): keep verified, well-formed, readable samples."""
+    import json
+    from pathlib import Path
+
+    from r1.data.filter import FilterConfig, reject
+    from r1.data.jsonl import read_jsonl, write_jsonl_atomic
+
+    rows = read_jsonl(inp, required=("id", "completion"))
+    for i, row in enumerate(rows):
+        if "gold" not in row and not task:
+            raise R1Error(f"{inp}: record {i + 1} (id {row.get('id')!r}) has no 'gold' answer to verify against")
+    cfg = FilterConfig(task=task, language=language, min_language=min_language, max_tokens=max_tokens,
+                       max_repetition=max_repetition, max_per_prompt=max_per_prompt)
+    res = reject(rows, cfg)
+    out_p = Path(out)
+    stem = out_p.with_suffix("") if out_p.suffix == ".jsonl" else out_p
+    write_jsonl_atomic(out_p, res.kept)
+    write_jsonl_atomic(Path(f"{stem}.dropped.jsonl"), res.dropped)
+    counts = res.counts()
+    Path(f"{stem}.summary.json").write_text(json.dumps({"input": inp, "samples": len(rows), **counts,
+                                                         "config": vars(cfg)}, indent=1))
+    dropped = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "kept" and v)
+    typer.echo(f"kept {counts['kept']} of {len(rows)} samples"
+               + (f"; dropped: {dropped}" if dropped else "") + f" -> {out_p}, {stem}.dropped.jsonl")
+
+
 from r1.cli.eval import app as eval_app  # noqa: E402  (typer only: cheap)
 
 app.add_typer(eval_app, name="eval")

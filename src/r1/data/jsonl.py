@@ -30,3 +30,18 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
     if not rows:
         raise R1Error(f"data file {path} has no records")
     return rows
+
+
+def write_jsonl_atomic(path: str | Path, rows: list[dict]) -> None:
+    """Write all rows to a temporary file beside `path`, then rename it into place."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

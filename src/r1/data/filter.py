@@ -1,0 +1,133 @@
+"""Rejection sampling as in R1's stage 3: keep the generated samples that are right and
+readable, drop the rest with a reason.
+
+A sample (one JSONL row, as `r1 generate` writes them) has at least ``id`` (the prompt's
+id), ``gold`` and ``completion`` (``<think>reasoning</think> answer``); ``tokens`` is used
+for the length check when present (else words). Checks, in order; the first that fails
+names the reason:
+
+``unverified``  the answer (``<answer>`` tags, else the last ``\\boxed{}``, else the last
+                number) does not match ``gold`` under the task's verifier
+``malformed``   not exactly one ``<think>…</think>`` before a non-empty answer, or
+                ``<answer>`` tags present but not in the strict R1 form
+``language``    language consistency of the reasoning below ``min_language``
+``overlong``    more than ``max_tokens`` tokens
+``repetition``  repeated word n-grams above ``max_repetition`` (a loop)
+``duplicate``   the same reasoning and answer as a kept sample of the same prompt
+``quota``       the prompt already has ``max_per_prompt`` kept samples
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+REASONS = ("unverified", "malformed", "language", "overlong", "repetition", "duplicate", "quota")
+
+
+@dataclass
+class FilterConfig:
+    task: str | None = None  # a task name whose verifier to use; default math equivalence
+    language: str = "en"
+    min_language: float = 0.9
+    max_tokens: int | None = None
+    max_repetition: float = 0.5
+    ngram: int = 4
+    max_per_prompt: int | None = None
+
+
+@dataclass
+class FilterResult:
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # each with "reason"
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(r["reason"] for r in self.dropped)
+        return {"kept": len(self.kept), **{r: c.get(r, 0) for r in REASONS}}
+
+
+def well_formed(completion: str) -> bool:
+    from r1.data.prompts import is_strict_format
+
+    if "<answer>" in completion or "</answer>" in completion:
+        return is_strict_format(completion)
+    body = completion.strip()
+    if body.count("<think>") > 1 or body.count("</think>") != 1:
+        return False
+    if "<think>" in body and not body.startswith("<think>"):
+        return False
+    reasoning, rest = body.split("</think>", 1)
+    return bool(reasoning.replace("<think>", "").strip()) and bool(rest.strip())
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _verifier(cfg: FilterConfig):
+    from r1.data.prompts import extract_answer
+    from r1.data.tasks.base import Example
+
+    if cfg.task:
+        from r1.data.tasks import get_task
+
+        task = get_task(cfg.task, {})
+
+        def check(row: dict) -> bool:
+            ex = Example(str(row.get("id")), str(row.get("problem", "")), str(row.get("gold", "")),
+                         meta=row.get("meta") or {})
+            return bool(task.score(row["completion"], ex))
+    else:
+        from r1.rewards.accuracy import answers_match
+
+        def check(row: dict) -> bool:
+            _, answer_part = row["completion"].split("</think>", 1) if "</think>" in row["completion"] \
+                else ("", row["completion"])
+            for fallback in ("none", "boxed", "last_number"):  # <answer> tags, then \\boxed{}, then a number
+                answer = extract_answer(answer_part, fallback=fallback)
+                if answer is not None:
+                    return answers_match(str(row.get("gold", "")), answer)
+            return False
+    return check
+
+
+def reject(rows: list[dict[str, Any]], cfg: FilterConfig) -> FilterResult:
+    """Apply the checks to every row (in order), deduplicate, cap per prompt."""
+    from r1.data.prompts import split_reasoning
+    from r1.rewards.language import language_consistency
+    from r1.rewards.shaping import ngram_repetition
+
+    verify = _verifier(cfg)
+    out = FilterResult()
+    seen: dict[str, set[str]] = {}
+    per_prompt: Counter = Counter()
+    for row in rows:
+        completion = str(row.get("completion", ""))
+        reasoning, _ = split_reasoning(completion)
+        length = row.get("tokens") if isinstance(row.get("tokens"), int) else len(completion.split())
+        if not verify(row):
+            reason = "unverified"
+        elif not well_formed(completion):
+            reason = "malformed"
+        elif language_consistency(reasoning, cfg.language) < cfg.min_language:
+            reason = "language"
+        elif cfg.max_tokens is not None and length > cfg.max_tokens:
+            reason = "overlong"
+        elif ngram_repetition(completion, cfg.ngram) > cfg.max_repetition:
+            reason = "repetition"
+        else:
+            key = _normalise(completion)
+            pid = str(row.get("id"))
+            if key in seen.setdefault(pid, set()):
+                reason = "duplicate"
+            elif cfg.max_per_prompt is not None and per_prompt[pid] >= cfg.max_per_prompt:
+                reason = "quota"
+            else:
+                seen[pid].add(key)
+                per_prompt[pid] += 1
+                out.kept.append(row)
+                continue
+        out.dropped.append({**row, "reason": reason})
+    return out
