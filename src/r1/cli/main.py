@@ -67,6 +67,35 @@ def grpo(
     _run_grpo(cfg, out or f"runs/{Path(recipe).stem}", resume)
 
 
+@app.command()
+def generate(
+    data: str = typer.Option(..., help="problems: a JSONL file (fields as the task reads them)"),
+    out: str = typer.Option(..., help="JSONL of samples (appended batch by batch; rerun to resume)"),
+    model: Optional[str] = typer.Option(None, help="local model spec (alias, folder, .gguf, hub id)"),
+    api_base: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. https://api.deepseek.com"),
+    api_model: Optional[str] = typer.Option(None, help="model name at the endpoint, e.g. deepseek-reasoner"),
+    task: str = typer.Option("math", help="how to read the problems and their gold answers (math, gsm8k, humaneval)"),
+    samples: int = typer.Option(4, help="samples per problem"),
+    limit: Optional[int] = typer.Option(None, help="only the first N problems"),
+    max_new_tokens: int = typer.Option(1024),
+    temperature: float = typer.Option(0.6),
+    top_p: float = typer.Option(0.95),
+    seed: int = typer.Option(0),
+    concurrency: int = typer.Option(8, help="parallel API requests"),
+    rate_limit: Optional[float] = typer.Option(None, help="API requests per second at most"),
+    max_retries: int = typer.Option(5, help="retries of a 429/5xx/timeout, with exponential backoff"),
+) -> None:
+    """Sample reasoning traces (teacher data for `r1 filter` and `r1 sft`); key in OPENAI_API_KEY."""
+    from r1.data.generate import GenerateConfig, run_generate
+
+    cfg = GenerateConfig(model=model, api_base=api_base, api_model=api_model, data=data, task=task,
+                         samples=samples, limit=limit, max_new_tokens=max_new_tokens, temperature=temperature,
+                         top_p=top_p, seed=seed, concurrency=concurrency, rate_limit=rate_limit,
+                         max_retries=max_retries)
+    res = run_generate(cfg, out)
+    typer.echo(f"{res['samples']} samples of {res['problems']} problems in {out}")
+
+
 @app.command(name="filter")
 def filter_(
     inp: str = typer.Argument(..., metavar="IN", help="JSONL samples (as `r1 generate` writes them)"),

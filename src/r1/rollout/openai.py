@@ -8,6 +8,8 @@ retries 429s and 5xx with exponential backoff.
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -34,7 +36,7 @@ def sample_from_content(content: str, reasoning: str | None, tokens: int) -> Sam
 
 class APISampler:
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, concurrency: int = 8,
-                 timeout_s: float = 600.0, max_retries: int = 5):
+                 timeout_s: float = 600.0, max_retries: int = 5, rate_limit: float | None = None):
         try:
             from openai import OpenAI
         except ImportError:
@@ -43,10 +45,25 @@ class APISampler:
                              max_retries=max_retries)
         self.model = model
         self.concurrency = concurrency
+        self.interval = 1.0 / rate_limit if rate_limit else 0.0  # seconds between request starts
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def _wait_turn(self) -> None:
+        """At most `rate_limit` requests start per second, across all threads."""
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
 
     def _one(self, content: str, params, seed: int) -> Sample:
         import openai
 
+        self._wait_turn()
         try:
             resp = self.client.chat.completions.create(
                 model=self.model, messages=[{"role": "user", "content": content}],

@@ -1,0 +1,129 @@
+"""`r1 generate`: sample reasoning traces from a local model or an OpenAI-compatible API.
+
+One JSONL row per sample: ``id``, ``sample``, ``problem``, ``gold``, ``reasoning``,
+``content``, ``completion`` (``<think>\\nreasoning\\n</think>\\ncontent``; with DeepSeek's
+``deepseek-reasoner`` the ``reasoning_content`` becomes the think part), ``tokens``,
+``model`` — what `r1 filter` and `r1 sft` read.
+
+Resumable: problems go in fixed batches (batch b uses seed + b), each finished batch is
+appended and flushed, a re-run skips complete batches and redoes a partial one; the
+settings sit beside the output (``OUT.settings.json``) and a re-run with other settings
+is refused. API requests run concurrently, under an optional rate limit, and the openai
+client retries 429s and 5xx with exponential backoff (``max_retries``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from r1.errors import R1Error
+from r1.types import SamplingParams
+
+
+class GenerateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None  # a model spec for local sampling
+    api_base: str | None = None  # or an OpenAI-compatible endpoint
+    api_model: str | None = None  # the model name the endpoint serves (default: --model or "default")
+    data: str
+    task: str = "math"  # how to read the data and what the gold answer is
+    samples: int = 4
+    limit: int | None = None
+    max_new_tokens: int = 1024
+    temperature: float = 0.6
+    top_p: float = 0.95
+    seed: int = 0
+    batch_size: int = 16
+    concurrency: int = 8
+    rate_limit: float | None = None  # requests per second to the API
+    max_retries: int = 5
+    suffix: str | None = None  # appended to each problem; default: the task's benchmark instruction
+
+
+def _examples(cfg: GenerateConfig):
+    from r1.data.tasks import get_task
+
+    task = get_task(cfg.task, {"path": cfg.data}) if cfg.task not in ("arithmetic", "countdown") else None
+    if task is None:
+        raise R1Error(f"r1 generate reads problems from a file: task {cfg.task!r} generates its own")
+    examples = task.all_examples()
+    return task, examples[: cfg.limit] if cfg.limit else examples
+
+
+def _suffix(cfg: GenerateConfig) -> str:
+    if cfg.suffix is not None:
+        return cfg.suffix
+    from r1.eval.benchmarks import BENCHMARKS
+
+    for b in BENCHMARKS.values():
+        if b.task == cfg.task:
+            return b.suffix
+    return ""
+
+
+def make_sampler(cfg: GenerateConfig):
+    if not cfg.model and not cfg.api_base:
+        raise R1Error("give --model SPEC (local sampling) or --api-base URL (an OpenAI-compatible API)")
+    if cfg.api_base:
+        import os
+
+        from r1.rollout.openai import APISampler
+
+        return APISampler(cfg.api_base, cfg.api_model or cfg.model or "default", os.environ.get("OPENAI_API_KEY"),
+                          concurrency=cfg.concurrency, max_retries=cfg.max_retries, rate_limit=cfg.rate_limit)
+    from r1.eval.runner import EvalConfig, LocalSampler
+
+    return LocalSampler(EvalConfig(model=cfg.model, benchmark=cfg.task, max_new_tokens=cfg.max_new_tokens))
+
+
+def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress: bool = True) -> dict:
+    from r1.tracking import Progress, read_metrics
+
+    out = Path(out)
+    if sampler is None and not cfg.model and not cfg.api_base:
+        make_sampler(cfg)  # raises the one-line error before anything is written
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings_path = Path(f"{out}.settings.json")
+    settings = cfg.model_dump()
+    if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
+        old = json.loads(settings_path.read_text())
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        raise R1Error(f"{out} was generated with other settings ({', '.join(diff)}): "
+                      "use another --out, or the same settings to resume it")
+    settings_path.write_text(json.dumps(settings, indent=1))
+    _, examples = _examples(cfg)
+    suffix = _suffix(cfg)
+    sampler = sampler or make_sampler(cfg)
+    name = cfg.api_model or cfg.model or "default"
+    k, bsz = cfg.samples, cfg.batch_size
+    batches = [examples[i : i + bsz] for i in range(0, len(examples), bsz)]
+    rows = read_metrics(out)  # a torn last line from a killed run is dropped
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[str(r.get("id"))] = counts.get(str(r.get("id")), 0) + 1
+    done = [all(counts.get(ex.id, 0) >= k for ex in b) for b in batches]
+    keep = {ex.id for b, d in zip(batches, done) if d for ex in b}
+    rows = [r for r in rows if r.get("id") in keep]  # a partial batch is redone whole
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    bar = Progress(len(examples), len(keep), enabled=progress, description="generate")
+    with out.open("a", encoding="utf-8") as f:
+        for b, (batch, complete) in enumerate(zip(batches, done)):
+            if complete:
+                continue
+            params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                    top_p=cfg.top_p, seed=cfg.seed + b * 1_000_003)
+            questions = [f"{ex.question.strip()}\n{suffix}" if suffix else ex.question.strip() for ex in batch]
+            results = sampler.sample(questions, k, params)
+            new = [{"id": ex.id, "sample": j, "problem": q, "gold": ex.answer, "reasoning": s.reasoning,
+                    "content": s.content, "completion": s.text, "tokens": s.tokens, "model": name,
+                    **({"meta": ex.meta} if ex.meta else {})}
+                   for ex, q, group in zip(batch, questions, results) for j, s in enumerate(group)]
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
+            f.flush()
+            rows += new
+            bar.update(len(batch), f"{len(rows)} samples")
+    bar.close()
+    return {"samples": len(rows), "problems": len(examples), "out": str(out)}
