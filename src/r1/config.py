@@ -27,6 +27,20 @@ class LoraConfig(_Strict):
     target_modules: str | list[str] = "all-linear"
 
 
+class SamplingSettings(BaseModel):
+    """How `r1 eval` and `r1 generate` sample: K per problem, R1's evaluation defaults
+    (T 0.6, top-p 0.95), problems in fixed batches of `batch_size` with seed + batch."""
+
+    model_config = ConfigDict(extra="forbid")
+    samples: int = 4
+    limit: int | None = None
+    max_new_tokens: int = 1024
+    temperature: float = 0.6
+    top_p: float = 0.95
+    seed: int = 0
+    batch_size: int = 16
+
+
 class ModelConfig(_Strict):
     name: str = Field("smollm2-135m", description="alias, HF folder, .gguf file or hub id")
     precision: Literal["auto", "fp32", "bf16", "bf16-autocast"] = Field(

@@ -17,26 +17,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
+from r1.config import SamplingSettings
 from r1.errors import R1Error
 from r1.types import SamplingParams
 
 
-class GenerateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GenerateConfig(SamplingSettings):
     model: str | None = None  # a model spec for local sampling
     api_base: str | None = None  # or an OpenAI-compatible endpoint
     api_model: str | None = None  # the model name the endpoint serves (default: --model or "default")
     data: str
     task: str = "math"  # how to read the data and what the gold answer is
-    samples: int = 4
-    limit: int | None = None
-    max_new_tokens: int = 1024
-    temperature: float = 0.6
-    top_p: float = 0.95
-    seed: int = 0
-    batch_size: int = 16
     concurrency: int = 8
     rate_limit: float | None = None  # requests per second to the API
     max_retries: int = 5

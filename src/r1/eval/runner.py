@@ -14,8 +14,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
+from r1.config import SamplingSettings
 from r1.data.prompts import extract_answer, split_reasoning
 from r1.errors import R1Error
 from r1.eval.metrics import majority_vote, mean_ci95, pass_at_k
@@ -24,21 +23,13 @@ from r1.tracking import read_metrics
 from r1.types import SamplingParams
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(SamplingSettings):
     """Everything that decides the numbers; saved as `eval_config.json` next to them."""
 
-    model_config = ConfigDict(extra="forbid")
     model: str
     api_base: str | None = None
     benchmark: str
     data: str | None = None
-    samples: int = 4
-    limit: int | None = None
-    max_new_tokens: int = 1024
-    temperature: float = 0.6
-    top_p: float = 0.95
-    seed: int = 0
-    batch_size: int = 16
     prompt_style: str = "auto"  # auto: the chat template if the tokenizer has one, else r1_zero
     template: str | None = None  # user-turn template ({question}); default: problem + suffix
     force_think: bool | None = None  # None: only where the model knows the <think> token
