@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import random
 import statistics
 import time
@@ -30,12 +29,13 @@ from r1.data.prompts import is_strict_format
 from r1.data.tasks import get_task
 from r1.errors import R1Error
 from r1.eval.heldout import PromptBuilder, evaluate, has_reflection
-from r1.models import bf16_available, default_device, load_model
+from r1.models import default_device
 from r1.rewards import registry as rewards
 from r1.rollout.hf import HFEngine
 from r1.padding import left_pad, right_pad  # noqa: F401  (re-exported for callers)
 from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
+from r1.trainers.policy import Policy
 from r1.types import Generation, Rollout, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -71,21 +71,6 @@ def step_indices(n: int, per_step: int, seed: int, step: int) -> list[int]:
         random.Random(seed * 1_000_003 + epoch).shuffle(order)
         out.append(order[idx])
     return out
-
-
-def make_scheduler(optimizer, cfg: Config):
-    o, total = cfg.optim, cfg.train.steps
-
-    def factor(step: int) -> float:
-        if o.warmup_steps and step < o.warmup_steps:
-            return (step + 1) / o.warmup_steps
-        if o.schedule == "constant":
-            return 1.0
-        progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return o.min_lr_ratio + (1.0 - o.min_lr_ratio) * cosine
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def pad_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
@@ -174,40 +159,13 @@ class GRPOTrainer:
         if not self.train_set:
             raise R1Error(f"task {cfg.task.name!r} produced no training problems")
         self.device = default_device()
-        self.model, self.tokenizer = load_model(cfg.model.name, device=self.device)
-        precision = cfg.model.precision
-        if precision == "auto":
-            precision = "bf16" if bf16_available(self.device) else "fp32"
-        bf16 = precision != "fp32"
-        # bf16 full fine-tuning: the forward/backward passes run on a bf16 copy (no per-op
-        # casts, half the activation traffic) and the fp32 master weights take the update.
-        pure_bf16 = precision == "bf16" and not cfg.model.lora.enabled
-        self.autocast = bf16 and not pure_bf16
-        if cfg.model.gradient_checkpointing:
-            enable = getattr(self.model, "activation_checkpointing_enable", None) or \
-                self.model.gradient_checkpointing_enable  # renamed in transformers 5
-            enable()
-            self.model.config.use_cache = False
-        if cfg.model.lora.enabled:
-            from peft import LoraConfig, get_peft_model
-
-            lc = cfg.model.lora
-            self.model = get_peft_model(self.model, LoraConfig(
-                r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
-                target_modules=lc.target_modules, task_type="CAUSAL_LM"))
-        self.model.train()
-        self.compute_model = self.model
-        if pure_bf16:
-            import copy
-
-            self.compute_model = copy.deepcopy(self.model).to(torch.bfloat16).train()
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        # fused AdamW: one kernel over all parameters (0.3 s -> 0.08 s a step for 135M on CPU)
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                           weight_decay=cfg.optim.weight_decay, fused=True)
+        self.policy = Policy(cfg.model, cfg.optim, cfg.train.steps, self.device)
+        p = self.policy
+        self.model, self.tokenizer, self.compute_model = p.model, p.tokenizer, p.compute_model
+        self.optimizer, self.scheduler, self.autocast = p.optimizer, p.scheduler, p.autocast
+        bf16 = p.bf16
         # A KV cache cannot be kept across activation checkpointing's recomputation.
         self.share_prefix = cfg.train.share_prompt_prefix and not cfg.model.gradient_checkpointing
-        self.scheduler = make_scheduler(self.optimizer, cfg)
         # LoRA shares the policy module with the engine (adapters are live); full fine-tuning
         # samples from a bf16 copy refreshed after every update.
         self.engine = HFEngine(self.model, self.tokenizer, bf16=bf16 and not cfg.model.lora.enabled)
@@ -227,9 +185,7 @@ class GRPOTrainer:
         self.weights = dict(cfg.rewards)
 
     def autocast_ctx(self):
-        if not self.autocast:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16)
+        return self.policy.autocast_ctx()
 
     # ------------------------------------------------------------------ data
     def step_examples(self, step: int):
@@ -344,17 +300,11 @@ class GRPOTrainer:
                 loss = agg_loss(loss_tok, cmask, a.loss_agg, num_tokens=num_tokens,
                                 num_seqs=float(len(rows)), max_len=float(cfg.rollout.max_new_tokens))
                 loss.backward()
-                self._accumulate_master_grads()
+                self.policy.accumulate_grads()
                 stats["loss"] += loss.item() / a.mu
                 stats["clip"].append(masked_mean(clipped.float(), cmask).item())
                 stats["entropy"].append(masked_mean(entropy, cmask).item())
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            if cfg.optim.grad_clip > 0:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip))
-            else:
-                grad_norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
-            self.optimizer.step()
-            self._refresh_compute_weights()
+            grad_norm = self.policy.step()
         self.scheduler.step()
         self.compute_model.eval()
         return {
@@ -365,27 +315,8 @@ class GRPOTrainer:
             "loss": stats["loss"],
         }
 
-    def _accumulate_master_grads(self) -> None:
-        """bf16 compute copy: add its gradients (fp32) into the master weights' and free them."""
-        if self.compute_model is self.model:
-            return
-        for master, work in zip(self.model.parameters(), self.compute_model.parameters()):
-            if work.grad is None:
-                continue
-            if master.grad is None:
-                master.grad = work.grad.float()
-            else:
-                master.grad.add_(work.grad)
-            work.grad = None
-
-    @torch.no_grad()
-    def _refresh_compute_weights(self) -> None:
-        if self.compute_model is not self.model:
-            for master, work in zip(self.model.parameters(), self.compute_model.parameters()):
-                work.copy_(master)
-
     def sync(self) -> None:
-        self._refresh_compute_weights()
+        self.policy.refresh_compute_weights()
         self.engine.sync_weights(self.model)
 
     # ------------------------------------------------------------------ evaluation
@@ -503,20 +434,7 @@ class GRPOTrainer:
         return summary
 
     def save_model(self) -> None:
-        model = self.model
-        if self.cfg.model.lora.enabled:
-            import copy
-
-            model = copy.deepcopy(self.model).merge_and_unload()
-        target = self.out / "model"
-        tmp = self.out / ".model.tmp"
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        self.policy.save(self.out / "model")
 
 
 def rollout_rows(step: int, rollout: Rollout) -> list[dict]:

@@ -1,0 +1,115 @@
+"""The trainable model and everything that updates it, shared by GRPO and SFT: loading,
+gradient checkpointing, LoRA, precision, AdamW, the LR schedule, saving.
+
+Precision (``model.precision``): ``bf16`` trains a bf16 compute copy (no per-op casts, half
+the activation traffic) whose gradients are added into fp32 master weights that take the
+AdamW step and are copied back; LoRA and ``bf16-autocast`` run fp32 weights under bf16
+autocast; ``fp32`` is plain. ``auto`` is bf16 where the hardware has native bf16.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import shutil
+from pathlib import Path
+
+import torch
+
+from r1.config import ModelConfig, OptimConfig
+from r1.models import bf16_available, load_model
+
+
+def make_scheduler(optimizer, o: OptimConfig, total: int):
+    """Linear warmup, then cosine down to min_lr_ratio (or constant) over `total` steps."""
+
+    def factor(step: int) -> float:
+        if o.warmup_steps and step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.schedule == "constant":
+            return 1.0
+        progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return o.min_lr_ratio + (1.0 - o.min_lr_ratio) * cosine
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Policy:
+    def __init__(self, mcfg: ModelConfig, ocfg: OptimConfig, total_steps: int, device: str):
+        self.device = device
+        self.model, self.tokenizer = load_model(mcfg.name, device=device)
+        precision = mcfg.precision
+        if precision == "auto":
+            precision = "bf16" if bf16_available(device) else "fp32"
+        self.bf16 = precision != "fp32"
+        pure_bf16 = precision == "bf16" and not mcfg.lora.enabled
+        self.autocast = self.bf16 and not pure_bf16
+        self.lora = mcfg.lora.enabled
+        if mcfg.gradient_checkpointing:
+            enable = getattr(self.model, "activation_checkpointing_enable", None) or \
+                self.model.gradient_checkpointing_enable  # renamed in transformers 5
+            enable()
+            self.model.config.use_cache = False
+        if mcfg.lora.enabled:
+            from peft import LoraConfig, get_peft_model
+
+            lc = mcfg.lora
+            self.model = get_peft_model(self.model, LoraConfig(
+                r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                target_modules=lc.target_modules, task_type="CAUSAL_LM"))
+        self.model.train()
+        self.compute_model = copy.deepcopy(self.model).to(torch.bfloat16).train() if pure_bf16 else self.model
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        # fused AdamW: one kernel over all parameters (0.3 s -> 0.08 s a step for 135M on CPU)
+        self.optimizer = torch.optim.AdamW(params, lr=ocfg.lr, betas=ocfg.betas,
+                                           weight_decay=ocfg.weight_decay, fused=True)
+        self.scheduler = make_scheduler(self.optimizer, ocfg, total_steps)
+        self.grad_clip = ocfg.grad_clip
+
+    def autocast_ctx(self):
+        if not self.autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16)
+
+    def accumulate_grads(self) -> None:
+        """bf16 compute copy: add its gradients (fp32) into the master weights' and free them."""
+        if self.compute_model is self.model:
+            return
+        for master, work in zip(self.model.parameters(), self.compute_model.parameters()):
+            if work.grad is None:
+                continue
+            if master.grad is None:
+                master.grad = work.grad.float()
+            else:
+                master.grad.add_(work.grad)
+            work.grad = None
+
+    @torch.no_grad()
+    def refresh_compute_weights(self) -> None:
+        if self.compute_model is not self.model:
+            for master, work in zip(self.model.parameters(), self.compute_model.parameters()):
+                work.copy_(master)
+
+    def step(self) -> float:
+        """Clip, AdamW step on the masters, refresh the compute copy; returns the grad norm."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.grad_clip > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        else:
+            norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.refresh_compute_weights()
+        return norm
+
+    def save(self, target: Path) -> None:
+        """An HF folder (LoRA merged), written beside and renamed into place."""
+        model = copy.deepcopy(self.model).merge_and_unload() if self.lora else self.model
+        tmp = target.parent / f".{target.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
