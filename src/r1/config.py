@@ -250,6 +250,42 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
+class SFTDataConfig(_Strict):
+    path: str | None = Field(None, description="JSONL: messages, or prompt/completion records (r1 filter output)")
+    dataset: str | None = Field(None, description="Hugging Face dataset id")
+    split: str = "train"
+    limit: int | None = Field(None, ge=1, description="only the first N conversations")
+
+
+class SFTTrainConfig(_Strict):
+    epochs: float = Field(1.0, gt=0.0)
+    steps: int | None = Field(None, ge=1, description="optimizer steps (overrides epochs)")
+    max_length: int = Field(1024, ge=8, description="tokens per packed row (longer conversations are cut)")
+    pack: bool = Field(True, description="several conversations per row, no attention across them")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    save_every: int = Field(50, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+
+
+class SFTConfig(_Strict):
+    """`r1 sft` recipes: chat SFT with the loss on assistant tokens only."""
+    seed: int = 0
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: SFTDataConfig = Field(default_factory=SFTDataConfig)
+    train: SFTTrainConfig = Field(default_factory=SFTTrainConfig)
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=2e-5, micro_batch_size=4, warmup_steps=2))
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+def build_sft_config(data: dict, overrides: list[str] | None = None, source: str = "") -> SFTConfig:
+    data = apply_overrides(merge({}, data), overrides or [])
+    try:
+        return SFTConfig(**data)
+    except ValidationError as e:
+        msg = describe_validation_error(e)
+        raise R1Error(f"{source}: {msg}" if source else msg) from None
+
+
 def build_config(data: dict, overrides: list[str] | None = None, source: str = "") -> Config:
     data = merge({}, data)
     if "rewards" not in data:
@@ -269,5 +305,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return build_config(data, overrides, source=str(path) if path else "")
 
 
-def dump_config(cfg: Config, path: Path) -> None:
+def dump_config(cfg: BaseModel, path: Path) -> None:
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

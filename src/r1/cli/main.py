@@ -68,6 +68,27 @@ def grpo(
 
 
 @app.command()
+def sft(
+    recipe: str = typer.Argument(..., help="YAML recipe (see recipes/distill-*.yaml, section sft)"),
+    out: Optional[str] = typer.Option(None, help="output directory (default runs/RECIPE-NAME-sft)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in --out"),
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """Chat SFT with the loss on assistant tokens only (cold start, stage 3, distillation)."""
+    from pathlib import Path
+
+    from r1.config import build_sft_config, read_yaml
+    from r1.trainers.sft import SFTTrainer
+
+    data = read_yaml(recipe)
+    cfg = build_sft_config(data.get("sft", data), list(set_ or []), source=recipe)
+    out = out or f"runs/{Path(recipe).stem}-sft"
+    summary = SFTTrainer(cfg, out, resume=resume).train()
+    typer.echo(f"loss {summary['loss_first']:.3f} -> {summary['loss_last']:.3f} over {summary['steps']} steps; "
+               f"model written to {out}/model")
+
+
+@app.command()
 def generate(
     data: str = typer.Option(..., help="problems: a JSONL file (fields as the task reads them)"),
     out: str = typer.Option(..., help="JSONL of samples (appended batch by batch; rerun to resume)"),

@@ -113,3 +113,21 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     set_rng_state(torch.load(path / "rng.pt", weights_only=False))
     return json.loads((path / "state.json").read_text())
+
+
+def prepare_run_dir(out: Path, resume: bool) -> bool:
+    """Create `out`; refuse to overwrite a run without --resume. Returns whether to resume
+    (False, with a warning, when --resume finds no checkpoint)."""
+    import logging
+
+    from r1.errors import R1Error
+
+    ckpts = out / "checkpoints"
+    has_run = ckpts.exists() and latest_checkpoint(ckpts) is not None
+    if has_run and not resume:
+        raise R1Error(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if resume and not has_run:
+        logging.getLogger(__name__).warning("--resume: no checkpoint in %s, starting from scratch", ckpts)
+        resume = False
+    out.mkdir(parents=True, exist_ok=True)
+    return resume

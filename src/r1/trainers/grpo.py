@@ -142,13 +142,7 @@ class GRPOTrainer:
         self.out = Path(out_dir)
         self.resume = resume
         self.ckpt_dir = self.out / "checkpoints"
-        has_run = ckpt.latest_checkpoint(self.ckpt_dir) is not None if self.ckpt_dir.exists() else False
-        if has_run and not resume:
-            raise R1Error(f"{self.out} already holds a run: pass --resume to continue it, or choose another --out")
-        if resume and not has_run:
-            log.warning("--resume: no checkpoint in %s, starting from scratch", self.ckpt_dir)
-            self.resume = False
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.resume = ckpt.prepare_run_dir(self.out, resume)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:

@@ -1,0 +1,192 @@
+"""Chat SFT (R1's cold start and stage 3, and distillation into a student): the loss on
+assistant tokens only, conversations packed without attention across them.
+
+A step = `grad_accum` micro-batches of `optim.micro_batch_size` packed rows; the loss is
+the mean over every assistant token of the step (exact under accumulation). The rows of
+step s are a pure function of (seed, s) — a seeded permutation per epoch — so a resumed run
+trains on exactly what an uninterrupted one would. Output: `model/` (HF folder, LoRA
+merged), `metrics.jsonl` (+ TensorBoard), `plots/loss.png`, `report.md`, `summary.json`,
+`config.yaml`, `versions.json`, atomic checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from r1.config import SFTConfig, dump_config
+from r1.data.chat import IGNORE, Pack, collate, load_conversations, pack, tokenize_conversation
+from r1.errors import R1Error
+from r1.models import default_device
+from r1.tracking import Progress, Tracker, collect_versions
+from r1.trainers import checkpoint as ckpt
+from r1.trainers.policy import Policy, make_scheduler
+
+
+def step_rows(n: int, per_step: int, seed: int, step: int) -> list[int]:
+    out = []
+    for k in range(step * per_step, step * per_step + per_step):
+        epoch, idx = divmod(k, n)
+        order = list(range(n))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        out.append(order[idx])
+    return out
+
+
+def sft_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """(sum of the cross-entropy over assistant tokens, their number). The LM head runs only
+    at the positions some row learns from."""
+    labels = batch["labels"]
+    targets = labels[:, 1:]
+    keep = (targets != IGNORE).any(0).nonzero()[:, 0]  # positions (of the inputs) that predict a label
+    if keep.numel() == 0:
+        return torch.zeros((), requires_grad=True), 0
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False)
+    logits = out.logits.float()  # [b, len(keep), V]
+    tgt = targets[:, keep]
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                             ignore_index=IGNORE, reduction="sum")
+    return loss, int((tgt != IGNORE).sum())
+
+
+class SFTTrainer:
+    def __init__(self, cfg: SFTConfig, out_dir: str | Path, *, resume: bool = False):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.resume = ckpt.prepare_run_dir(self.out, resume)
+
+    def prepare(self) -> None:
+        cfg = self.cfg
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        convs = load_conversations(cfg.data.path, cfg.data.dataset, cfg.data.split, cfg.data.limit)
+        self.device = default_device()
+        self.policy = Policy(cfg.model, cfg.optim, 1, self.device)  # the schedule is set once the rows are known
+        tok = self.policy.tokenizer
+        examples = [tokenize_conversation(tok, m, cfg.train.max_length) for m in convs]
+        usable = [e for e in examples if any(x != IGNORE for x in e[1])]
+        self.dropped = len(examples) - len(usable)
+        if not usable:
+            raise R1Error(f"no conversation keeps an assistant token within max_length {cfg.train.max_length}")
+        if cfg.train.pack:
+            self.rows = pack(usable, cfg.train.max_length)
+        else:
+            self.rows = []
+            for ids, labels in usable:
+                p = Pack()
+                p.add(ids, labels)
+                self.rows.append(p)
+        self.stats = {"conversations": len(convs), "dropped_no_assistant_tokens": self.dropped,
+                      "rows": len(self.rows), "tokens": sum(len(p.ids) for p in self.rows),
+                      "assistant_tokens": sum(sum(x != IGNORE for x in p.labels) for p in self.rows)}
+        self.stats["fill"] = self.stats["tokens"] / (len(self.rows) * cfg.train.max_length)
+        per_step = cfg.optim.micro_batch_size * cfg.train.grad_accum
+        self.per_step = per_step
+        self.total_steps = cfg.train.steps or max(1, math.ceil(cfg.train.epochs * len(self.rows) / per_step))
+        self.policy.scheduler = make_scheduler(self.policy.optimizer, cfg.optim, self.total_steps)
+        self.pad_id = self.policy.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.policy.tokenizer.eos_token_id or 0
+
+    def _batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        b = collate([self.rows[i] for i in idx], self.pad_id)
+        return {k: v.to(self.device) for k, v in b.items()}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg, p = self.cfg, self.policy
+        idx = step_rows(len(self.rows), self.per_step, cfg.seed, step)
+        mbs = cfg.optim.micro_batch_size
+        micro = [idx[i : i + mbs] for i in range(0, len(idx), mbs)]
+        n_tok = sum(sum(x != IGNORE for x in self.rows[i].labels[1:]) for i in idx)
+        p.compute_model.train()
+        total = 0.0
+        for m in micro:
+            with p.autocast_ctx():
+                loss_sum, _ = sft_loss_sum(p.compute_model, self._batch(m))
+            (loss_sum / max(n_tok, 1)).backward()
+            p.accumulate_grads()
+            total += float(loss_sum.detach())
+        grad_norm = p.step()
+        p.scheduler.step()
+        return {"loss": total / max(n_tok, 1), "tokens": float(n_tok), "grad_norm": grad_norm,
+                "lr": p.scheduler.get_last_lr()[0]}
+
+    def train(self) -> dict:
+        cfg = self.cfg
+        self.prepare()
+        dump_config(cfg, self.out / "config.yaml")
+        (self.out / "versions.json").write_text(json.dumps(collect_versions(), indent=1))
+        start = 0
+        latest = ckpt.latest_checkpoint(self.ckpt_dir) if self.resume else None
+        if latest is not None:
+            start = ckpt.load_checkpoint(latest, self.policy.model, self.policy.optimizer, self.policy.scheduler)["step"]
+            self.policy.refresh_compute_weights()
+        progress = Progress(self.total_steps, start, enabled=cfg.tracking.progress, description="SFT")
+        if latest is not None:
+            progress.print(f"resumed from {latest} (step {start})")
+        progress.print(f"{self.stats['conversations']} conversations -> {self.stats['rows']} rows of "
+                       f"<= {cfg.train.max_length} tokens ({100 * self.stats['fill']:.0f}% filled), "
+                       f"{self.total_steps} steps")
+        tracker = Tracker(self.out, tensorboard=cfg.tracking.tensorboard,
+                          resume_step=start if latest is not None else None)
+        try:
+            for step in range(start, self.total_steps):
+                t0 = time.perf_counter()
+                row = self.train_step(step)
+                done = step + 1
+                row.update({"step": done, "time/step": time.perf_counter() - t0,
+                            "epoch": done * self.per_step / len(self.rows)})
+                row["tokens_per_s"] = row["tokens"] / row["time/step"]
+                tracker.log(row)
+                progress.update(1, f"loss {row['loss']:.3f} lr {row['lr']:.1e}")
+                if done % cfg.train.save_every == 0 or done == self.total_steps:
+                    ckpt.save_checkpoint(self.ckpt_dir, done, self.policy.model, self.policy.optimizer,
+                                         self.policy.scheduler, {}, keep=cfg.train.keep_checkpoints)
+        finally:
+            progress.close()
+            tracker.close()
+        self.policy.save(self.out / "model")
+        return self.write_report()
+
+    def write_report(self) -> dict:
+        from r1.tracking import read_metrics
+
+        rows = read_metrics(self.out / "metrics.jsonl")
+        losses = [r["loss"] for r in rows]
+        plots = self.out / "plots"
+        plots.mkdir(exist_ok=True)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["step"] for r in rows], losses, color="tab:blue")
+        ax.set(xlabel="step", ylabel="loss (assistant tokens)", title="SFT loss")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(plots / "loss.png", dpi=120)
+        plt.close(fig)
+        first = statistics.fmean(losses[: max(1, len(losses) // 10)]) if losses else float("nan")
+        last = statistics.fmean(losses[-max(1, len(losses) // 10):]) if losses else float("nan")
+        summary = {"model": self.cfg.model.name, "steps": self.total_steps, **self.stats,
+                   "loss_first": first, "loss_last": last,
+                   "train_seconds": sum(r.get("time/step", 0.0) for r in rows)}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        (self.out / "report.md").write_text(
+            f"# SFT run\n\nModel `{self.cfg.model.name}` → `model/`; {self.total_steps} steps.\n\n"
+            f"| data | |\n|---|---|\n| conversations | {self.stats['conversations']} |\n"
+            f"| dropped (no assistant token within max_length) | {self.stats['dropped_no_assistant_tokens']} |\n"
+            f"| packed rows | {self.stats['rows']} ({100 * self.stats['fill']:.0f}% filled) |\n"
+            f"| tokens / assistant tokens | {self.stats['tokens']} / {self.stats['assistant_tokens']} |\n\n"
+            f"Loss (mean over assistant tokens): first 10% of steps {first:.3f}, last 10% {last:.3f}.\n\n"
+            "![loss](plots/loss.png)\n")
+        return summary
