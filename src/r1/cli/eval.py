@@ -50,18 +50,11 @@ def evaluate(
                     max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
                     batch_size=batch_size, prompt_style=prompt_style, force_think=force_think)
     if from_run:
-        from r1.config import load_config
-        from r1.data.tasks import get_task
+        from r1.eval.runner import from_run_settings
 
-        run_cfg = load_config(Path(from_run) / "config.yaml")
-        task = get_task(run_cfg.task.name, run_cfg.task.params, seed=run_cfg.seed)
-        _, examples = task.splits(run_cfg.task.train_size, run_cfg.task.heldout_size)
-        settings.update(prompt_style=run_cfg.prompt.style, template=run_cfg.prompt.template,
-                        force_think=run_cfg.prompt.force_think)
-        cfg = EvalConfig(**settings, benchmark=benchmark or f"{run_cfg.task.name} (held-out of {from_run})",
-                         answer_hint=task.answer_hint, fallback=task.fallback, strict_format=True,
-                         stop=list(run_cfg.rollout.stop),
-                         from_run=from_run)
+        task, examples, name, fields = from_run_settings(from_run)
+        settings.update(fields)
+        cfg = EvalConfig(**settings, benchmark=benchmark or name)
         suffix = ""
     else:
         if not benchmark:

@@ -89,6 +89,28 @@ def sft(
 
 
 @app.command()
+def distill(
+    recipe: str = typer.Argument(..., help="YAML recipe (see recipes/distill-*.yaml)"),
+    out: Optional[str] = typer.Option(None, help="output directory (default runs/RECIPE-NAME)"),
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """Distillation: teacher samples -> rejection sampling -> SFT of the student (resumable)."""
+    from pathlib import Path
+
+    from r1.config import read_yaml
+    from r1.pipeline.distill import run_distill
+
+    out = out or f"runs/{Path(recipe).stem}"
+    s = run_distill(read_yaml(recipe), out, list(set_ or []), source=recipe)
+    typer.echo(f"teacher samples {s['samples']}, kept {s['filter']['kept']}; SFT loss "
+               f"{s['sft']['loss_first']:.3f} -> {s['sft']['loss_last']:.3f}; student at {s['student']}")
+    if "eval" in s:
+        b, a = s["eval"]["before"], s["eval"]["after"]
+        typer.echo(f"student held-out pass@1 {b['pass@1']:.3f} -> {a['pass@1']:.3f}, "
+                   f"format {b['format_rate']:.3f} -> {a['format_rate']:.3f}")
+
+
+@app.command()
 def generate(
     data: str = typer.Option(..., help="problems: a JSONL file (fields as the task reads them)"),
     out: str = typer.Option(..., help="JSONL of samples (appended batch by batch; rerun to resume)"),

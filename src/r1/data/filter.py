@@ -36,6 +36,8 @@ class FilterConfig:
     max_repetition: float = 0.5
     ngram: int = 4
     max_per_prompt: int | None = None
+    verify: bool = True  # off only for plumbing runs whose teacher cannot solve anything
+    require_format: bool = True
 
 
 @dataclass
@@ -107,9 +109,9 @@ def reject(rows: list[dict[str, Any]], cfg: FilterConfig) -> FilterResult:
         completion = str(row.get("completion", ""))
         reasoning, _ = split_reasoning(completion)
         length = row.get("tokens") if isinstance(row.get("tokens"), int) else len(completion.split())
-        if not verify(row):
+        if cfg.verify and not verify(row):
             reason = "unverified"
-        elif not well_formed(completion):
+        elif cfg.require_format and not well_formed(completion):
             reason = "malformed"
         elif language_consistency(reasoning, cfg.language) < cfg.min_language:
             reason = "language"

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from r1.config import SamplingSettings
+from r1.data.prompts import user_content
 from r1.errors import R1Error
 from r1.types import SamplingParams
 
@@ -26,20 +27,48 @@ class GenerateConfig(SamplingSettings):
     model: str | None = None  # a model spec for local sampling
     api_base: str | None = None  # or an OpenAI-compatible endpoint
     api_model: str | None = None  # the model name the endpoint serves (default: --model or "default")
-    data: str
+    data: str | None = None  # problems (JSONL); not needed for generated tasks or from_run
     task: str = "math"  # how to read the data and what the gold answer is
+    task_params: dict = {}  # for generated tasks (arithmetic, countdown)
+    from_run: str | None = None  # a training run as teacher: its model, task (train split), prompts, stops
+    prompt_style: str = "auto"
+    template: str | None = None
+    force_think: bool | None = None
+    stop: list[str] = []
     concurrency: int = 8
     rate_limit: float | None = None  # requests per second to the API
     max_retries: int = 5
     suffix: str | None = None  # appended to each problem; default: the task's benchmark instruction
 
 
+def resolve_run(cfg: GenerateConfig) -> GenerateConfig:
+    """Fill model, task and prompt settings from a training run (`from_run`)."""
+    if not cfg.from_run:
+        return cfg
+    from r1.config import load_config
+
+    run = Path(cfg.from_run)
+    if not (run / "config.yaml").is_file():
+        raise R1Error(f"from_run: {run} has no config.yaml (not a training run directory)")
+    rc = load_config(run / "config.yaml")
+    return cfg.model_copy(update={
+        "model": cfg.model or str(run / "model"), "task": rc.task.name, "task_params": dict(rc.task.params),
+        "prompt_style": rc.prompt.style, "template": rc.prompt.template, "force_think": rc.prompt.force_think,
+        "stop": list(rc.rollout.stop), "suffix": "" if cfg.suffix is None else cfg.suffix,
+        "seed": cfg.seed, "from_run": None,
+    })
+
+
 def _examples(cfg: GenerateConfig):
     from r1.data.tasks import get_task
 
-    task = get_task(cfg.task, {"path": cfg.data}) if cfg.task not in ("arithmetic", "countdown") else None
-    if task is None:
-        raise R1Error(f"r1 generate reads problems from a file: task {cfg.task!r} generates its own")
+    generated = cfg.task in ("arithmetic", "countdown")
+    if not generated and not cfg.data:
+        raise R1Error(f"task {cfg.task!r} reads its problems from a file: give --data PATH")
+    task = get_task(cfg.task, cfg.task_params if generated else {"path": cfg.data}, seed=cfg.seed)
+    if generated:  # a fresh seeded training split (the held-out split stays unseen)
+        examples, _ = task.splits(cfg.limit or 256, 1)
+        return task, examples
     examples = task.all_examples()
     return task, examples[: cfg.limit] if cfg.limit else examples
 
@@ -67,13 +96,17 @@ def make_sampler(cfg: GenerateConfig):
                           concurrency=cfg.concurrency, max_retries=cfg.max_retries, rate_limit=cfg.rate_limit)
     from r1.eval.runner import EvalConfig, LocalSampler
 
-    return LocalSampler(EvalConfig(model=cfg.model, benchmark=cfg.task, max_new_tokens=cfg.max_new_tokens))
+    task, _ = _examples(cfg)
+    return LocalSampler(EvalConfig(model=cfg.model, benchmark=cfg.task, max_new_tokens=cfg.max_new_tokens,
+                                   prompt_style=cfg.prompt_style, template=cfg.template,
+                                   force_think=cfg.force_think, answer_hint=task.answer_hint))
 
 
 def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress: bool = True) -> dict:
     from r1.tracking import Progress, read_metrics
 
     out = Path(out)
+    cfg = resolve_run(cfg)
     if sampler is None and not cfg.model and not cfg.api_base:
         make_sampler(cfg)  # raises the one-line error before anything is written
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +118,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress
         raise R1Error(f"{out} was generated with other settings ({', '.join(diff)}): "
                       "use another --out, or the same settings to resume it")
     settings_path.write_text(json.dumps(settings, indent=1))
-    _, examples = _examples(cfg)
+    task, examples = _examples(cfg)
     suffix = _suffix(cfg)
     sampler = sampler or make_sampler(cfg)
     name = cfg.api_model or cfg.model or "default"
@@ -105,13 +138,15 @@ def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress
             if complete:
                 continue
             params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                    top_p=cfg.top_p, seed=cfg.seed + b * 1_000_003)
+                                    top_p=cfg.top_p, seed=cfg.seed + b * 1_000_003, stop=tuple(cfg.stop))
             questions = [f"{ex.question.strip()}\n{suffix}" if suffix else ex.question.strip() for ex in batch]
             results = sampler.sample(questions, k, params)
-            new = [{"id": ex.id, "sample": j, "problem": q, "gold": ex.answer, "reasoning": s.reasoning,
+            # "problem" is the user turn exactly as the model saw it (the run's template filled in)
+            shown = [user_content(q, cfg.template, task.answer_hint) if cfg.template else q for q in questions]
+            new = [{"id": ex.id, "sample": j, "problem": u, "gold": ex.answer, "reasoning": s.reasoning,
                     "content": s.content, "completion": s.text, "tokens": s.tokens, "model": name,
                     **({"meta": ex.meta} if ex.meta else {})}
-                   for ex, q, group in zip(batch, questions, results) for j, s in enumerate(group)]
+                   for ex, u, group in zip(batch, shown, results) for j, s in enumerate(group)]
             f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
             f.flush()
             rows += new

@@ -45,6 +45,13 @@ class Prompt:
     prefill: str = ""
 
 
+def user_content(question: str, template: str | None = None, answer_hint: str = "the final answer") -> str:
+    """The user turn of the chat style: the template with {question} and {answer_hint} filled.
+    str.replace, not str.format: templates may hold literal braces (\\boxed{})."""
+    user = (template or CHAT_TEMPLATE).replace("{question}", question.strip())
+    return user.replace("{answer_hint}", answer_hint)
+
+
 def render_prompt(
     question: str,
     *,
@@ -62,9 +69,7 @@ def render_prompt(
     if style == "chat":
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError("the chat prompt style needs a tokenizer with a chat template")
-        # str.replace, not str.format: templates may hold literal braces (\\boxed{}).
-        user = (template or CHAT_TEMPLATE).replace("{question}", question.strip())
-        user = user.replace("{answer_hint}", answer_hint)
+        user = user_content(question, template, answer_hint)
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
         )

@@ -212,3 +212,21 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
 
     write_eval_report(out, result, rows)
     return result
+
+
+def from_run_settings(run_dir: str | Path):
+    """(task, held-out examples, EvalConfig fields) to evaluate on a training run's own
+    held-out set with its prompts, extraction, verifier and stop strings."""
+    from r1.config import load_config
+    from r1.data.tasks import get_task
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise R1Error(f"{run_dir} has no config.yaml: not a training run directory")
+    rc = load_config(run_dir / "config.yaml")
+    task = get_task(rc.task.name, rc.task.params, seed=rc.seed)
+    _, examples = task.splits(rc.task.train_size, rc.task.heldout_size)
+    fields = dict(prompt_style=rc.prompt.style, template=rc.prompt.template, force_think=rc.prompt.force_think,
+                  answer_hint=task.answer_hint, fallback=task.fallback, strict_format=True,
+                  stop=list(rc.rollout.stop), from_run=str(run_dir))
+    return task, examples, f"{rc.task.name} (held-out of {run_dir})", fields

@@ -1,0 +1,109 @@
+"""`r1 distill RECIPE --out DIR`: generate reasoning traces with a teacher, keep the verified
+and readable ones, fine-tune a student on them — R1-Distill in one resumable command.
+
+    DIR/generate/samples.jsonl   the teacher's samples (resumable by batches)
+    DIR/filter/kept.jsonl        rejection sampling (+ kept.dropped.jsonl, kept.summary.json)
+    DIR/sft/                     the SFT run; the student at DIR/sft/model
+    DIR/eval/before, after       optional: the student before and after, on a run's held-out set
+    DIR/summary.json             counts and the before/after numbers
+
+Recipe sections: `generate` (GenerateConfig fields: model | api_base, data | from_run, ...),
+`filter` (FilterConfig fields), `sft` (an `r1 sft` recipe without data), `eval` (optional:
+`from_run`, `samples`, `max_new_tokens`, `limit`). A re-run continues where it stopped: a
+finished stage is not redone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from r1.errors import R1Error
+
+
+def _section(recipe: dict, name: str, required: bool = True) -> dict:
+    sec = recipe.get(name)
+    if sec is None and not required:
+        return {}
+    if not isinstance(sec, dict):
+        raise R1Error(f"distill recipe: section {name!r} is missing or not a mapping")
+    return sec
+
+
+def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | None = None,
+                progress: bool = True, source: str = "") -> dict:
+    from pydantic import ValidationError
+
+    from r1.config import apply_overrides, build_sft_config, describe_validation_error, merge
+    from r1.data.filter import FilterConfig, reject
+    from r1.data.generate import GenerateConfig, run_generate
+    from r1.data.jsonl import read_jsonl, write_jsonl_atomic
+
+    recipe = apply_overrides(merge({}, recipe), overrides or [])
+    unknown = set(recipe) - {"seed", "generate", "filter", "sft", "eval"}
+    if unknown:
+        raise R1Error(f"distill recipe: unknown section {sorted(unknown)[0]!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = int(recipe.get("seed", 0))
+    try:
+        gen_cfg = GenerateConfig(**{"seed": seed, **_section(recipe, "generate")})
+    except ValidationError as e:
+        raise R1Error(f"{source}: {describe_validation_error(e, prefix='generate')}") from None
+    try:
+        filt_cfg = FilterConfig(**_section(recipe, "filter", required=False))
+    except TypeError as e:
+        raise R1Error(f"{source}: filter: {e}") from None
+
+    # 1. generate
+    samples_path = out / "generate" / "samples.jsonl"
+    run_generate(gen_cfg, samples_path, progress=progress)
+    # 2. filter (cheap: always redone from the samples)
+    rows = read_jsonl(samples_path)
+    res = reject(rows, filt_cfg)
+    kept_path = out / "filter" / "kept.jsonl"
+    write_jsonl_atomic(kept_path, res.kept)
+    write_jsonl_atomic(out / "filter" / "kept.dropped.jsonl", res.dropped)
+    counts = res.counts()
+    (out / "filter" / "kept.summary.json").write_text(json.dumps(
+        {"samples": len(rows), **counts, "config": dataclasses.asdict(filt_cfg)}, indent=1))
+    if not res.kept:
+        raise R1Error(f"the filter kept none of {len(rows)} samples ({counts}); see {out / 'filter'}")
+    # 3. sft
+    sft_data = merge({"seed": seed}, _section(recipe, "sft"))
+    sft_data["data"] = {"path": str(kept_path)}
+    sft_cfg = build_sft_config(sft_data, source=f"{source}: sft")
+    sft_dir = out / "sft"
+    from r1.trainers import checkpoint as ckpt
+    from r1.trainers.sft import SFTTrainer
+
+    if (sft_dir / "summary.json").is_file() and (sft_dir / "model" / "config.json").is_file():
+        sft_summary = json.loads((sft_dir / "summary.json").read_text())
+    else:
+        resume = (sft_dir / "checkpoints").exists() and ckpt.latest_checkpoint(sft_dir / "checkpoints") is not None
+        sft_summary = SFTTrainer(sft_cfg, sft_dir, resume=resume).train()
+    summary: dict[str, Any] = {"samples": len(rows), "filter": counts, "sft": {
+        k: sft_summary.get(k) for k in ("steps", "conversations", "rows", "loss_first", "loss_last", "train_seconds")},
+        "student": str(sft_dir / "model")}
+    # 4. optional evaluation of the student before and after
+    ev = _section(recipe, "eval", required=False)
+    if ev:
+        summary["eval"] = {tag: _evaluate(model, ev, out / "eval" / tag, seed, progress)
+                           for tag, model in (("before", sft_cfg.model.name), ("after", str(sft_dir / "model")))}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _evaluate(model: str, ev: dict, out: Path, seed: int, progress: bool) -> dict:
+    from r1.eval.runner import EvalConfig, LocalSampler, from_run_settings, run_eval
+
+    if not ev.get("from_run"):
+        raise R1Error("distill recipe: eval needs from_run (a training run whose held-out set and prompts to use)")
+    task, examples, name, fields = from_run_settings(ev["from_run"])
+    cfg = EvalConfig(model=model, benchmark=name, samples=int(ev.get("samples", 2)),
+                     max_new_tokens=int(ev.get("max_new_tokens", 64)), limit=ev.get("limit"), seed=seed, **fields)
+    res = run_eval(cfg, out, sampler=LocalSampler(cfg), task=task, examples=examples, suffix="", progress=progress)
+    m = res["metrics"]
+    return {"pass@1": m["pass@1"], "format_rate": m["format_rate"], "problems": m["problems"]}

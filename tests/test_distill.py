@@ -1,0 +1,50 @@
+"""`r1 distill`: generate -> filter -> sft end to end on the tiny model, and resumption."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_distill_tiny_recipe_end_to_end_and_rerun(tmp_path):
+    out = tmp_path / "d"
+    res = subprocess.run([sys.executable, "-m", "r1.cli.main", "distill", str(ROOT / "recipes" / "distill-tiny.yaml"),
+                          "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "student at" in res.stdout
+    for f in ("generate/samples.jsonl", "filter/kept.jsonl", "filter/kept.dropped.jsonl", "filter/kept.summary.json",
+              "sft/model/config.json", "sft/report.md", "summary.json"):
+        assert (out / f).is_file(), f
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples"] == 32 and summary["filter"]["kept"] > 0
+    from r1.models import load_model
+
+    student, tok = load_model(str(out / "sft" / "model"), device="cpu")
+    base, _ = load_model("tiny", device="cpu")
+    assert any(not torch.equal(a, b) for a, b in zip(student.parameters(), base.parameters()))
+    # a re-run finds every stage done: same samples, same student
+    before = (out / "generate" / "samples.jsonl").read_text()
+    stamp = (out / "sft" / "model" / "config.json").stat().st_mtime_ns
+    res = subprocess.run([sys.executable, "-m", "r1.cli.main", "distill", str(ROOT / "recipes" / "distill-tiny.yaml"),
+                          "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (out / "generate" / "samples.jsonl").read_text() == before
+    assert (out / "sft" / "model" / "config.json").stat().st_mtime_ns == stamp
+
+
+def test_distill_recipe_errors_name_the_section(tmp_path):
+    from r1.errors import R1Error
+    from r1.pipeline.distill import run_distill
+
+    with pytest.raises(R1Error, match="section 'generate' is missing"):
+        run_distill({"sft": {}}, tmp_path / "a")
+    with pytest.raises(R1Error, match="unknown section 'sfft'"):
+        run_distill({"generate": {"model": "tiny"}, "sfft": {}}, tmp_path / "b")
+    with pytest.raises(R1Error, match="filter: .*unexpected keyword argument 'max_tokenz'"):
+        run_distill({"generate": {"model": "tiny", "task": "arithmetic"}, "filter": {"max_tokenz": 3}, "sft": {}},
+                    tmp_path / "c")
