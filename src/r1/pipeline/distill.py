@@ -32,21 +32,19 @@ def _section(recipe: dict, name: str, required: bool = True) -> dict:
     return sec
 
 
-def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | None = None,
-                progress: bool = True, source: str = "") -> dict:
+def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, source: str = ""):
+    """(seed, GenerateConfig, FilterConfig, SFTConfig, eval section), each checked; the SFT
+    data path is filled in by `run_distill`."""
     from pydantic import ValidationError
 
     from r1.config import apply_overrides, build_sft_config, describe_validation_error, merge
-    from r1.data.filter import FilterConfig, reject
-    from r1.data.generate import GenerateConfig, run_generate
-    from r1.data.jsonl import read_jsonl, write_jsonl_atomic
+    from r1.data.filter import FilterConfig
+    from r1.data.generate import GenerateConfig
 
     recipe = apply_overrides(merge({}, recipe), overrides or [])
     unknown = set(recipe) - {"seed", "generate", "filter", "sft", "eval"}
     if unknown:
         raise R1Error(f"distill recipe: unknown section {sorted(unknown)[0]!r}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     seed = int(recipe.get("seed", 0))
     try:
         gen_cfg = GenerateConfig(**{"seed": seed, **_section(recipe, "generate")})
@@ -56,6 +54,19 @@ def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | 
         filt_cfg = FilterConfig(**_section(recipe, "filter", required=False))
     except TypeError as e:
         raise R1Error(f"{source}: filter: {e}") from None
+    sft_cfg = build_sft_config(merge({"seed": seed}, _section(recipe, "sft")), source=f"{source}: sft")
+    return seed, gen_cfg, filt_cfg, sft_cfg, _section(recipe, "eval", required=False)
+
+
+def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | None = None,
+                progress: bool = True, source: str = "") -> dict:
+    from r1.data.filter import reject
+    from r1.data.generate import run_generate
+    from r1.data.jsonl import read_jsonl, write_jsonl_atomic
+
+    seed, gen_cfg, filt_cfg, sft_cfg, ev = parse_recipe(recipe, overrides, source)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
 
     # 1. generate
     samples_path = out / "generate" / "samples.jsonl"
@@ -72,9 +83,7 @@ def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | 
     if not res.kept:
         raise R1Error(f"the filter kept none of {len(rows)} samples ({counts}); see {out / 'filter'}")
     # 3. sft
-    sft_data = merge({"seed": seed}, _section(recipe, "sft"))
-    sft_data["data"] = {"path": str(kept_path)}
-    sft_cfg = build_sft_config(sft_data, source=f"{source}: sft")
+    sft_cfg = sft_cfg.model_copy(update={"data": sft_cfg.data.model_copy(update={"path": str(kept_path)})})
     sft_dir = out / "sft"
     from r1.trainers import checkpoint as ckpt
     from r1.trainers.sft import SFTTrainer
@@ -88,7 +97,6 @@ def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | 
         k: sft_summary.get(k) for k in ("steps", "conversations", "rows", "loss_first", "loss_last", "train_seconds")},
         "student": str(sft_dir / "model")}
     # 4. optional evaluation of the student before and after
-    ev = _section(recipe, "eval", required=False)
     if ev:
         summary["eval"] = {tag: _evaluate(model, ev, out / "eval" / tag, seed, progress)
                            for tag, model in (("before", sft_cfg.model.name), ("after", str(sft_dir / "model")))}
