@@ -78,7 +78,7 @@ def trl_worker(args, out: Path) -> None:
     from r1.models import load_model
     from r1.rewards import registry
 
-    from r1.trainers.grpo import step_indices
+    from r1.trainers.policy import step_indices
 
     cfg, task, train, pb = shared_setup(args)
     prefill = pb.render("x").prefill

@@ -35,7 +35,7 @@ from r1.rollout.hf import HFEngine
 from r1.padding import left_pad, right_pad  # noqa: F401  (re-exported for callers)
 from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
-from r1.trainers.policy import Policy
+from r1.trainers.policy import Policy, step_indices
 from r1.types import Generation, Rollout, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -58,19 +58,6 @@ class Timer:
             yield
         finally:
             self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
-
-
-def step_indices(n: int, per_step: int, seed: int, step: int) -> list[int]:
-    """Indices into the training set of `step`'s prompts: a seeded permutation per epoch, a
-    pure function of the step, so that a resumed run sees exactly the prompts it would have
-    seen (and a benchmark can feed another trainer the same order)."""
-    out = []
-    for k in range(step * per_step, step * per_step + per_step):
-        epoch, idx = divmod(k, n)
-        order = list(range(n))
-        random.Random(seed * 1_000_003 + epoch).shuffle(order)
-        out.append(order[idx])
-    return out
 
 
 def pad_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import random
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,19 @@ import torch
 
 from r1.config import ModelConfig, OptimConfig
 from r1.models import bf16_available, load_model
+
+
+def step_indices(n: int, per_step: int, seed: int, step: int) -> list[int]:
+    """Indices into the training set of `step`'s prompts: a seeded permutation per epoch, a
+    pure function of the step, so that a resumed run sees exactly the prompts it would have
+    seen (and a benchmark can feed another trainer the same order)."""
+    out = []
+    for k in range(step * per_step, step * per_step + per_step):
+        epoch, idx = divmod(k, n)
+        order = list(range(n))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        out.append(order[idx])
+    return out
 
 
 def make_scheduler(optimizer, o: OptimConfig, total: int):

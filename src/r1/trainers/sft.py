@@ -26,17 +26,7 @@ from r1.errors import R1Error
 from r1.models import default_device
 from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
-from r1.trainers.policy import Policy, make_scheduler
-
-
-def step_rows(n: int, per_step: int, seed: int, step: int) -> list[int]:
-    out = []
-    for k in range(step * per_step, step * per_step + per_step):
-        epoch, idx = divmod(k, n)
-        order = list(range(n))
-        random.Random(seed * 1_000_003 + epoch).shuffle(order)
-        out.append(order[idx])
-    return out
+from r1.trainers.policy import Policy, make_scheduler, step_indices
 
 
 def sft_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -102,7 +92,7 @@ class SFTTrainer:
 
     def train_step(self, step: int) -> dict[str, float]:
         cfg, p = self.cfg, self.policy
-        idx = step_rows(len(self.rows), self.per_step, cfg.seed, step)
+        idx = step_indices(len(self.rows), self.per_step, cfg.seed, step)
         mbs = cfg.optim.micro_batch_size
         micro = [idx[i : i + mbs] for i in range(0, len(idx), mbs)]
         n_tok = sum(sum(x != IGNORE for x in self.rows[i].labels[1:]) for i in idx)
