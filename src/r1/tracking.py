@@ -45,7 +45,8 @@ class Tracker:
     def __init__(self, out_dir: Path, *, tensorboard: bool = False, resume_step: int | None = None):
         self.path = out_dir / "metrics.jsonl"
         self._file = open_step_log(self.path, resume_step)
-        self._rollouts = open_step_log(out_dir / "rollouts.jsonl", resume_step)
+        self._rollouts_path, self._resume_step = out_dir / "rollouts.jsonl", resume_step
+        self._rollouts = None  # opened on the first rollouts logged (SFT has none)
         self._tb = None
         if tensorboard:
             try:
@@ -68,12 +69,15 @@ class Tracker:
                     self._tb.add_scalar(key.replace(".", "/"), value, step)
 
     def log_rollouts(self, rows: list[dict[str, Any]]) -> None:
+        if self._rollouts is None:
+            self._rollouts = open_step_log(self._rollouts_path, self._resume_step)
         self._rollouts.write("".join(json.dumps(r) + "\n" for r in rows))
         self._rollouts.flush()
 
     def close(self) -> None:
         self._file.close()
-        self._rollouts.close()
+        if self._rollouts is not None:
+            self._rollouts.close()
         if self._tb is not None:
             self._tb.close()
 
