@@ -111,6 +111,26 @@ def distill(
 
 
 @app.command()
+def pipeline(
+    recipe: str = typer.Argument(..., help="YAML recipe (see recipes/r1-pipeline-*.yaml)"),
+    out: Optional[str] = typer.Option(None, help="output directory (default runs/RECIPE-NAME)"),
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """The R1 pipeline: cold start, reasoning RL, rejection sampling + SFT, RL; resumable."""
+    from pathlib import Path
+
+    from r1.config import read_yaml
+    from r1.pipeline.runner import Pipeline
+
+    out = out or f"runs/{Path(recipe).stem}"
+    res = Pipeline(read_yaml(recipe), out, list(set_ or []), source=recipe).run()
+    for name, m in [("base", res["base"])] + [(s["name"], s["metrics"]) for s in res["stages"]]:
+        typer.echo(f"{name:>16}: pass@1 {m['pass@1']:.3f}  format {m['format_rate']:.3f}  "
+                   f"language {m['language_consistency']:.3f}  length {m['mean_length']:.1f}")
+    typer.echo(f"report: {out}/report.md, {out}/report.html; manifest: {out}/manifest.json")
+
+
+@app.command()
 def generate(
     data: str = typer.Option(..., help="problems: a JSONL file (fields as the task reads them)"),
     out: str = typer.Option(..., help="JSONL of samples (appended batch by batch; rerun to resume)"),

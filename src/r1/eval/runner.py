@@ -218,12 +218,18 @@ def from_run_settings(run_dir: str | Path):
     """(task, held-out examples, EvalConfig fields) to evaluate on a training run's own
     held-out set with its prompts, extraction, verifier and stop strings."""
     from r1.config import load_config
-    from r1.data.tasks import get_task
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise R1Error(f"{run_dir} has no config.yaml: not a training run directory")
-    rc = load_config(run_dir / "config.yaml")
+    return config_settings(load_config(run_dir / "config.yaml"), str(run_dir))
+
+
+def config_settings(rc, label: str):
+    """`from_run_settings` for a GRPO config: its task's held-out set, prompts and stops."""
+    from r1.data.tasks import get_task
+
+    run_dir = label
     task = get_task(rc.task.name, rc.task.params, seed=rc.seed)
     _, examples = task.splits(rc.task.train_size, rc.task.heldout_size)
     fields = dict(prompt_style=rc.prompt.style, template=rc.prompt.template, force_think=rc.prompt.force_think,

@@ -59,7 +59,7 @@ def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, sou
 
 
 def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | None = None,
-                progress: bool = True, source: str = "") -> dict:
+                progress: bool = True, source: str = "", extra_data: str | None = None) -> dict:
     from r1.data.filter import reject
     from r1.data.generate import run_generate
     from r1.data.jsonl import read_jsonl, write_jsonl_atomic
@@ -82,8 +82,14 @@ def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | 
         {"samples": len(rows), **counts, "config": dataclasses.asdict(filt_cfg)}, indent=1))
     if not res.kept:
         raise R1Error(f"the filter kept none of {len(rows)} samples ({counts}); see {out / 'filter'}")
-    # 3. sft
-    sft_cfg = sft_cfg.model_copy(update={"data": sft_cfg.data.model_copy(update={"path": str(kept_path)})})
+    # 3. sft (on the kept samples, mixed with general conversations when given)
+    train_path = kept_path
+    if extra_data:
+        general = read_jsonl(extra_data)
+        train_path = out / "filter" / "mixed.jsonl"
+        write_jsonl_atomic(train_path, res.kept + general)
+        counts["general"] = len(general)
+    sft_cfg = sft_cfg.model_copy(update={"data": sft_cfg.data.model_copy(update={"path": str(train_path)})})
     sft_dir = out / "sft"
     from r1.trainers import checkpoint as ckpt
     from r1.trainers.sft import SFTTrainer

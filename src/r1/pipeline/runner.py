@@ -1,0 +1,282 @@
+"""`r1 pipeline RECIPE --out DIR`: the DeepSeek-R1 multi-stage pipeline, resumable.
+
+A recipe names a base `model`, a shared `task` / `prompt` / `rollout` (the problems, the
+template and stop strings every RL stage and every evaluation use), an `eval` section, and
+`stages`, each with a `name`, a `kind` and its own settings:
+
+``sft``      SFT on a file of conversations (`data`), e.g. long readable CoT for the cold start
+``distill``  generate with a teacher (`generate`; `teacher: <stage>` uses a stage's model),
+             filter, optionally mix in general SFT data (`general_data`), SFT — R1's stage 3
+``grpo``     GRPO (`grpo`: rewards, algorithm, optim, train...) on the shared task and prompt
+
+Each stage trains `input` (default: the previous stage's model; `base` for the base model)
+and writes everything under `DIR/<name>/`, its model at `DIR/<name>/model`; then that model
+is evaluated on the task's held-out set (`DIR/<name>/eval/`). `DIR/manifest.json` records
+every stage: status, input, resolved config, a fingerprint (config + input), the output
+model's content hash, versions. A re-run skips stages that are done with an unchanged
+fingerprint, resumes a stage that was killed (from its checkpoints), and redoes a stage
+whose config or input changed together with every stage after it. `DIR/report.md` and
+`DIR/report.html` compare all stages side by side (accuracy, format, language consistency,
+response length).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+from r1.errors import R1Error
+
+KINDS = ("sft", "distill", "grpo")
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_hash(folder: Path) -> str:
+    """sha256 over a model folder's weight and config files (names and bytes)."""
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*")):
+        if f.is_file() and f.suffix in (".safetensors", ".json", ".bin", ".model", ".txt"):
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class Pipeline:
+    def __init__(self, recipe: dict[str, Any], out: str | Path, overrides: list[str] | None = None,
+                 source: str = "", progress: bool = True):
+        from r1.config import apply_overrides, merge
+
+        self.recipe = apply_overrides(merge({}, recipe), overrides or [])
+        self.out = Path(out)
+        self.source = source or "pipeline recipe"
+        # relative data paths in a recipe file are relative to the file
+        self.recipe_dir = Path(source).parent if source and Path(source).is_file() else Path.cwd()
+        self.progress = progress
+        unknown = set(self.recipe) - {"seed", "model", "task", "prompt", "rollout", "eval", "stages"}
+        if unknown:
+            raise R1Error(f"{self.source}: unknown key {sorted(unknown)[0]!r}")
+        stages = self.recipe.get("stages")
+        if not isinstance(stages, list) or not stages:
+            raise R1Error(f"{self.source}: 'stages' must be a non-empty list")
+        names = []
+        for i, st in enumerate(stages):
+            if not isinstance(st, dict) or not isinstance(st.get("name"), str):
+                raise R1Error(f"{self.source}: stages[{i}] needs a name")
+            if st.get("kind") not in KINDS:
+                raise R1Error(f"{self.source}: stage {st['name']!r}: kind must be one of {', '.join(KINDS)}")
+            if st["name"] in names or st["name"] == "base":
+                raise R1Error(f"{self.source}: stage name {st['name']!r} is used twice or reserved")
+            ref = st.get("input")
+            if ref is not None and ref != "base" and ref not in names:
+                raise R1Error(f"{self.source}: stage {st['name']!r}: input {ref!r} is not an earlier stage")
+            names.append(st["name"])
+        self.stages = stages
+        self.seed = int(self.recipe.get("seed", 0))
+        self.base = str(self.recipe.get("model", "smollm2-135m"))
+        self.shared = self._grpo_config({})  # validates task/prompt/rollout now
+
+    # ------------------------------------------------------------------ configs
+    def _grpo_config(self, section: dict, model: str | None = None):
+        from r1.config import build_config, merge
+
+        data = {"seed": self.seed, "model": {"name": model or self.base}}
+        for key in ("task", "prompt", "rollout"):
+            if key in self.recipe:
+                data[key] = merge({}, self.recipe[key])
+        data = merge(data, section)
+        if model:
+            data.setdefault("model", {})["name"] = model
+        data.setdefault("tracking", {}).setdefault("progress", self.progress)
+        return build_config(data, source=self.source)
+
+    def model_of(self, name: str) -> str:
+        return self.base if name == "base" else str(self.out / name / "model")
+
+    # ------------------------------------------------------------------ manifest
+    def _manifest(self) -> dict:
+        path = self.out / "manifest.json"
+        return json.loads(path.read_text()) if path.is_file() else {"stages": []}
+
+    def _save_manifest(self, manifest: dict) -> None:
+        tmp = self.out / ".manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1))
+        tmp.replace(self.out / "manifest.json")
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict:
+        from r1.tracking import collect_versions
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        manifest = self._manifest()
+        old = {s["name"]: s for s in manifest.get("stages", [])}
+        entries: list[dict] = []
+        invalid = False  # a changed stage invalidates every later one
+        prev_name, prev_hash = "base", _hash(self.base)
+        for st in self.stages:
+            name = st["name"]
+            src = st.get("input") or prev_name
+            input_hash = prev_hash if src == prev_name else next(
+                (e["output_hash"] for e in entries if e["name"] == src), _hash(self.base))
+            fingerprint = _hash({"stage": st, "input": input_hash, "shared": {k: self.recipe.get(k) for k in
+                                                                             ("seed", "task", "prompt", "rollout", "eval")}})
+            entry = {"name": name, "kind": st["kind"], "input": src, "input_model": self.model_of(src),
+                     "config": st, "fingerprint": fingerprint, "status": "pending", "versions": collect_versions()}
+            prior = old.get(name)
+            stage_dir = self.out / name
+            done = (not invalid and prior is not None and prior.get("fingerprint") == fingerprint
+                    and prior.get("status") == "done" and (stage_dir / "model" / "config.json").is_file())
+            if done:
+                entries.append(prior)
+                prev_name, prev_hash = name, prior["output_hash"]
+                continue
+            if prior is not None and (invalid or prior.get("fingerprint") != fingerprint):
+                shutil.rmtree(stage_dir, ignore_errors=True)  # a changed stage starts over
+                invalid = True
+            entry["status"] = "running"
+            entries.append(entry)
+            self._save_manifest({"stages": entries + [s for s in manifest.get("stages", [])
+                                                     if s["name"] not in {e["name"] for e in entries}]})
+            self._run_stage(st, src, stage_dir)
+            entry["metrics"] = self._evaluate(self.model_of(name), stage_dir / "eval")
+            entry["output_hash"] = model_hash(stage_dir / "model")
+            entry["status"] = "done"
+            self._save_manifest({"stages": entries})
+            prev_name, prev_hash = name, entry["output_hash"]
+        manifest = {"stages": entries}
+        base_metrics = self._base_metrics()
+        self._save_manifest({**manifest, "base": {"model": self.base, "metrics": base_metrics}})
+        write_pipeline_report(self.out, base_metrics, entries)
+        return {"base": base_metrics, "stages": entries}
+
+    def _run_stage(self, st: dict, src: str, stage_dir: Path) -> None:
+        from r1.trainers import checkpoint as ckpt
+
+        model = self.model_of(src)
+        resume = (stage_dir / "checkpoints").exists() and ckpt.latest_checkpoint(stage_dir / "checkpoints") is not None
+        kind = st["kind"]
+        if kind == "grpo":
+            from r1.trainers.grpo import GRPOTrainer
+
+            cfg = self._grpo_config(st.get("grpo", {}), model)
+            GRPOTrainer(cfg, stage_dir, resume=resume).train()
+        elif kind == "sft":
+            from r1.config import build_sft_config, merge
+            from r1.trainers.sft import SFTTrainer
+
+            data = merge({"seed": self.seed, "tracking": {"progress": self.progress}}, st.get("sft", {}))
+            data["model"] = {**data.get("model", {}), "name": model}
+            if "data" in st:
+                data["data"] = st["data"]
+            SFTTrainer(build_sft_config(data, source=f"{self.source}: {st['name']}"), stage_dir, resume=resume).train()
+        else:
+            self._distill(st, model, stage_dir)
+
+    def _distill(self, st: dict, model: str, stage_dir: Path) -> None:
+        """Rejection sampling + SFT: a teacher (a stage's model) samples the shared task's
+        training problems with the shared prompt, the filter keeps verified readable
+        samples, general data is mixed in, and `model` is fine-tuned on it."""
+        from r1.config import merge
+        from r1.pipeline.distill import run_distill
+
+        teacher = st.get("teacher")
+        gen = merge({}, st.get("generate", {}))
+        if teacher:
+            if teacher not in {s["name"] for s in self.stages} and teacher != "base":
+                raise R1Error(f"{self.source}: stage {st['name']!r}: teacher {teacher!r} is not a stage")
+            shared = self.shared
+            gen.update(model=self.model_of(teacher), task=shared.task.name, task_params=dict(shared.task.params),
+                       prompt_style=shared.prompt.style, template=shared.prompt.template,
+                       force_think=shared.prompt.force_think, stop=list(shared.rollout.stop), suffix="")
+        sft = merge({"tracking": {"progress": self.progress}}, st.get("sft", {}))
+        sft["model"] = {**sft.get("model", {}), "name": model}
+        recipe = {"seed": self.seed, "generate": gen, "filter": st.get("filter", {}), "sft": sft}
+        general = st.get("general_data")
+        if general and not Path(general).is_absolute():
+            general = str(self.recipe_dir / general)
+        run_distill(recipe, stage_dir, progress=self.progress, source=f"{self.source}: {st['name']}",
+                    extra_data=general)
+        # the stage's model is the SFT output
+        target = stage_dir / "model"
+        if not target.exists():
+            shutil.copytree(stage_dir / "sft" / "model", target)
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, model: str, out: Path) -> dict:
+        from r1.eval.runner import EvalConfig, LocalSampler, config_settings, run_eval
+        from r1.rewards.language import language_consistency
+
+        ev = self.recipe.get("eval", {}) or {}
+        task, examples, name, fields = config_settings(self.shared, "pipeline")
+        cfg = EvalConfig(model=model, benchmark=name, samples=int(ev.get("samples", 2)),
+                         max_new_tokens=int(ev.get("max_new_tokens", self.shared.rollout.max_new_tokens)),
+                         limit=ev.get("limit"), seed=self.seed, **fields)
+        res = run_eval(cfg, out, sampler=LocalSampler(cfg), task=task, examples=examples, suffix="",
+                       progress=self.progress)
+        rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines() if x.strip()]
+        from r1.data.prompts import split_reasoning
+
+        lang = [language_consistency(split_reasoning(r["completion"])[0] or r["completion"],
+                                     ev.get("language", "en")) for r in rows]
+        m = res["metrics"]
+        return {"pass@1": m["pass@1"], "format_rate": m["format_rate"],
+                "language_consistency": statistics.fmean(lang) if lang else 0.0,
+                "mean_length": m["response_length_mean"], "problems": m["problems"]}
+
+    def _base_metrics(self) -> dict:
+        path = self.out / "base_eval" / "metrics.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        m = self._evaluate(self.base, self.out / "base_eval")
+        path.write_text(json.dumps(m))
+        return m
+
+
+def write_pipeline_report(out: Path, base: dict, stages: list[dict]) -> None:
+    """report.md and report.html: every stage's metrics side by side, plus a readability plot."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [("base", base)] + [(s["name"], s.get("metrics", {})) for s in stages]
+    keys = [("pass@1", "accuracy (pass@1)", True), ("format_rate", "format rate", True),
+            ("language_consistency", "language consistency", True), ("mean_length", "mean length (tokens)", False)]
+    head = "| | " + " | ".join(n for n, _ in cols) + " |\n|---|" + "---|" * len(cols) + "\n"
+    body = ""
+    for key, label, pct in keys:
+        cells = [(f"{100 * m[key]:.1f}%" if pct else f"{m[key]:.1f}") if key in m else "–" for _, m in cols]
+        body += f"| {label} | " + " | ".join(cells) + " |\n"
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, (key, label, _) in zip(axes, keys[:3]):
+        ax.bar([n for n, _ in cols], [m.get(key, 0.0) for _, m in cols], color="tab:blue")
+        ax.set(title=label, ylim=(0, 1))
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(out / "stages.png", dpi=110)
+    plt.close(fig)
+    stages_md = "".join(f"- `{s['name']}` ({s['kind']}): input `{s['input']}`, status {s['status']}\n" for s in stages)
+    md = (f"# R1 pipeline\n\n{stages_md}\nEvaluated on the task's held-out set with the pipeline's prompt.\n\n"
+          f"{head}{body}\n![stages](stages.png)\n")
+    (out / "report.md").write_text(md)
+    rows_html = "".join("<tr><td>" + label + "</td>" + "".join(
+        f"<td>{(f'{100 * m[key]:.1f}%' if pct else f'{m[key]:.1f}') if key in m else '–'}</td>" for _, m in cols)
+        + "</tr>" for key, label, pct in keys)
+    img = base64.b64encode(buf.getvalue()).decode()
+    (out / "report.html").write_text(
+        "<!doctype html><meta charset=utf-8><title>R1 pipeline</title><h1>R1 pipeline</h1>"
+        "<table border=1 cellpadding=4><tr><th></th>" + "".join(f"<th>{n}</th>" for n, _ in cols) + "</tr>"
+        + rows_html + f"</table><p><img src='data:image/png;base64,{img}'></p>")

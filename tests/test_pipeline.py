@@ -1,0 +1,102 @@
+"""`r1 pipeline` on the tiny recipe: stages, manifest, report, skip, resume, invalidation."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from r1.config import read_yaml
+from r1.pipeline.runner import Pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "r1-pipeline-tiny.yaml"
+
+
+def _mtime(path: Path) -> int:
+    return (path / "model" / "model.safetensors").stat().st_mtime_ns
+
+
+def run(out, overrides=()):
+    return Pipeline(read_yaml(RECIPE), out, list(overrides), source=str(RECIPE), progress=False).run()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipe") / "run"
+    return out, run(out)
+
+
+def test_tiny_pipeline_completes_with_a_manifest_and_a_report(finished):
+    out, res = finished
+    manifest = json.loads((out / "manifest.json").read_text())
+    stages = manifest["stages"]
+    assert [s["name"] for s in stages] == ["cold_start", "reasoning_rl", "rejection_sft", "rl_all"]
+    assert all(s["status"] == "done" for s in stages)
+    for s in stages:
+        assert set(s) >= {"input", "input_model", "config", "fingerprint", "output_hash", "versions", "metrics"}
+        assert (out / s["name"] / "model" / "config.json").is_file()
+        assert (out / s["name"] / "eval" / "results.json").is_file()
+    assert stages[2]["input"] == "base" and stages[3]["input"] == "rejection_sft"
+    report = (out / "report.md").read_text()
+    assert "| accuracy (pass@1) |" in report and "rl_all" in report and "language consistency" in report
+    assert (out / "report.html").read_text().startswith("<!doctype html>")
+    # stage 3 mixed the general conversations into its SFT data
+    mixed = (out / "rejection_sft" / "filter" / "mixed.jsonl").read_text().splitlines()
+    assert sum("capital of France" in x for x in mixed) == 1
+
+
+def test_rerun_finishes_at_once_and_redoes_nothing(finished):
+    import time
+
+    out, _ = finished
+    stamps = {s: _mtime(out / s) for s in ("cold_start", "reasoning_rl", "rejection_sft", "rl_all")}
+    t0 = time.perf_counter()
+    run(out)
+    assert time.perf_counter() - t0 < 30
+    assert {s: _mtime(out / s) for s in stamps} == stamps
+
+
+def test_a_killed_stage_resumes_and_a_changed_stage_reruns_with_what_follows(tmp_path, monkeypatch):
+    from r1.trainers.grpo import GRPOTrainer
+
+    monkeypatch.chdir(tmp_path)  # nothing depends on the working directory
+    out = tmp_path / "run"
+    original = GRPOTrainer.update
+    calls = {"n": 0}
+
+    def killed_on_second_update(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the run dies inside stage 2, after its step-1 checkpoint
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(GRPOTrainer, "update", killed_on_second_update)
+    with pytest.raises(KeyboardInterrupt):
+        run(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(s["name"], s["status"]) for s in manifest["stages"]] == [("cold_start", "done"), ("reasoning_rl", "running")]
+    stage1 = _mtime(out / "cold_start")
+    monkeypatch.setattr(GRPOTrainer, "update", original)
+    run(out)
+    assert _mtime(out / "cold_start") == stage1  # stage 1 was not redone
+    steps = [json.loads(x)["step"] for x in (out / "reasoning_rl" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]  # stage 2 resumed from its checkpoint
+    before = {s: _mtime(out / s) for s in ("cold_start", "reasoning_rl", "rejection_sft", "rl_all")}
+    # change stage 3's config: it and stage 4 run again, stages 1-2 stay
+    recipe = read_yaml(RECIPE)
+    recipe["stages"][2]["sft"]["optim"]["lr"] = 5.0e-4
+    Pipeline(recipe, out, source=str(RECIPE), progress=False).run()
+    after = {s: _mtime(out / s) for s in before}
+    assert after["cold_start"] == before["cold_start"] and after["reasoning_rl"] == before["reasoning_rl"]
+    assert after["rejection_sft"] != before["rejection_sft"] and after["rl_all"] != before["rl_all"]
+
+
+def test_recipe_errors_name_the_problem(tmp_path):
+    from r1.errors import R1Error
+
+    with pytest.raises(R1Error, match="'stages' must be a non-empty list"):
+        Pipeline({"model": "tiny"}, tmp_path)
+    with pytest.raises(R1Error, match="kind must be one of"):
+        Pipeline({"stages": [{"name": "a", "kind": "dpo"}]}, tmp_path)
+    with pytest.raises(R1Error, match="input 'later' is not an earlier stage"):
+        Pipeline({"stages": [{"name": "a", "kind": "sft", "input": "later"}]}, tmp_path)
