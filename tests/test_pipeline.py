@@ -100,3 +100,22 @@ def test_recipe_errors_name_the_problem(tmp_path):
         Pipeline({"stages": [{"name": "a", "kind": "dpo"}]}, tmp_path)
     with pytest.raises(R1Error, match="input 'later' is not an earlier stage"):
         Pipeline({"stages": [{"name": "a", "kind": "sft", "input": "later"}]}, tmp_path)
+
+
+def test_mixture_task_and_the_reward_model_on_general_prompts_only():
+    from r1.data.tasks import get_task
+    from r1.rewards import registry
+
+    task = get_task("mixture", {"reasoning": {"name": "arithmetic", "params": {"max_value": 9}},
+                                "general": str(ROOT / "recipes" / "data" / "general-small.jsonl"),
+                                "general_share": 0.25}, seed=0)
+    train, held = task.splits(30, 5)
+    general = [e for e in train if e.meta.get("general")]
+    assert len(train) == 40 and len(general) == 10 and not any(e.meta.get("general") for e in held)
+    assert not task.verify("anything", general[0])
+    reasoning = next(e for e in train if not e.meta.get("general"))
+    assert task.verify(reasoning.answer, reasoning)
+    per, _, failures = registry.score(["<think>x</think> <answer>1</answer>"] * 2, [general[0], reasoning], task,
+                                      {"reward_model": 1.0, "accuracy": 1.0},
+                                      {"reward_model": {"path": "tiny-rm", "only_general": True}})
+    assert failures == 0 and per["reward_model"][1] == 0.0 and per["reward_model"][0] != 0.0

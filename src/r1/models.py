@@ -108,6 +108,25 @@ def build_tiny(seed: int = 0):
     return model, tokenizer
 
 
+def build_tiny_reward_model(seed: int = 0):
+    """`tiny-rm`: a random 2-layer Llama sequence classifier (one label) on the tiny
+    tokenizer, from a fixed seed — an offline stand-in for a learned reward model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    tokenizer = build_tiny_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = LlamaForSequenceClassification(config)
+    finally:
+        torch.random.set_rng_state(state)
+    return model.eval(), tokenizer
+
+
 def _package_file(package: str, filename: str, install_hint: str) -> Path:
     spec = importlib.util.find_spec(package)  # does not import it (its __init__ needs `llm`)
     if spec is None or not spec.submodule_search_locations:

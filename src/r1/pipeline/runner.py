@@ -92,7 +92,16 @@ class Pipeline:
         for key in ("task", "prompt", "rollout"):
             if key in self.recipe:
                 data[key] = merge({}, self.recipe[key])
+        section = merge({}, section)
+        if "task" in section and section["task"].get("name", data.get("task", {}).get("name")) != \
+                data.get("task", {}).get("name"):
+            data["task"] = {k: v for k, v in data.get("task", {}).items() if k in ("train_size", "heldout_size")}
         data = merge(data, section)
+        params = data.get("task", {}).get("params", {})
+        for key in ("path", "general", "heldout_path"):  # data files named relative to the recipe
+            value = params.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute() and (self.recipe_dir / value).exists():
+                params[key] = str(self.recipe_dir / value)
         if model:
             data.setdefault("model", {})["name"] = model
         data.setdefault("tracking", {}).setdefault("progress", self.progress)
@@ -175,10 +184,33 @@ class Pipeline:
             data = merge({"seed": self.seed, "tracking": {"progress": self.progress}}, st.get("sft", {}))
             data["model"] = {**data.get("model", {}), "name": model}
             if "data" in st:
-                data["data"] = st["data"]
+                data["data"] = self._sft_data(st["data"], stage_dir)
             SFTTrainer(build_sft_config(data, source=f"{self.source}: {st['name']}"), stage_dir, resume=resume).train()
         else:
             self._distill(st, model, stage_dir)
+
+    def _sft_data(self, section: dict, stage_dir: Path) -> dict:
+        """Rows with a raw `question` get the pipeline's prompt as their user turn, so that SFT
+        sees the prompt RL and evaluation use; other rows (messages, problem) pass as they are."""
+        from r1.data.jsonl import read_jsonl, write_jsonl_atomic
+        from r1.data.prompts import user_content
+        from r1.data.tasks import get_task
+
+        section = dict(section)
+        path = section.get("path")
+        if not path:
+            return section
+        if not Path(path).is_absolute():
+            path = str(self.recipe_dir / path)
+        rows = read_jsonl(path)
+        hint = get_task(self.shared.task.name, self.shared.task.params).answer_hint
+        out = [{"problem": user_content(r["question"], self.shared.prompt.template, hint), **{
+            k: v for k, v in r.items() if k != "question"}} if "question" in r and "messages" not in r else r
+            for r in rows]
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(stage_dir / "sft_data.jsonl", out)
+        section["path"] = str(stage_dir / "sft_data.jsonl")
+        return section
 
     def _distill(self, st: dict, model: str, stage_dir: Path) -> None:
         """Rejection sampling + SFT: a teacher (a stage's model) samples the shared task's

@@ -4,6 +4,8 @@ sequence-classification model (a local folder or hub id) scores (prompt, complet
     rewards: {reward_model: 1.0}
     reward_params: {reward_model: {path: ./my-rm, batch_size: 8}}
 
+`path: tiny-rm` is a random tiny classifier built offline (tests, plumbing runs).
+
 The pair is rendered with the reward model's chat template when it has one (user turn =
 the problem, assistant turn = the completion), else as "prompt\\n\\ncompletion". With one
 output label the score is its logit; with several, the probability of the last label.
@@ -24,6 +26,11 @@ def load_reward_model(path: str, device: str = "cpu") -> tuple[Any, Any]:
 
     from r1.errors import R1Error
 
+    if path == "tiny-rm":
+        from r1.models import build_tiny_reward_model
+
+        model, tok = build_tiny_reward_model()
+        return model.to(device), tok
     try:
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).to(device).eval()
@@ -66,7 +73,16 @@ def score_pairs(path: str, prompts: list[str], completions: list[str], batch_siz
 
 
 @register("reward_model")
-def reward_model_reward(completions, examples, task=None, *, path, batch_size=8, max_length=2048, device="cpu"):
-    """The learned reward model's score of (problem, completion)."""
-    return score_pairs(str(path), [ex.question for ex in examples], list(completions), int(batch_size),
-                       int(max_length), device)
+def reward_model_reward(completions, examples, task=None, *, path, batch_size=8, max_length=2048, device="cpu",
+                        only_general=False):
+    """The learned reward model's score of (problem, completion). only_general: score only
+    general prompts (meta "general", from the `mixture` task) and leave reasoning prompts to
+    the rule rewards (None there: a constant within a group, so no advantage)."""
+    idx = [i for i, ex in enumerate(examples) if not only_general or (getattr(ex, "meta", None) or {}).get("general")]
+    out: list[float | None] = [None] * len(completions)
+    if idx:
+        scores = score_pairs(str(path), [examples[i].question for i in idx], [completions[i] for i in idx],
+                             int(batch_size), int(max_length), device)
+        for i, v in zip(idx, scores):
+            out[i] = v
+    return out

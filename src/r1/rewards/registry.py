@@ -115,7 +115,8 @@ def _bind(fn: RewardFn, params: dict[str, Any], context: dict[str, Any]) -> Rewa
 
 
 def _safe_call(name: str, fn: RewardFn, completions, examples, task) -> tuple[list[float], int]:
-    """(scores, number of failed samples); None and failures score 0.0."""
+    """(scores, number of samples whose scoring raised); None and failures score 0.0."""
+    errors = 0
     try:
         out = list(fn(completions, examples, task))
         if len(out) != len(completions):
@@ -132,8 +133,9 @@ def _safe_call(name: str, fn: RewardFn, completions, examples, task) -> tuple[li
             except Exception as e1:
                 log.warning("reward %s failed on one sample: %s", name, e1)
                 out.append(None)
-    failed = sum(v is None for v in out)
-    return [0.0 if v is None else float(v) for v in out], failed
+                errors += 1
+    # None from the reward itself means "cannot be scored" (0.0), not a failure
+    return [0.0 if v is None else float(v) for v in out], errors
 
 
 def score(

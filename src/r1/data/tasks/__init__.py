@@ -12,8 +12,9 @@ def _registry() -> dict[str, type]:
     from r1.data.tasks.code import HumanEvalTask
     from r1.data.tasks.countdown import CountdownTask
     from r1.data.tasks.files import GSM8KTask, MathTask
+    from r1.data.tasks.mixture import MixtureTask
 
-    return {t.name: t for t in (CountdownTask, ArithmeticTask, GSM8KTask, MathTask, HumanEvalTask)}
+    return {t.name: t for t in (CountdownTask, ArithmeticTask, GSM8KTask, MathTask, HumanEvalTask, MixtureTask)}
 
 
 def task_names() -> list[str]:
