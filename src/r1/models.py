@@ -14,6 +14,8 @@ as `R1Error` with one line saying how to fix it.
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib.util
 import os
 import shutil
@@ -79,9 +81,21 @@ def build_tiny_tokenizer():
     return fast
 
 
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Initialise from a fixed seed without disturbing the caller's random state."""
+    import torch
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(state)
+
+
 def build_tiny(seed: int = 0):
     """The `tiny` model: random weights from a fixed seed, identical on every machine."""
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tiny_tokenizer()
@@ -98,12 +112,8 @@ def build_tiny(seed: int = 0):
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
     )
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with _seeded(seed):
         model = LlamaForCausalLM(config)
-    finally:
-        torch.random.set_rng_state(state)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
@@ -111,19 +121,14 @@ def build_tiny(seed: int = 0):
 def build_tiny_reward_model(seed: int = 0):
     """`tiny-rm`: a random 2-layer Llama sequence classifier (one label) on the tiny
     tokenizer, from a fixed seed — an offline stand-in for a learned reward model."""
-    import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     tokenizer = build_tiny_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, num_labels=1,
                          pad_token_id=tokenizer.pad_token_id)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with _seeded(seed):
         model = LlamaForSequenceClassification(config)
-    finally:
-        torch.random.set_rng_state(state)
     return model.eval(), tokenizer
 
 
