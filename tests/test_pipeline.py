@@ -119,3 +119,48 @@ def test_mixture_task_and_the_reward_model_on_general_prompts_only():
                                       {"reward_model": 1.0, "accuracy": 1.0},
                                       {"reward_model": {"path": "tiny-rm", "only_general": True}})
     assert failures == 0 and per["reward_model"][1] == 0.0 and per["reward_model"][0] != 0.0
+
+
+def test_sigkill_during_stage_2_then_rerun_does_not_redo_stage_1(tmp_path):
+    """The acceptance case with a real SIGKILL of the `r1 pipeline` process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    recipe = read_yaml(RECIPE)
+    recipe["stages"][1]["grpo"]["train"] = {"steps": 60, "save_every": 1}  # a long stage 2 to kill
+    recipe["stages"][2]["general_data"] = str(ROOT / "recipes" / "data" / "general-small.jsonl")
+    recipe["stages"][3]["grpo"]["task"]["params"]["general"] = str(ROOT / "recipes" / "data" / "general-small.jsonl")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "r1.cli.main", "pipeline", str(path), "--out", str(out)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 240
+        ckpts = out / "reasoning_rl" / "checkpoints"
+        while time.time() < deadline and proc.poll() is None:
+            if ckpts.exists() and len(list(ckpts.glob("step-*"))) >= 1:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the pipeline ended before stage 2 could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["status"] for s in manifest["stages"]] == ["done", "running"]
+    stage1 = _mtime(out / "cold_start")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _mtime(out / "cold_start") == stage1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(s["status"] == "done" for s in manifest["stages"]) and len(manifest["stages"]) == 4
+    steps = [json.loads(x)["step"] for x in (out / "reasoning_rl" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 61))  # resumed: every step exactly once
