@@ -84,9 +84,13 @@ def _suffix(cfg: GenerateConfig) -> str:
     return ""
 
 
-def make_sampler(cfg: GenerateConfig):
+def _require_source(cfg: GenerateConfig) -> None:
     if not cfg.model and not cfg.api_base:
         raise R1Error("give --model SPEC (local sampling) or --api-base URL (an OpenAI-compatible API)")
+
+
+def make_sampler(cfg: GenerateConfig, answer_hint: str = "the final answer"):
+    _require_source(cfg)
     if cfg.api_base:
         import os
 
@@ -96,10 +100,9 @@ def make_sampler(cfg: GenerateConfig):
                           concurrency=cfg.concurrency, max_retries=cfg.max_retries, rate_limit=cfg.rate_limit)
     from r1.eval.runner import EvalConfig, LocalSampler
 
-    task, _ = _examples(cfg)
     return LocalSampler(EvalConfig(model=cfg.model, benchmark=cfg.task, max_new_tokens=cfg.max_new_tokens,
                                    prompt_style=cfg.prompt_style, template=cfg.template,
-                                   force_think=cfg.force_think, answer_hint=task.answer_hint))
+                                   force_think=cfg.force_think, answer_hint=answer_hint))
 
 
 def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress: bool = True) -> dict:
@@ -107,8 +110,8 @@ def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress
 
     out = Path(out)
     cfg = resolve_run(cfg)
-    if sampler is None and not cfg.model and not cfg.api_base:
-        make_sampler(cfg)  # raises the one-line error before anything is written
+    if sampler is None:
+        _require_source(cfg)  # the one-line error before anything is written
     out.parent.mkdir(parents=True, exist_ok=True)
     settings_path = Path(f"{out}.settings.json")
     settings = cfg.model_dump()
@@ -120,7 +123,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress
     settings_path.write_text(json.dumps(settings, indent=1))
     task, examples = _examples(cfg)
     suffix = _suffix(cfg)
-    sampler = sampler or make_sampler(cfg)
+    sampler = sampler or make_sampler(cfg, task.answer_hint)
     name = cfg.api_model or cfg.model or "default"
     k, bsz = cfg.samples, cfg.batch_size
     batches = [examples[i : i + bsz] for i in range(0, len(examples), bsz)]

@@ -78,9 +78,9 @@ def _passed(job: tuple[str, str, str | None], limits: dict[str, Any]) -> bool:
 def pass_fractions(codes: list[str | None], metas: list[dict[str, Any]], workers: int | None = None,
                    **limits: Any) -> list[float]:
     """Fraction of tests passed per program (0 for None/no tests), all runs in one pool."""
-    jobs = [(i, job) for i, (code, meta) in enumerate(zip(codes, metas)) if code is not None
-            for job in _jobs(code, meta)]
-    totals = [len(_jobs(c, m)) if c is not None else 0 for c, m in zip(codes, metas)]
+    per = [_jobs(code, meta) if code is not None else [] for code, meta in zip(codes, metas)]
+    jobs = [(i, job) for i, js in enumerate(per) for job in js]
+    totals = [len(js) for js in per]
     passed = [0] * len(codes)
     workers = workers or max(1, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # each run is a subprocess: threads just wait
