@@ -114,22 +114,22 @@ def _bind(fn: RewardFn, params: dict[str, Any], context: dict[str, Any]) -> Rewa
     return functools.partial(fn, **kwargs) if kwargs else fn
 
 
-def _safe_call(name: str, fn: RewardFn, completions, examples, task) -> tuple[list[float], int]:
-    """(scores, number of samples whose scoring raised); None and failures score 0.0."""
+def _safe_call(name: str, fn: RewardFn, params: dict[str, Any], context: dict[str, Any],
+               completions, examples, task) -> tuple[list[float], int]:
+    """(scores, number of samples whose scoring raised); None and failures score 0.0.
+    Per-sample context (`lengths`) is sliced along with the samples when retrying one by one."""
     errors = 0
     try:
-        out = list(fn(completions, examples, task))
+        out = list(_bind(fn, params, context)(completions, examples, task))
         if len(out) != len(completions):
             raise ValueError(f"returned {len(out)} scores for {len(completions)} completions")
     except Exception as e:  # a reward bug must not kill a training run
         log.warning("reward %s failed on the batch (%s); scoring one by one", name, e)
         out = []
         for i, (c, ex) in enumerate(zip(completions, examples)):
+            one = dict(context, lengths=None if context.get("lengths") is None else [context["lengths"][i]])
             try:
-                one = fn
-                if isinstance(fn, functools.partial) and isinstance(fn.keywords.get("lengths"), list):
-                    one = functools.partial(fn, lengths=[fn.keywords["lengths"][i]])
-                out.append(one([c], [ex], task)[0])
+                out.append(_bind(fn, params, one)([c], [ex], task)[0])
             except Exception as e1:
                 log.warning("reward %s failed on one sample: %s", name, e1)
                 out.append(None)
@@ -149,8 +149,8 @@ def score(
     total = [0.0] * len(completions)
     context = {"lengths": list(lengths) if lengths is not None else None, "max_tokens": max_tokens}
     for name, weight in weights.items():
-        fn = _bind(get_reward(name), (params or {}).get(name, {}), context)
-        values, failed = _safe_call(name, fn, list(completions), list(examples), task)
+        values, failed = _safe_call(name, get_reward(name), (params or {}).get(name, {}), context,
+                                    list(completions), list(examples), task)
         per[name] = values
         failures += failed
         total = [t + weight * v for t, v in zip(total, values)]
