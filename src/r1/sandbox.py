@@ -125,6 +125,7 @@ class _Cgroup:
             (d / "pids.max").write_text(str(max_processes))
             self.task_files = [d / "cgroup.procs"]
             self.events = d / "memory.events"
+            self.counters: list[Path] = []
         else:
             mem, pids = parents["memory"] / name, parents["pids"] / name
             for d in (mem, pids):
@@ -136,8 +137,6 @@ class _Cgroup:
             self.task_files = [mem / "tasks", pids / "tasks"]
             self.events = mem / "memory.oom_control"
             self.counters = [mem / "memory.failcnt", mem / "memory.memsw.failcnt"]
-
-    counters: list[Path] = []
 
     def memory_exceeded(self) -> bool:
         """The limit was hit: a failed charge, or the OOM killer ran inside the group."""

@@ -69,7 +69,7 @@ def _normalise(text: str) -> str:
 
 
 def _verifier(cfg: FilterConfig):
-    from r1.data.prompts import extract_answer
+    from r1.data.prompts import extract_answer, split_reasoning
     from r1.data.tasks.base import Example
 
     if cfg.task:
@@ -85,8 +85,7 @@ def _verifier(cfg: FilterConfig):
         from r1.rewards.accuracy import answers_match
 
         def check(row: dict) -> bool:
-            _, answer_part = row["completion"].split("</think>", 1) if "</think>" in row["completion"] \
-                else ("", row["completion"])
+            _, answer_part = split_reasoning(row["completion"])
             for fallback in ("none", "boxed", "last_number"):  # <answer> tags, then \\boxed{}, then a number
                 answer = extract_answer(answer_part, fallback=fallback)
                 if answer is not None:

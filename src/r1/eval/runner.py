@@ -229,10 +229,9 @@ def config_settings(rc, label: str):
     """`from_run_settings` for a GRPO config: its task's held-out set, prompts and stops."""
     from r1.data.tasks import get_task
 
-    run_dir = label
     task = get_task(rc.task.name, rc.task.params, seed=rc.seed)
     _, examples = task.splits(rc.task.train_size, rc.task.heldout_size)
     fields = dict(prompt_style=rc.prompt.style, template=rc.prompt.template, force_think=rc.prompt.force_think,
                   answer_hint=task.answer_hint, fallback=task.fallback, strict_format=True,
-                  stop=list(rc.rollout.stop), from_run=str(run_dir))
-    return task, examples, f"{rc.task.name} (held-out of {run_dir})", fields
+                  stop=list(rc.rollout.stop), from_run=label)
+    return task, examples, f"{rc.task.name} (held-out of {label})", fields
