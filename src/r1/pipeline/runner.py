@@ -236,10 +236,10 @@ class Pipeline:
             general = str(self.recipe_dir / general)
         run_distill(recipe, stage_dir, progress=self.progress, source=f"{self.source}: {st['name']}",
                     extra_data=general)
-        # the stage's model is the SFT output
+        # the stage's model is the SFT output: a relative link, not a second copy of the weights
         target = stage_dir / "model"
-        if not target.exists():
-            shutil.copytree(stage_dir / "sft" / "model", target)
+        if not target.is_symlink() and not target.exists():
+            target.symlink_to(Path("sft") / "model", target_is_directory=True)
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, model: str, out: Path) -> dict:
@@ -253,8 +253,10 @@ class Pipeline:
                          limit=ev.get("limit"), seed=self.seed, **fields)
         res = run_eval(cfg, out, sampler=LocalSampler(cfg), task=task, examples=examples, suffix="",
                        progress=self.progress)
-        rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines() if x.strip()]
         from r1.data.prompts import split_reasoning
+        from r1.tracking import read_metrics
+
+        rows = read_metrics(out / "samples.jsonl")
 
         lang = [language_consistency(split_reasoning(r["completion"])[0] or r["completion"],
                                      ev.get("language", "en")) for r in rows]
