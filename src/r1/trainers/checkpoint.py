@@ -80,13 +80,25 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: d
     _write_atomic(tmp / "state.json", json.dumps({"step": step, **state}, indent=1))
     _fsync_dir(tmp)
     if final.exists():
-        shutil.rmtree(final)
+        _discard(final)
     os.replace(tmp, final)
     _fsync_dir(root)
     _write_atomic(root / LATEST, final.name)
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
+    for leftover in root.glob(".old-step-*"):  # from a run killed while pruning
+        shutil.rmtree(leftover, ignore_errors=True)
     return final
+
+
+def _discard(path: Path) -> None:
+    """Hide a checkpoint with one atomic rename, then delete it: a kill during the delete
+    leaves a dot-folder that nothing reads, never a half-deleted `step-N`."""
+    hidden = path.with_name(f".old-{path.name}")
+    shutil.rmtree(hidden, ignore_errors=True)
+    os.replace(path, hidden)
+    _fsync_dir(path.parent)
+    shutil.rmtree(hidden, ignore_errors=True)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
