@@ -196,6 +196,48 @@ def filter_(
                + (f"; dropped: {dropped}" if dropped else "") + f" -> {out_p}, {stem}.dropped.jsonl")
 
 
+@app.command()
+def serve(
+    model: str = typer.Option("smollm2-135m", help="model spec (alias, HF folder, .gguf, hub id) or a training "
+                              "run directory (served with the run's prompt)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 exposes it: set an API key)"),
+    port: int = typer.Option(8000),
+    api_key: Optional[str] = typer.Option(None, help="require 'Authorization: Bearer KEY' (default: $R1_API_KEY)"),
+    served_model_name: Optional[str] = typer.Option(None, help="the model id clients send (default: from --model)"),
+    engine: str = typer.Option("hf", help="hf (transformers, CPU/GPU, continuous batching) or vllm (extra gpu)"),
+    max_batch: int = typer.Option(32, help="requests decoded together in one forward pass (1 = no batching)"),
+    max_queue: int = typer.Option(256, help="waiting requests before new ones get 429"),
+    max_tokens: int = typer.Option(4096, help="the most completion tokens a request may ask for"),
+    default_max_tokens: int = typer.Option(1024, help="completion tokens when a chat request does not say"),
+    max_prompt_tokens: Optional[int] = typer.Option(None, help="longest prompt accepted (default: the context)"),
+    timeout: float = typer.Option(600.0, help="seconds a request may take, queueing included"),
+    think: bool = typer.Option(True, "--think/--no-think", help="force <think> and split reasoning_content"),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
+    dtype: str = typer.Option("auto", help="auto (bf16 where native), bfloat16, float16 or float32"),
+    seed: int = typer.Option(0, help="seed of the sampler for requests that give none"),
+) -> None:
+    """An OpenAI-compatible API (reasoning_content, streaming) and a chat page at /."""
+    import uvicorn
+
+    from r1.serve.app import PromptStyle, ServeSettings, create_app
+    from r1.serve.launch import api_key_from_env, build_engine, resolve_model
+
+    spec, style, name = resolve_model(model)
+    style = style or PromptStyle()
+    style.force_think = think and style.force_think
+    name = served_model_name or name
+    key = api_key_from_env(api_key)
+    if host not in ("127.0.0.1", "localhost", "::1") and not key:
+        typer.echo(f"warning: listening on {host} without an API key: anyone who reaches it can use it", err=True)
+    eng = build_engine(spec, engine=engine, model_name=name, max_batch=max_batch, max_queue=max_queue,
+                       seed=seed, device=device, dtype=dtype)
+    settings = ServeSettings(model_name=name, api_key=key, max_tokens_cap=max_tokens,
+                             default_max_tokens=default_max_tokens, max_prompt_tokens=max_prompt_tokens,
+                             request_timeout=timeout, prompt=style)
+    typer.echo(f"serving {name!r} on http://{host}:{port} (chat page at /, API at /v1)")
+    uvicorn.run(create_app(eng, settings), host=host, port=port, log_level="info")
+
+
 from r1.cli.eval import app as eval_app  # noqa: E402  (typer only: cheap)
 
 app.add_typer(eval_app, name="eval")

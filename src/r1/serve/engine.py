@@ -1,0 +1,411 @@
+"""Serving engines: one interface, token ids in, token ids out, many requests at once.
+
+`HFBatchEngine` runs a transformers model in one background thread with continuous
+batching: every decode step is one forward pass over all running requests, and a request
+that arrives joins at the next step (its prompt is prefilled, its KV cache left-padded to
+the batch's length and stacked under it) instead of waiting for the batch to drain. Rows
+leave as soon as they finish or their client goes away. `max_batch=1` gives one request
+at a time (the baseline of `benchmarks/serve_load.py`).
+
+The vLLM engine (`r1.serve.vllm_engine`, extra `gpu`) implements the same interface.
+
+Text is not this module's business: the app turns token ids into text, stop strings and
+reasoning/content deltas, and cancels a request when a stop string appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Optional, Protocol
+
+from r1.errors import R1Error
+
+
+class QueueFull(Exception):
+    """The engine's waiting queue is at its bound (the app answers 429)."""
+
+
+class EngineUnavailable(Exception):
+    """The engine is shutting down or its loop died (the app answers 503)."""
+
+
+@dataclass
+class EngineRequest:
+    prompt_ids: list[int]
+    max_tokens: int
+    temperature: float = 0.6
+    top_p: float = 0.95
+    seed: Optional[int] = None
+    deadline: Optional[float] = None  # time.monotonic() after which the request ends with "timeout"
+
+
+@dataclass
+class Step:
+    """What a request receives after each engine step: new token ids, and why it ended
+    (None while running; "stop" = end of sequence, "length", "timeout", "cancelled", "error")."""
+
+    token_ids: list[int]
+    finish: Optional[str] = None
+
+
+class RequestHandle:
+    """A submitted request as the asyncio side sees it: iterate it for `Step`s; `cancel()`
+    (the client went away, or a stop string was found) drops it at the engine's next step."""
+
+    def __init__(self, request: EngineRequest, loop: asyncio.AbstractEventLoop):
+        self.request = request
+        self.loop = loop
+        self.queue: asyncio.Queue[Step] = asyncio.Queue()
+        self.cancelled = False
+        self.submitted = time.monotonic()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    async def __aiter__(self) -> AsyncIterator[Step]:
+        while True:
+            step = await self.queue.get()
+            yield step
+            if step.finish is not None:
+                return
+
+
+class ServeEngine(Protocol):
+    model_name: str
+    tokenizer: Any
+    max_model_len: int
+
+    def start(self) -> None: ...
+    def submit(self, request: EngineRequest) -> RequestHandle: ...  # raises QueueFull / EngineUnavailable
+    def stats(self) -> dict: ...
+    def shutdown(self) -> None: ...
+
+
+@dataclass
+class _Row:
+    handle: RequestHandle
+    generated: int = 0
+    generator: Any = None
+
+
+@dataclass
+class _Batch:
+    rows: list[_Row] = field(default_factory=list)
+    cache: Any = None
+    mask: Any = None  # [B, T] attention mask over the cache
+    last_pos: Any = None  # [B] position of each row's last token
+    logits: Any = None  # [B, V] next-token logits, not yet sampled
+
+
+class HFBatchEngine:
+    """Continuous batching over a transformers causal LM. See the module docstring."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, model_name: str, max_batch: int = 32,
+                 max_queue: int = 256, max_prefill_tokens: int = 4096, seed: int = 0):
+        import torch
+
+        from r1.rollout.hf import pack_linears, packed_linear_available, use_decode_attention
+
+        if max_batch < 1 or max_queue < 0:
+            raise R1Error("max_batch must be >= 1 and max_queue >= 0")
+        self.model, self.tokenizer, self.model_name = model, tokenizer, model_name
+        self.model.eval()
+        use_decode_attention(self.model)
+        if packed_linear_available(self.model):
+            pack_linears(self.model)
+        self.device = next(model.parameters()).device
+        self.max_model_len = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self.max_batch, self.max_queue, self.max_prefill_tokens = max_batch, max_queue, max_prefill_tokens
+        self.eos_ids = self._eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._gen = torch.Generator(device=self.device).manual_seed(seed)
+        self._pending: collections.deque[RequestHandle] = collections.deque()
+        self._cv = threading.Condition()
+        self._batch = _Batch()
+        self._closed = False
+        self._error: Optional[str] = None
+        self._thread: Optional[threading.Thread] = None
+        self.counters = {"requests": 0, "tokens": 0, "steps": 0, "rows_stepped": 0, "max_rows": 0}
+
+    @staticmethod
+    def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+        ids: set[int] = set()
+        for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, (list, tuple)):
+                ids.update(int(v) for v in value)
+        return ids
+
+    # -- the asyncio side -------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="r1-serve-engine", daemon=True)
+            self._thread.start()
+
+    def submit(self, request: EngineRequest) -> RequestHandle:
+        handle = RequestHandle(request, asyncio.get_running_loop())
+        with self._cv:
+            if self._closed or self._error:
+                raise EngineUnavailable(self._error or "the engine is shutting down")
+            if len(self._pending) >= self.max_queue:
+                raise QueueFull(f"{len(self._pending)} requests are waiting (the bound is {self.max_queue})")
+            self._pending.append(handle)
+            self.counters["requests"] += 1
+            self._cv.notify()
+        return handle
+
+    def stats(self) -> dict:
+        with self._cv:
+            return {"running": len(self._batch.rows), "waiting": len(self._pending),
+                    "max_batch": self.max_batch, "max_queue": self.max_queue,
+                    "healthy": self._error is None and not self._closed, **self.counters}
+
+    def shutdown(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    # -- the engine thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        import torch
+
+        try:
+            with torch.inference_mode():
+                while True:
+                    with self._cv:
+                        while not self._closed and not self._pending and not self._batch.rows:
+                            self._cv.wait()
+                        if self._closed:
+                            break
+                        admitted = self._take_pending()
+                    if admitted:
+                        self._admit(admitted)
+                    if self._batch.rows:
+                        self._step()
+        except Exception as e:  # a bug or an OOM: every waiting client gets an error, /health says so
+            self._error = f"engine failed: {type(e).__name__}: {e}"
+            raise
+        finally:
+            with self._cv:
+                leftover = [r.handle for r in self._batch.rows] + list(self._pending)
+                self._pending.clear()
+                self._batch = _Batch()
+            self._deliver([(h, Step([], "error" if self._error else "cancelled")) for h in leftover])
+
+    def _mergeable(self) -> bool:
+        from r1.rollout.hf import _PreallocatedLayer
+
+        cache = self._batch.cache
+        return cache is None or all(isinstance(layer, _PreallocatedLayer) for layer in cache.layers)
+
+    def _take_pending(self) -> list[RequestHandle]:
+        """Under the lock: drop cancelled/expired waiting requests; take as many as fit."""
+        now, out, budget = time.monotonic(), [], self.max_prefill_tokens
+        gone = []
+        for handle in list(self._pending):
+            if handle.cancelled or (handle.request.deadline is not None and now > handle.request.deadline):
+                self._pending.remove(handle)
+                gone.append((handle, Step([], "cancelled" if handle.cancelled else "timeout")))
+        self._deliver(gone)
+        if self._batch.rows and not self._mergeable():
+            return out
+        room = self.max_batch - len(self._batch.rows)
+        while self._pending and len(out) < room:
+            n = len(self._pending[0].request.prompt_ids)
+            if out and n > budget:
+                break
+            budget -= n
+            out.append(self._pending.popleft())
+        return out
+
+    def _admit(self, handles: list[RequestHandle]) -> None:
+        """Prefill the new requests together and stack them under the running batch."""
+        import torch
+
+        from r1.padding import left_pad
+        from r1.rollout.hf import preallocated_cache
+
+        ids, mask = left_pad([h.request.prompt_ids for h in handles], self.pad_id)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        rows = [_Row(h, generator=self._row_generator(h.request)) for h in handles]
+        room = max(h.request.max_tokens for h in handles)
+        cache = preallocated_cache(self.model, ids.shape[1] + room)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        new = _Batch(rows=rows, cache=cache, mask=mask, last_pos=positions[:, -1], logits=out.logits[:, -1, :])
+        old = self._batch
+        if not old.rows:
+            self._batch = new
+            return
+        width = max(old.mask.shape[1], mask.shape[1])
+        capacity = width + max(self._remaining(r) for r in old.rows + rows)
+        for layer_old, layer_new in zip(old.cache.layers, new.cache.layers):
+            _stack_layer(layer_old, layer_new, width, capacity)
+        self._batch = _Batch(
+            rows=old.rows + rows, cache=old.cache,
+            mask=torch.cat([_pad_left(old.mask, width), _pad_left(mask, width)]),
+            last_pos=torch.cat([old.last_pos, new.last_pos]),
+            logits=torch.cat([old.logits, new.logits]),
+        )
+
+    @staticmethod
+    def _remaining(row: _Row) -> int:
+        return max(row.handle.request.max_tokens - row.generated, 1)
+
+    def _row_generator(self, request: EngineRequest):
+        import torch
+
+        if request.seed is None:
+            return None
+        return torch.Generator(device=self.device).manual_seed(int(request.seed))
+
+    def _sample(self, logits: Any) -> list[int]:
+        """One token per row, honouring each row's temperature, top-p and seed."""
+        import torch
+
+        from r1.rollout.hf import sample_tokens
+
+        rows = self._batch.rows
+        groups: dict[tuple, list[int]] = {}
+        for b, row in enumerate(rows):
+            req = row.handle.request
+            key = (req.temperature, req.top_p, b if row.generator is not None else -1)
+            groups.setdefault(key, []).append(b)
+        if len(groups) == 1:
+            (t, p, seeded), = groups
+            gen = rows[seeded].generator if seeded >= 0 else self._gen
+            return sample_tokens(logits, t, p, gen)[0].tolist()
+        tokens = torch.empty(len(rows), dtype=torch.long, device=logits.device)
+        for (t, p, seeded), idx in groups.items():
+            gen = rows[seeded].generator if seeded >= 0 else self._gen
+            index = torch.tensor(idx, device=logits.device)
+            tokens[index] = sample_tokens(logits[index], t, p, gen)[0]
+        return tokens.tolist()
+
+    def _step(self) -> None:
+        import torch
+
+        batch = self._batch
+        tokens = self._sample(batch.logits)
+        now, keep, deliveries = time.monotonic(), [], []
+        for b, (row, token) in enumerate(zip(batch.rows, tokens)):
+            req = row.handle.request
+            row.generated += 1
+            finish = None
+            if row.handle.cancelled:
+                finish = "cancelled"
+            elif token in self.eos_ids:
+                finish = "stop"
+            elif row.generated >= req.max_tokens:
+                finish = "length"
+            elif req.deadline is not None and now > req.deadline:
+                finish = "timeout"
+            deliveries.append((row.handle, Step([token], finish)))
+            if finish is None:
+                keep.append(b)
+        self._deliver(deliveries)
+        self.counters["tokens"] += len(tokens)
+        self.counters["steps"] += 1
+        self.counters["rows_stepped"] += len(tokens)
+        self.counters["max_rows"] = max(self.counters["max_rows"], len(tokens))
+        if not keep:
+            with self._cv:
+                self._batch = _Batch()
+            return
+        token_t = torch.tensor(tokens, device=self.device)
+        if len(keep) < len(tokens):
+            index = torch.tensor(keep, device=self.device)
+            batch.cache.batch_select_indices(index)
+            batch.rows = [batch.rows[b] for b in keep]
+            batch.mask, batch.last_pos, token_t = batch.mask[index], batch.last_pos[index], token_t[index]
+            self._trim_padding(batch)
+        batch.mask = torch.cat([batch.mask, batch.mask.new_ones((batch.mask.shape[0], 1))], dim=1)
+        batch.last_pos = batch.last_pos + 1
+        out = self.model(input_ids=token_t[:, None], attention_mask=batch.mask,
+                         position_ids=batch.last_pos[:, None], past_key_values=batch.cache, use_cache=True)
+        batch.logits = out.logits[:, -1, :]
+
+    @staticmethod
+    def _trim_padding(batch: _Batch) -> None:
+        """When the rows that needed the longest left padding have left, drop the columns
+        nobody attends to any more (only worth a copy when it is a real share of the cache)."""
+        used = batch.mask.any(0).nonzero()
+        start = int(used[0]) if len(used) else 0
+        if start < 64 or not all(hasattr(layer, "_k") for layer in batch.cache.layers):
+            return
+        for layer in batch.cache.layers:
+            _drop_front(layer, start)
+        batch.mask = batch.mask[:, start:]
+
+    @staticmethod
+    def _deliver(items: list[tuple[RequestHandle, Step]]) -> None:
+        by_loop: dict[Any, list] = {}
+        for handle, step in items:
+            by_loop.setdefault(handle.loop, []).append((handle, step))
+        for loop, group in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, group)
+            except RuntimeError:  # that event loop is closed: nobody is listening
+                pass
+
+
+def _put_all(items: list[tuple[RequestHandle, Step]]) -> None:
+    for handle, step in items:
+        handle.queue.put_nowait(step)
+
+
+def _pad_left(x: Any, width: int) -> Any:
+    import torch
+
+    if x.shape[-1] == width:
+        return x
+    pad = x.new_zeros((*x.shape[:-1], width - x.shape[-1]))
+    return torch.cat([pad, x], dim=-1)
+
+
+def _stack_layer(old: Any, new: Any, width: int, capacity: int) -> None:
+    """Make `old` hold its rows then `new`'s, both left-padded (zeros) to `width` columns,
+    in a buffer of `capacity` columns. Zeros, not garbage: a masked position still
+    multiplies its (zero) weight by the value, and 0 * NaN would poison the row."""
+    for name in ("_k", "_v"):
+        a, b = getattr(old, name)[:, :, : old.length], getattr(new, name)[:, :, : new.length]
+        buf = a.new_zeros((a.shape[0] + b.shape[0], a.shape[1], capacity, a.shape[3]))
+        buf[: a.shape[0], :, width - a.shape[2] : width] = a
+        buf[a.shape[0]:, :, width - b.shape[2] : width] = b
+        setattr(old, name, buf)
+    old.capacity, old.length = capacity, width
+    old.keys, old.values = old._k[:, :, :width], old._v[:, :, :width]
+
+
+def _drop_front(layer: Any, start: int) -> None:
+    for name in ("_k", "_v"):
+        buf = getattr(layer, name)
+        moved = buf.new_zeros(buf.shape)
+        moved[:, :, : layer.length - start] = buf[:, :, start : layer.length]
+        setattr(layer, name, moved)
+    layer.length -= start
+    layer.keys, layer.values = layer._k[:, :, : layer.length], layer._v[:, :, : layer.length]
+
+
+def load_hf_engine(spec: str, *, model_name: str, max_batch: int, max_queue: int, seed: int = 0,
+                   device: Optional[str] = None, dtype: str = "auto") -> HFBatchEngine:
+    """Load a model spec (alias, folder, .gguf, hub id) into an `HFBatchEngine`; bf16 where
+    the hardware runs it natively (AVX-512 BF16 CPUs, Ampere+ GPUs), else float32."""
+    from r1.models import bf16_available, default_device, load_model
+
+    device = device or default_device()
+    if dtype == "auto":
+        dtype = "bfloat16" if bf16_available(device) else "float32"
+    model, tokenizer = load_model(spec, dtype=dtype, device=device)
+    return HFBatchEngine(model, tokenizer, model_name=model_name, max_batch=max_batch,
+                         max_queue=max_queue, seed=seed)

@@ -1,0 +1,82 @@
+"""Turn `r1 serve`'s options into an engine and an app (kept out of the CLI module so
+tests and benchmarks start servers the same way)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+from r1.errors import R1Error
+from r1.serve.app import PromptStyle, ServeSettings
+
+
+def resolve_model(spec: str) -> tuple[str, Optional[PromptStyle], str]:
+    """(model spec to load, prompt style, served name). A training run directory (an
+    `r1 zero`/`r1 grpo` output: config.yaml + model/) is served with the run's own prompt."""
+    path = Path(spec).expanduser()
+    if (path / "config.yaml").is_file() and (path / "model" / "config.json").is_file():
+        from r1.config import load_config
+        from r1.data.tasks import get_task
+
+        rc = load_config(path / "config.yaml")
+        hint = get_task(rc.task.name, rc.task.params, seed=rc.seed).answer_hint
+        style = PromptStyle(style=rc.prompt.style, template=rc.prompt.template, answer_hint=hint,
+                            force_think=rc.prompt.force_think)
+        return str(path / "model"), style, path.resolve().name
+    name = path.resolve().name if path.exists() else spec
+    return spec, None, name
+
+
+def build_engine(spec: str, *, engine: str = "hf", model_name: str, max_batch: int = 32, max_queue: int = 256,
+                 seed: int = 0, device: Optional[str] = None, dtype: str = "auto",
+                 gpu_memory_utilization: float = 0.85) -> Any:
+    if engine == "hf":
+        from r1.serve.engine import load_hf_engine
+
+        return load_hf_engine(spec, model_name=model_name, max_batch=max_batch, max_queue=max_queue,
+                              seed=seed, device=device, dtype=dtype)
+    if engine == "vllm":
+        from r1.serve.vllm_engine import VLLMServeEngine
+
+        return VLLMServeEngine(spec, model_name=model_name, max_queue=max_queue, seed=seed,
+                               gpu_memory_utilization=gpu_memory_utilization)
+    raise R1Error(f"unknown engine {engine!r}: use hf or vllm")
+
+
+def api_key_from_env(given: Optional[str]) -> Optional[str]:
+    return given or os.environ.get("R1_API_KEY") or None
+
+
+class BackgroundServer:
+    """A uvicorn server on a free loopback port in a background thread (tests, benchmarks)."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "BackgroundServer":
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()

@@ -1,0 +1,76 @@
+"""Helpers for the serving tests and the load benchmark: a tiny model that has learnt real
+answers (so reasoning, content and "whose answer is this" can be checked exactly), and
+a server on a free loopback port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+QUESTIONS = [(2, 3), (4, 1), (7, 5), (6, 8), (9, 9), (3, 4), (1, 1), (8, 2)]
+
+
+def question(a: int, b: int) -> str:
+    return f"What is {a} + {b}?"
+
+
+def reasoning_of(a: int, b: int) -> str:
+    return f"{a} + {b} = {a + b}"
+
+
+def content_of(a: int, b: int) -> str:
+    return f"<answer>{a + b}</answer>"
+
+
+def train_answering_tiny(out: Path, steps: int = 300) -> Path:
+    """The offline tiny model, taught (in ~4 s) to answer each of QUESTIONS, asked through
+    the server's own chat rendering, with "<think>\\n{a} + {b} = {c}\\n</think>\\n<answer>{c}</answer>"."""
+    import torch
+
+    from r1.models import build_tiny
+    from r1.serve.app import PromptStyle, render_chat
+    from r1.serve.protocol import ChatMessage
+
+    torch.manual_seed(0)
+    model, tok = build_tiny()
+    rows = []
+    for a, b in QUESTIONS:
+        text, _ = render_chat([ChatMessage(role="user", content=question(a, b))], tok, PromptStyle())
+        target = f"{reasoning_of(a, b)}\n</think>\n{content_of(a, b)}{tok.eos_token}"
+        rows.append((tok(text, add_special_tokens=False).input_ids, tok(target, add_special_tokens=False).input_ids))
+    width = max(len(p) + len(t) for p, t in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (p, t) in enumerate(rows):
+        n = len(p) + len(t)
+        ids[i, :n] = torch.tensor(p + t)
+        labels[i, len(p):n] = torch.tensor(t)
+        mask[i, :n] = 1
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def make_server(model_dir: str, *, max_batch: int = 32, max_queue: int = 256, api_key: str | None = None,
+                request_timeout: float = 120.0, max_tokens_cap: int = 256, model_name: str = "tiny-answers",
+                dtype: str = "auto"):
+    """A BackgroundServer (use as a context manager) around a fresh engine."""
+    from r1.serve.app import ServeSettings, create_app
+    from r1.serve.engine import load_hf_engine
+    from r1.serve.launch import BackgroundServer
+
+    engine = load_hf_engine(model_dir, model_name=model_name, max_batch=max_batch, max_queue=max_queue,
+                            device="cpu", dtype=dtype)
+    settings = ServeSettings(model_name=model_name, api_key=api_key, max_tokens_cap=max_tokens_cap,
+                             default_max_tokens=64, request_timeout=request_timeout)
+    server = BackgroundServer(create_app(engine, settings))
+    server.engine = engine
+    return server
