@@ -310,10 +310,10 @@ def test_full_queue_is_429(answering_model):
         _slow(srv.engine, 0.02)
 
         async def burst():
-            ac = openai.AsyncOpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=60)
-            calls = [ac.chat.completions.create(model="tiny-answers", messages=[{"role": "user", "content": "Go."}],
-                                                max_tokens=8, temperature=1.0) for _ in range(12)]
-            return await asyncio.gather(*calls, return_exceptions=True)
+            async with openai.AsyncOpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=60) as ac:
+                calls = [ac.chat.completions.create(model="tiny-answers", max_tokens=8, temperature=1.0,
+                                                    messages=[{"role": "user", "content": "Go."}]) for _ in range(12)]
+                return await asyncio.gather(*calls, return_exceptions=True)
 
         results = asyncio.run(burst())
         rejected = [r for r in results if isinstance(r, openai.RateLimitError)]
@@ -346,7 +346,8 @@ async def _ask_all(url: str, requests: list[tuple[int, int]], max_tokens: int = 
                 out["finish"] = ch.finish_reason or out["finish"]
         return out
 
-    return await asyncio.gather(*(one(i, a, b) for i, (a, b) in enumerate(requests)))
+    async with client:
+        return await asyncio.gather(*(one(i, a, b) for i, (a, b) in enumerate(requests)))
 
 
 def test_64_concurrent_streams_all_complete_unmixed(server):
@@ -385,7 +386,8 @@ def test_continuous_batching_matches_one_at_a_time(answering_model):
                                                 seed=100 + i, max_tokens=40 + 10 * i)
             return r.choices[0].message.reasoning_content
 
-        return await asyncio.gather(*(one(i) for i in range(len(msgs))))
+        async with c:
+            return await asyncio.gather(*(one(i) for i in range(len(msgs))))
 
     with make_server(answering_model, max_batch=8, dtype="float32") as srv:
         _slow(srv.engine, 0.01)  # each answer takes > 0.4 s, so the later arrivals join a running batch
@@ -422,3 +424,36 @@ def test_cli_serve_help_and_run_dir_resolution(tmp_path):
     assert spec == str(run / "model") and name == "myrun"
     assert (style.style, style.template, style.force_think) == (cfg.prompt.style, cfg.prompt.template,
                                                                  cfg.prompt.force_think)
+
+
+def test_vllm_engine_imports_without_vllm_and_says_how_to_install():
+    import importlib.util
+
+    import r1.serve.vllm_engine as v  # importing never needs vLLM
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    from r1.errors import R1Error
+
+    with pytest.raises(R1Error, match="pip install"):
+        v.VLLMServeEngine("tiny", model_name="x")
+
+
+@pytest.mark.gpu
+def test_vllm_engine_serves_through_the_same_app(answering_model):
+    """On a GPU with vLLM: the same API answers through `r1 serve --engine vllm`."""
+    pytest.importorskip("vllm")
+    import openai
+
+    from r1.serve.app import ServeSettings, create_app
+    from r1.serve.launch import BackgroundServer
+    from r1.serve.vllm_engine import VLLMServeEngine
+
+    engine = VLLMServeEngine(answering_model, model_name="tiny-answers", gpu_memory_utilization=0.3)
+    with BackgroundServer(create_app(engine, ServeSettings(model_name="tiny-answers"))) as srv:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        a, b = QUESTIONS[1]
+        r = c.chat.completions.create(model="tiny-answers", messages=[{"role": "user", "content": question(a, b)}],
+                                      temperature=0, max_tokens=64)
+        assert r.choices[0].message.reasoning_content == reasoning_of(a, b)
+        assert r.choices[0].message.content == content_of(a, b)

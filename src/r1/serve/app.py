@@ -272,7 +272,7 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
                 seed = None if req.seed is None else req.seed + i
                 handles.append(engine.submit(EngineRequest(
                     prompt_ids=prompt_ids, max_tokens=min(max_tokens, room), temperature=temperature,
-                    top_p=top_p, seed=seed, deadline=deadline)))
+                    top_p=top_p, seed=seed, deadline=deadline, ignore_eos=req.ignore_eos)))
         except QueueFull as e:
             for h in handles:
                 h.cancel()

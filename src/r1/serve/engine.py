@@ -41,6 +41,7 @@ class EngineRequest:
     top_p: float = 0.95
     seed: Optional[int] = None
     deadline: Optional[float] = None  # time.monotonic() after which the request ends with "timeout"
+    ignore_eos: bool = False  # always produce max_tokens (benchmarks; vLLM's extra parameter of that name)
 
 
 @dataclass
@@ -304,7 +305,7 @@ class HFBatchEngine:
             finish = None
             if row.handle.cancelled:
                 finish = "cancelled"
-            elif token in self.eos_ids:
+            elif token in self.eos_ids and not req.ignore_eos:
                 finish = "stop"
             elif row.generated >= req.max_tokens:
                 finish = "length"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from r1.errors import R1Error
-from r1.serve.app import PromptStyle, ServeSettings
+from r1.serve.app import PromptStyle
 
 
 def resolve_model(spec: str) -> tuple[str, Optional[PromptStyle], str]:

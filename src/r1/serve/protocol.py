@@ -57,6 +57,7 @@ class _Sampling(_Request):
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     model: Optional[str] = None
+    ignore_eos: bool = False  # vLLM's extra parameter: generate max_tokens whatever comes (benchmarks)
 
     @field_validator("stop")
     @classmethod
