@@ -190,3 +190,22 @@ def test_dropping_finished_rows_keeps_the_others_exact(engine, tiny):
     lengths = [len(c) for c in gen.completion_ids]
     assert min(lengths) < 10 and max(lengths) == 24  # some rows dropped out early, others went on
     _assert_logprobs_match_teacher_forcing(model, tok, prompts, gen, 4, 1.0)
+
+
+def test_a_shard_samples_what_the_whole_batch_samples(engine, tiny):
+    """Data parallelism: prompts split over ranks (row_offset/total_rows) get the same tokens
+    as in one batch, although rows finish at different times on each side."""
+    _, tok = tiny
+    prompts = _prompts(tok) + [tok("Count to five", add_special_tokens=False)["input_ids"],
+                               tok("?", add_special_tokens=False)["input_ids"]]
+    base = dict(max_new_tokens=14, temperature=1.0, top_p=0.9, seed=11, stop=("a",))
+    whole = engine.generate(prompts, 3, SamplingParams(**base))
+    assert len(set(whole.finish_reasons)) == 2  # some rows stop early, so the batch shrinks
+    rows = []
+    for rank in range(2):
+        part = engine.generate(prompts[2 * rank: 2 * rank + 2], 3,
+                               SamplingParams(**base, row_offset=6 * rank, total_rows=12))
+        rows += part.completion_ids
+    assert rows == whole.completion_ids
+    alone = engine.generate(prompts[1:2], 3, SamplingParams(**base))  # no offset: different draws
+    assert alone.completion_ids != whole.completion_ids[3:6]

@@ -20,6 +20,10 @@ class SamplingParams:
     stop: tuple[str, ...] = ("</answer>",)  # generation ends once one of these is produced
     seed: int = 0
     ignore_eos: bool = False  # always produce max_new_tokens (benchmarks)
+    # Data parallelism: these rows are rows row_offset.. of a step's total_rows (random draws
+    # are made for all of them, so the shard samples exactly what one process would).
+    row_offset: int = 0
+    total_rows: int | None = None
 
 
 @dataclass

@@ -19,6 +19,8 @@ def _run_grpo(cfg, out: str, resume: bool) -> None:
     from r1.trainers.grpo import GRPOTrainer
 
     summary = GRPOTrainer(cfg, out, resume=resume).train()
+    if not summary:  # a data-parallel rank other than 0: rank 0 reports
+        return
     b, a = summary["heldout_before"], summary["heldout_after"]
     typer.echo(f"held-out accuracy {b.get('accuracy', 0):.3f} -> {a.get('accuracy', 0):.3f}, "
                f"format rate {b.get('format_rate', 0):.3f} -> {a.get('format_rate', 0):.3f}")

@@ -24,7 +24,8 @@ from r1.types import Generation, SamplingParams
 
 
 def sample_tokens(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None,
+    uniforms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row. logits [b, V] -> (tokens [b], logprobs [b]).
 
@@ -34,7 +35,10 @@ def sample_tokens(
     Exact, but cheap on a CPU: `torch.multinomial` draws an exponential per vocabulary
     entry (~30 ms a step for 32 rows × 49k tokens here) and a full sort for top-p costs
     ~60 ms; inverse-CDF sampling (one cumsum and a binary search) costs ~1 ms, and the
-    nucleus is found in a top-k prefix that is grown until it holds top_p of the mass."""
+    nucleus is found in a top-k prefix that is grown until it holds top_p of the mass.
+
+    `uniforms` [b] (in [0, 1)) replaces the draws from `generator`: the engine draws them per
+    original row so that a row's tokens do not depend on which other rows share the batch."""
     scaled = logits.float()
     if temperature > 0:
         scaled = scaled / temperature
@@ -42,22 +46,26 @@ def sample_tokens(
     if temperature <= 0:
         tokens = scaled.argmax(-1)
     elif top_p < 1.0:
-        tokens = _sample_nucleus(scaled, lse, top_p, generator)
+        tokens = _sample_nucleus(scaled, lse, top_p, generator, uniforms)
     else:
-        tokens = _inverse_cdf((scaled - lse).exp_(), generator)
+        tokens = _inverse_cdf((scaled - lse).exp_(), generator, uniforms)
     return tokens, scaled.gather(-1, tokens[:, None])[:, 0] - lse[:, 0]
 
 
-def _inverse_cdf(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _inverse_cdf(probs: torch.Tensor, generator: torch.Generator | None,
+                 uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """One draw per row from unnormalised non-negative weights [b, n] -> indices [b]."""
     cdf = probs.cumsum(-1)
-    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device) * cdf[:, -1:]
+    if uniforms is None:
+        uniforms = torch.rand((probs.shape[0],), generator=generator, device=probs.device)
+    u = uniforms[:, None].to(cdf.dtype) * cdf[:, -1:]
     # right=True: the first index whose cdf exceeds u, so a zero-weight entry is never drawn
     return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=probs.shape[1] - 1)
 
 
 def _sample_nucleus(
-    scaled: torch.Tensor, lse: torch.Tensor, top_p: float, generator: torch.Generator | None
+    scaled: torch.Tensor, lse: torch.Tensor, top_p: float, generator: torch.Generator | None,
+    uniforms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Top-p: keep the smallest prefix (by probability) whose mass reaches top_p (the first
     token always stays), renormalise, draw. The same set as a full sort, found in top-k."""
@@ -71,7 +79,7 @@ def _sample_nucleus(
             break
         k = min(k * 8, vocab)
     probs = probs.masked_fill_(before >= top_p, 0.0)
-    return order.gather(-1, _inverse_cdf(probs, generator)[:, None])[:, 0]
+    return order.gather(-1, _inverse_cdf(probs, generator, uniforms)[:, None])[:, 0]
 
 
 class _PreallocatedLayer(DynamicLayer):
@@ -273,8 +281,13 @@ class HFEngine:
         stop_chars = {s[-1] for s in stop_strings}
         pieces = self._pieces() if stop_strings else []
 
+        # One uniform per row of the whole (possibly sharded) batch at every step, picked by
+        # original row: a row's tokens are the same whether it is sampled alone, with other
+        # rows, or on another rank of a data-parallel run (`params.row_offset`/`total_rows`).
+        total_rows = max(params.total_rows or rows, params.row_offset + rows)
         for step in range(params.max_new_tokens):
-            tokens, lps = sample_tokens(logits, params.temperature, params.top_p, gen)
+            uniforms = torch.rand((total_rows,), generator=gen, device=dev)[params.row_offset + active]
+            tokens, lps = sample_tokens(logits, params.temperature, params.top_p, gen, uniforms)
             tok_list, lp_list = tokens.tolist(), lps.tolist()
             keep = []
             for b, row in enumerate(active.tolist()):

@@ -35,6 +35,7 @@ from r1.rollout.hf import HFEngine
 from r1.padding import left_pad, right_pad  # noqa: F401  (re-exported for callers)
 from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
+from r1.trainers.distributed import Dist
 from r1.trainers.policy import Policy, step_indices
 from r1.types import Generation, Rollout, SamplingParams
 
@@ -129,7 +130,18 @@ class GRPOTrainer:
         self.out = Path(out_dir)
         self.resume = resume
         self.ckpt_dir = self.out / "checkpoints"
-        self.resume = ckpt.prepare_run_dir(self.out, resume)
+        self.dist = Dist()
+        # rank 0 prepares (or refuses) the run directory; every rank learns the outcome
+        outcome = None
+        if self.dist.is_main:
+            try:
+                outcome = ckpt.prepare_run_dir(self.out, resume)
+            except R1Error as e:
+                outcome = e
+        outcome = self.dist.broadcast(outcome)
+        if isinstance(outcome, R1Error):
+            raise outcome
+        self.resume = outcome
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -139,8 +151,10 @@ class GRPOTrainer:
         self.train_set, self.heldout = self.task.splits(cfg.task.train_size, cfg.task.heldout_size)
         if not self.train_set:
             raise R1Error(f"task {cfg.task.name!r} produced no training problems")
-        self.device = default_device()
-        self.policy = Policy(cfg.model, cfg.optim, cfg.train.steps, self.device)
+        self.device = self.dist.device or default_device()
+        self.dist.shard(list(range(cfg.rollout.prompts_per_step)))  # P must split evenly over the ranks
+        self.policy = Policy(cfg.model, cfg.optim, cfg.train.steps, self.device,
+                             grad_reduce=self.dist.all_reduce_grads)
         p = self.policy
         self.model, self.tokenizer, self.compute_model = p.model, p.tokenizer, p.compute_model
         self.optimizer, self.scheduler, self.autocast = p.optimizer, p.scheduler, p.autocast
@@ -175,11 +189,14 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ stages
     def generate(self, step: int) -> Rollout:
+        """This rank's share of the step's prompts, G samples each."""
         r = self.cfg.rollout
-        examples = self.step_examples(step)
+        examples = self.dist.shard(self.step_examples(step))
         prompt_ids = [self.prompts.ids(ex.question) for ex in examples]
         params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                                stop=tuple(r.stop), seed=self.cfg.seed * 7919 + step)
+                                stop=tuple(r.stop), seed=self.cfg.seed * 7919 + step,
+                                row_offset=self.dist.rank * len(examples) * r.group_size,
+                                total_rows=r.prompts_per_step * r.group_size)
         self.model.eval()
         with self.autocast_ctx() if self.engine.model is self.model else contextlib.nullcontext():
             gen: Generation = self.engine.generate(prompt_ids, r.group_size, params)
@@ -247,14 +264,17 @@ class GRPOTrainer:
         return out
 
     def update(self, rollout: Rollout, rows: list[int], ref: dict[int, torch.Tensor]) -> dict[str, float]:
+        """One optimizer step (μ of them) on this rank's rows, normalised by the whole step's
+        token and sequence counts; `Policy.step` sums the gradients over ranks."""
         a, cfg = self.cfg.algorithm, self.cfg
-        if not rows:  # every group was uniform: no gradient, but the schedule still advances
+        gen = rollout.generation
+        num_tokens, num_seqs = self.dist.sum([float(sum(len(gen.completion_ids[i]) for i in rows)), float(len(rows))])
+        self.stepped = num_seqs > 0
+        if not num_seqs:  # every group was uniform: no gradient, but the schedule still advances
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
                 self.scheduler.step()
             return {"grad_norm": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": float("nan"), "loss": 0.0}
-        gen = rollout.generation
-        num_tokens = float(sum(len(gen.completion_ids[i]) for i in rows))
         stats = {"clip": [], "kl": [], "entropy": [], "loss": 0.0}
         grad_norm = 0.0
         self.compute_model.train()
@@ -279,7 +299,7 @@ class GRPOTrainer:
                     loss_tok = loss_tok + a.beta * kl
                     stats["kl"].append(masked_mean(kl.detach(), cmask).item())
                 loss = agg_loss(loss_tok, cmask, a.loss_agg, num_tokens=num_tokens,
-                                num_seqs=float(len(rows)), max_len=float(cfg.rollout.max_new_tokens))
+                                num_seqs=num_seqs, max_len=float(cfg.rollout.max_new_tokens))
                 loss.backward()
                 self.policy.accumulate_grads()
                 stats["loss"] += loss.item() / a.mu
@@ -288,12 +308,16 @@ class GRPOTrainer:
             grad_norm = self.policy.step()
         self.scheduler.step()
         self.compute_model.eval()
+        # means over every rank's micro-batches; the loss terms add up to the step's loss
+        totals = self.dist.sum([sum(stats["clip"]), len(stats["clip"]), sum(stats["kl"]), len(stats["kl"]),
+                                sum(stats["entropy"]), len(stats["entropy"]), stats["loss"]])
+        clip_s, clip_n, kl_s, kl_n, ent_s, ent_n, loss = totals
         return {
             "grad_norm": grad_norm,
-            "clip_frac": statistics.fmean(stats["clip"]) if stats["clip"] else 0.0,
-            "kl": statistics.fmean(stats["kl"]) if stats["kl"] else 0.0,
-            "entropy": statistics.fmean(stats["entropy"]) if stats["entropy"] else float("nan"),
-            "loss": stats["loss"],
+            "clip_frac": clip_s / clip_n if clip_n else 0.0,
+            "kl": kl_s / kl_n if kl_n else 0.0,
+            "entropy": ent_s / ent_n if ent_n else float("nan"),
+            "loss": loss,
         }
 
     def sync(self) -> None:
@@ -349,11 +373,36 @@ class GRPOTrainer:
         row["tokens_per_s"] = gen_tokens / max(timer.times.get("generate", 1e-9), 1e-9)
         return row
 
+    def gathered(self, rollout: Rollout, keep: torch.Tensor, failures: int) -> tuple[Rollout, torch.Tensor, int]:
+        """The whole step's rollout (every rank's rows, in rank order) for metrics and logs;
+        on one process, the rollout itself. Only rank 0 needs it (others get theirs back)."""
+        if not self.dist.enabled:
+            return rollout, keep, failures
+        parts = self.dist.gather((rollout, keep.tolist(), failures))
+        if not self.dist.is_main:
+            return rollout, keep, failures
+        ros = [p[0] for p in parts]
+        gen = Generation(
+            completion_ids=[c for r in ros for c in r.generation.completion_ids],
+            logprobs=[lp for r in ros for lp in r.generation.logprobs],
+            finish_reasons=[f for r in ros for f in r.generation.finish_reasons],
+            seconds=max(r.generation.seconds for r in ros), texts=[t for r in ros for t in r.generation.texts])
+        merged = Rollout(
+            examples=[e for r in ros for e in r.examples], prompt_ids=[p for r in ros for p in r.prompt_ids],
+            group_size=rollout.group_size, generation=gen, completions=[c for r in ros for c in r.completions],
+            rewards={k: [v for r in ros for v in r.rewards[k]] for k in rollout.rewards},
+            total_reward=[v for r in ros for v in r.total_reward], advantages=[v for r in ros for v in r.advantages])
+        return merged, torch.tensor([k for p in parts for k in p[1]], dtype=torch.bool), sum(p[2] for p in parts)
+
     def train(self) -> dict:
-        cfg = self.cfg
+        """The loop. With several processes every rank runs it; rank 0 alone evaluates,
+        logs, checkpoints and writes the model and report (the others wait at barriers)."""
+        cfg, main = self.cfg, self.dist.is_main
         self.setup()
-        dump_config(cfg, self.out / "config.yaml")
-        (self.out / "versions.json").write_text(json.dumps(collect_versions(), indent=1))
+        if main:
+            dump_config(cfg, self.out / "config.yaml")
+            (self.out / "versions.json").write_text(json.dumps(
+                {**collect_versions(), "processes": self.dist.world}, indent=1))
         start, state = 0, {}
         latest = ckpt.latest_checkpoint(self.ckpt_dir) if self.resume else None
         if latest is not None:
@@ -361,17 +410,19 @@ class GRPOTrainer:
             start = state["step"]
             self.sync()
         history: list[dict] = state.get("heldout", [])
-        progress = Progress(cfg.train.steps, start, enabled=cfg.tracking.progress)
+        progress = Progress(cfg.train.steps, start, enabled=cfg.tracking.progress and main)
         if latest is not None:
             progress.print(f"resumed from {latest} (step {start})")
         tracker = Tracker(self.out, tensorboard=cfg.tracking.tensorboard,
-                          resume_step=start if latest is not None else None)
+                          resume_step=start if latest is not None else None) if main else None
         try:
             if not history:
-                progress.print(f"held-out evaluation before training ({len(self.heldout)} problems)...")
-                before = self.evaluate_heldout("before")
-                history.append({"step": 0, **before})
-                progress.print(f"before: accuracy {before['accuracy']:.3f}, format {before['format_rate']:.3f}")
+                if main:
+                    progress.print(f"held-out evaluation before training ({len(self.heldout)} problems)...")
+                    before = self.evaluate_heldout("before")
+                    history.append({"step": 0, **before})
+                    progress.print(f"before: accuracy {before['accuracy']:.3f}, format {before['format_rate']:.3f}")
+                self.dist.barrier()
             for step in range(start, cfg.train.steps):
                 timer = Timer()
                 with timer.stage("generate"):
@@ -386,32 +437,39 @@ class GRPOTrainer:
                 with timer.stage("update"):
                     upd = self.update(rollout, rows, ref)
                 with timer.stage("sync"):
-                    if rows:
+                    if self.stepped:
                         self.sync()
-                row = self.step_metrics(step, rollout, keep, upd, timer, failures)
+                whole, whole_keep, whole_failures = self.gathered(rollout, keep, failures)
                 done = step + 1
-                if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < cfg.train.steps:
-                    mid = self.evaluate_heldout(f"step{done:06d}")
-                    history.append({"step": done, **mid})
-                    row["heldout/accuracy"], row["heldout/format_rate"] = mid["accuracy"], mid["format_rate"]
-                tracker.log(row)
-                tracker.log_rollouts(rollout_rows(done, rollout))
-                progress.update(1, f"reward {row['reward']:.3f} acc {row['accuracy']:.2f} "
-                                   f"fmt {row['format_rate']:.2f} len {row['response_length_mean']:.0f}")
-                if done % cfg.train.save_every == 0 or done == cfg.train.steps:
-                    ckpt.save_checkpoint(self.ckpt_dir, done, self.model, self.optimizer, self.scheduler,
-                                         {"heldout": history}, keep=cfg.train.keep_checkpoints)
-            if history[-1]["step"] != cfg.train.steps:
+                if main:
+                    row = self.step_metrics(step, whole, whole_keep, upd, timer, whole_failures)
+                    if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < cfg.train.steps:
+                        mid = self.evaluate_heldout(f"step{done:06d}")
+                        history.append({"step": done, **mid})
+                        row["heldout/accuracy"], row["heldout/format_rate"] = mid["accuracy"], mid["format_rate"]
+                    tracker.log(row)
+                    tracker.log_rollouts(rollout_rows(done, whole))
+                    progress.update(1, f"reward {row['reward']:.3f} acc {row['accuracy']:.2f} "
+                                       f"fmt {row['format_rate']:.2f} len {row['response_length_mean']:.0f}")
+                    if done % cfg.train.save_every == 0 or done == cfg.train.steps:
+                        ckpt.save_checkpoint(self.ckpt_dir, done, self.model, self.optimizer, self.scheduler,
+                                             {"heldout": history}, keep=cfg.train.keep_checkpoints)
+                self.dist.barrier()
+            if main and history[-1]["step"] != cfg.train.steps:
                 progress.print("held-out evaluation after training...")
                 after = self.evaluate_heldout("after")
                 history.append({"step": cfg.train.steps, **after})
         finally:
             progress.close()
-            tracker.close()
-        self.save_model()
-        from r1.report import write_run_report
+            if tracker is not None:
+                tracker.close()
+        summary: dict = {}
+        if main:
+            self.save_model()
+            from r1.report import write_run_report
 
-        summary = write_run_report(self.out, cfg, history)
+            summary = write_run_report(self.out, cfg, history)
+        self.dist.barrier()
         return summary
 
     def save_model(self) -> None:

@@ -51,8 +51,10 @@ def make_scheduler(optimizer, o: OptimConfig, total: int):
 
 
 class Policy:
-    def __init__(self, mcfg: ModelConfig, ocfg: OptimConfig, total_steps: int, device: str):
+    def __init__(self, mcfg: ModelConfig, ocfg: OptimConfig, total_steps: int, device: str,
+                 grad_reduce=None):
         self.device = device
+        self.grad_reduce = grad_reduce  # sums gradients over data-parallel ranks (r1.trainers.distributed)
         self.model, self.tokenizer = load_model(mcfg.name, device=device)
         precision = mcfg.precision
         if precision == "auto":
@@ -109,6 +111,8 @@ class Policy:
     def step(self) -> float:
         """Clip, AdamW step on the masters, refresh the compute copy; returns the grad norm."""
         params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.grad_reduce is not None:
+            self.grad_reduce(params)
         if self.grad_clip > 0:
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
         else:

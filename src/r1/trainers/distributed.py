@@ -1,0 +1,119 @@
+"""Data parallelism for the trainers: one process per device, launched by `accelerate
+launch` (or `torchrun`), the process group set up by accelerate's `PartialState` (NCCL on
+GPUs, gloo on CPUs).
+
+How a GRPO step is split: rank r takes prompts [r·P/W, (r+1)·P/W) of the step and all G
+samples of each, so every group (and its advantage) lives on one rank; the random draws
+are made for the whole step's rows (`SamplingParams.row_offset`), so a shard samples what
+one process would. The loss is normalised by the step's global token/sequence counts and
+the fp32 master gradients are summed across ranks before clipping: every rank then takes
+the same AdamW step, and W processes end the step with the parameters one process would
+have with the combined batch (`tests/test_distributed.py`).
+
+Why the gradients are reduced here and not by wrapping the model in DDP: the bf16 compute
+copy's gradients are folded into fp32 master weights after every micro-batch; DDP would
+all-reduce the bf16 gradients of each micro-batch (or, with no_sync, force accumulating in
+bf16). One flattened fp32 all-reduce per optimizer step is what DDP does, at the right
+precision and once. Only rank 0 writes checkpoints, metrics, reports and the model.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from r1.errors import R1Error
+
+
+def launched_world_size() -> int:
+    """WORLD_SIZE as set by accelerate launch / torchrun (1 when run directly)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+class Dist:
+    """The process group as this process sees it; a single process is a group of one."""
+
+    def __init__(self) -> None:
+        self.world, self.rank, self.local_rank, self.device = 1, 0, 0, None
+        self._dist = None
+        if launched_world_size() > 1:
+            import torch
+            import torch.distributed as dist
+            from accelerate import PartialState
+
+            state = PartialState(cpu=not torch.cuda.is_available())
+            self.world, self.rank, self.local_rank = state.num_processes, state.process_index, state.local_process_index
+            dev = torch.device(state.device)
+            self.device = dev.type if dev.type == "cpu" else str(dev)
+            self._dist = dist
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, items: list, what: str = "prompts_per_step") -> list:
+        """This rank's contiguous share of `items` (the same length on every rank)."""
+        if len(items) % self.world:
+            raise R1Error(f"{what} ({len(items)}) must be a multiple of the number of processes ({self.world})")
+        per = len(items) // self.world
+        return items[self.rank * per : (self.rank + 1) * per]
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum over ranks (float64 on the CPU group, exact for counts)."""
+        if not self.enabled:
+            return list(values)
+        import torch
+
+        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
+        self._dist.all_reduce(t)
+        return t.tolist()
+
+    def all_reduce_grads(self, params: list[Any]) -> None:
+        """Sum the gradients of `params` over ranks, in one flattened buffer. A parameter
+        that got no gradient here (e.g. this rank's groups were all uniform) counts as zero."""
+        if not self.enabled:
+            return
+        import torch
+
+        grads = []
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+        flat = torch.cat([g.reshape(-1) for g in grads]).to(self._comm_device())
+        self._dist.all_reduce(flat)
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset : offset + n].view_as(g))
+            offset += n
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order (picklable objects)."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        self._dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        self._dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.enabled:
+            self._dist.barrier()
+
+    def _comm_device(self) -> str:
+        return "cpu" if self.device in (None, "cpu") else self.device

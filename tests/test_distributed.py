@@ -1,0 +1,118 @@
+"""Data-parallel GRPO: 2 processes (gloo, CPU) launched by `accelerate launch` end a step
+with the parameters that 1 process reaches on the combined batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.distributed
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = {
+    "seed": 3,
+    "model": {"name": "tiny", "precision": "fp32"},
+    "task": {"name": "arithmetic", "params": {"digits": 1}, "train_size": 32, "heldout_size": 4},
+    "rollout": {"group_size": 4, "prompts_per_step": 4, "max_new_tokens": 12, "temperature": 1.0},
+    # token-mean over the whole step and a KL term: both need the global counts to match
+    "algorithm": {"beta": 0.04, "loss_agg": "token-mean"},
+    "optim": {"lr": 5.0e-3, "micro_batch_size": 4, "warmup_steps": 0, "grad_clip": 1.0},
+    # the random tiny model earns no task reward; a reward that varies within each group
+    # (the share of vowels, from a custom reward file) gives every group an advantage
+    "rewards": {"accuracy": 1.0, "format": 0.5, "VOWELS": 1.0},
+    "train": {"steps": 2, "save_every": 2, "eval_every": 0},
+    "eval": {"samples": 1, "max_new_tokens": 8},
+    "tracking": {"progress": False},
+}
+
+
+VOWELS = """
+def vowels(completions, examples, task):
+    return [sum(ch in "aeiou" for ch in c) / max(len(c), 1) for c in completions]
+"""
+
+
+def _recipe(base: Path, data: dict) -> Path:
+    (base / "vowels.py").write_text(VOWELS)
+    rewards = {(f"{base / 'vowels.py'}:vowels" if k == "VOWELS" else k): v for k, v in data["rewards"].items()}
+    recipe = base / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({**data, "rewards": rewards}))
+    return recipe
+
+
+def _env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", HF_HUB_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false")
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("dp")
+    recipe = _recipe(base, RECIPE)
+    one = subprocess.run([sys.executable, "-m", "r1", "grpo", str(recipe), "--out", str(base / "one")],
+                         env=_env(), capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "recipes/accelerate/ddp.yaml"),
+         "--num_processes", "2", "--main_process_port", "29617", "-m", "r1", "grpo", str(recipe),
+         "--out", str(base / "two")], env=_env(), capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    return base / "one", base / "two", two
+
+
+def test_two_processes_match_one_process_on_the_combined_batch(runs):
+    import torch
+
+    one, two, _ = runs
+    w1, w2 = _weights(one), _weights(two)
+    assert w1.keys() == w2.keys()
+    from r1.models import build_tiny
+
+    init = build_tiny()[0].state_dict()
+    moved = max(float((w1[k] - init[k]).abs().max()) for k in w1 if k in init)
+    assert moved > 1e-3  # the steps really changed the weights...
+    for k in w1:  # ...and both runs changed them the same way
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_rank0_logs_the_whole_step(runs):
+    one, two, _ = runs
+    m1 = [json.loads(x) for x in (one / "metrics.jsonl").read_text().splitlines()]
+    m2 = [json.loads(x) for x in (two / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in m2] == [1, 2]  # written once, by rank 0
+    for a, b in zip(m1, m2):
+        for key in ("reward", "accuracy", "format_rate", "response_length_mean", "zero_variance_groups"):
+            assert a[key] == pytest.approx(b[key], abs=1e-9), key
+        for key in ("loss", "kl", "grad_norm", "clip_frac"):
+            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-6), key
+    r1 = [json.loads(x) for x in (one / "rollouts.jsonl").read_text().splitlines()]
+    r2 = [json.loads(x) for x in (two / "rollouts.jsonl").read_text().splitlines()]
+    assert [r["completion"] for r in r1] == [r["completion"] for r in r2]  # 16 rows a step, same samples
+    assert len(r2) == 2 * 16
+    versions = json.loads((two / "versions.json").read_text())
+    assert versions["processes"] == 2 and (two / "report.md").is_file()
+    assert sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.startswith("step-")) == ["step-000002"]
+
+
+def test_uneven_split_is_a_clear_error(tmp_path):
+    recipe = _recipe(tmp_path, {**RECIPE, "rollout": {**RECIPE["rollout"], "prompts_per_step": 3}})
+    res = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "recipes/accelerate/ddp.yaml"),
+         "--num_processes", "2", "--main_process_port", "29618", "-m", "r1", "grpo", str(recipe),
+         "--out", str(tmp_path / "run")], env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode != 0
+    assert "prompts_per_step (3) must be a multiple of the number of processes (2)" in res.stderr
