@@ -78,6 +78,14 @@ class RolloutConfig(_Strict):
     temperature: float = Field(1.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=lambda: ["</answer>"])
+    engine: Literal["hf", "vllm", "vllm-server"] = Field(
+        "hf", description="hf: r1's transformers engine; vllm: vLLM colocated in the trainer (GPU, extra gpu); "
+        "vllm-server: a vLLM server started with r1's worker extension")
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0.0, le=1.0, description="colocated vLLM's share of the GPU")
+    vllm_sleep: bool = Field(True, description="colocated vLLM sleeps (frees its memory) during the update")
+    vllm_server_url: str | None = Field(None, description="vllm-server: e.g. http://10.0.0.2:8000")
+    vllm_weights_dir: str | None = Field(None, description="vllm-server: a folder both the trainer and the "
+                                         "server see, for the weights pushed after each update")
 
 
 class AlgorithmConfig(_Strict):

@@ -36,19 +36,22 @@ def evaluate(
                                                help="open the answer with <think> (default: where the model knows the token)"),
     from_run: Optional[str] = typer.Option(None, help="a training run: evaluate on its task's held-out set with its prompts"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    engine: str = typer.Option("hf", help="local sampling engine: hf (CPU/GPU) or vllm (GPU, extra gpu)"),
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from r1.eval.benchmarks import get_benchmark, load_problems
     from r1.eval.runner import EvalConfig, LocalSampler, run_eval
 
+    if engine not in ("hf", "vllm"):
+        raise R1Error(f"--engine {engine!r}: use hf or vllm")
     if not model:
         raise R1Error("--model is required (a model spec, or the API's model name with --api-base)")
     if not out:
         raise R1Error("--out is required: the directory for results.json, samples.jsonl and report.md")
     settings = dict(model=model, api_base=api_base, data=data, samples=samples, limit=limit,
                     max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                    batch_size=batch_size, prompt_style=prompt_style, force_think=force_think)
+                    batch_size=batch_size, prompt_style=prompt_style, force_think=force_think, engine=engine)
     if from_run:
         from r1.eval.runner import from_run_settings
 

@@ -38,10 +38,11 @@ class EvalConfig(SamplingSettings):
     stop: list[str] = []  # stop strings besides EOS (a training run's own, with --from-run)
     strict_format: bool = False  # a run's own template: judge format by the strict R1 regex
     from_run: str | None = None
+    engine: str = "hf"  # hf (r1's transformers engine) or vllm (GPU, extra gpu)
 
 
 class LocalSampler:
-    """Samples from a model that `r1.models` resolves, through the HF rollout engine."""
+    """Samples from a model that `r1.models` resolves, through the HF or the vLLM engine."""
 
     def __init__(self, cfg: EvalConfig):
         from r1.eval.heldout import PromptBuilder
@@ -49,8 +50,19 @@ class LocalSampler:
         from r1.rollout.hf import HFEngine
 
         device = default_device()
-        model, tok = load_model(cfg.model, device=device)
-        self.engine = HFEngine(model, tok, bf16=bf16_available(device))
+        if cfg.engine == "vllm":
+            from transformers import AutoTokenizer
+
+            from r1.models import resolve_path
+            from r1.rollout.vllm import VLLMEngine, require_vllm
+
+            require_vllm()
+            tok = AutoTokenizer.from_pretrained(resolve_path(cfg.model))
+            self.engine = VLLMEngine(resolve_path(cfg.model), tok, gpu_memory_utilization=0.85, sleep=False,
+                                     seed=cfg.seed)
+        else:
+            model, tok = load_model(cfg.model, device=device)
+            self.engine = HFEngine(model, tok, bf16=bf16_available(device))
         style = cfg.prompt_style
         if style == "auto":
             style = "chat" if getattr(tok, "chat_template", None) else "r1_zero"

@@ -163,7 +163,7 @@ class GRPOTrainer:
         self.share_prefix = cfg.train.share_prompt_prefix and not cfg.model.gradient_checkpointing
         # LoRA shares the policy module with the engine (adapters are live); full fine-tuning
         # samples from a bf16 copy refreshed after every update.
-        self.engine = HFEngine(self.model, self.tokenizer, bf16=bf16 and not cfg.model.lora.enabled)
+        self.engine = self.make_engine(bf16)
         self.ref_model = None
         if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled:
             import copy
@@ -178,6 +178,24 @@ class GRPOTrainer:
         except ValueError as e:
             raise R1Error(f"prompt: {e}") from None
         self.weights = dict(cfg.rewards)
+
+    def make_engine(self, bf16: bool):
+        r = self.cfg.rollout
+        if r.engine == "hf":
+            return HFEngine(self.model, self.tokenizer, bf16=bf16 and not self.cfg.model.lora.enabled)
+        from r1.models import resolve_path
+
+        if r.engine == "vllm":
+            from r1.rollout.vllm import VLLMEngine
+
+            return VLLMEngine(resolve_path(self.cfg.model.name), self.tokenizer, seed=self.cfg.seed,
+                              gpu_memory_utilization=r.vllm_gpu_memory_utilization, sleep=r.vllm_sleep)
+        from r1.rollout.vllm import VLLMServerEngine
+
+        if not r.vllm_server_url or not r.vllm_weights_dir:
+            raise R1Error("rollout.engine vllm-server needs rollout.vllm_server_url and rollout.vllm_weights_dir")
+        return VLLMServerEngine(r.vllm_server_url, resolve_path(self.cfg.model.name), self.tokenizer,
+                                weights_dir=r.vllm_weights_dir, push=self.dist.is_main)
 
     def autocast_ctx(self):
         return self.policy.autocast_ctx()
@@ -198,7 +216,7 @@ class GRPOTrainer:
                                 row_offset=self.dist.rank * len(examples) * r.group_size,
                                 total_rows=r.prompts_per_step * r.group_size)
         self.model.eval()
-        with self.autocast_ctx() if self.engine.model is self.model else contextlib.nullcontext():
+        with self.autocast_ctx() if getattr(self.engine, "model", None) is self.model else contextlib.nullcontext():
             gen: Generation = self.engine.generate(prompt_ids, r.group_size, params)
         return Rollout(examples=examples, prompt_ids=prompt_ids, group_size=r.group_size,
                        generation=gen, completions=[self.prefill + t for t in gen.texts])
@@ -327,7 +345,7 @@ class GRPOTrainer:
     # ------------------------------------------------------------------ evaluation
     def evaluate_heldout(self, tag: str) -> dict:
         e, r = self.cfg.eval, self.cfg.rollout
-        with self.autocast_ctx() if self.engine.model is self.model else contextlib.nullcontext():
+        with self.autocast_ctx() if getattr(self.engine, "model", None) is self.model else contextlib.nullcontext():
             result = evaluate(self.engine, self.prompts, self.task, self.heldout, samples=e.samples,
                               temperature=e.temperature, top_p=e.top_p,
                               max_new_tokens=e.max_new_tokens or r.max_new_tokens, stop=tuple(r.stop),

@@ -1,0 +1,199 @@
+"""vLLM rollout engines (extra `gpu`): the `RolloutEngine` protocol on vLLM.
+
+* `VLLMEngine` (colocated): vLLM runs inside the trainer process on the same GPU, with a
+  share of its memory (`gpu_memory_utilization`). With `sleep=True` it sleeps (weights
+  dropped, KV cache freed) while the trainer runs its update and wakes for the next
+  rollout; new weights are loaded in place after each update through a worker extension
+  (`WorkerExtension.load_named`, vLLM's RLHF pattern), then the prefix cache is reset.
+* `VLLMServerEngine` (server mode): a separate vLLM OpenAI server on other GPUs or another
+  node, started with ``--worker-extension-cls r1.rollout.vllm.WorkerExtension`` and
+  ``VLLM_SERVER_DEV_MODE=1``. Rollouts go through `/v1/completions` with token-id prompts;
+  after each update the trainer writes the weights as safetensors into a folder both
+  sides see and asks the server to load them (`/collective_rpc` → `load_file`).
+
+Importing this module never needs vLLM; constructing an engine without it raises an
+`R1Error` that says how to install it. These engines have not been run on a GPU in this
+repository's CI (no GPU there): `tests/test_vllm.py` runs them where one is present.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from r1.errors import R1Error
+from r1.types import Generation, SamplingParams
+
+INSTALL_HINT = ("the vLLM engine needs vLLM and an NVIDIA GPU: `pip install 'r1[gpu]'` "
+                "(or `pip install vllm`) on a CUDA machine")
+
+
+def require_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError:
+        raise R1Error(INSTALL_HINT) from None
+    return vllm
+
+
+class WorkerExtension:
+    """Mixed into vLLM's GPU worker (``worker_extension_cls``): methods the trainer calls on
+    every worker through ``collective_rpc``."""
+
+    def load_named(self, named: list[tuple[str, Any]]) -> int:
+        """Load (name, tensor) pairs (HF parameter names) into the running model."""
+        self.model_runner.model.load_weights(weights=named)
+        return len(named)
+
+    def load_file(self, path: str) -> int:
+        """Load a safetensors file written by the trainer (server mode)."""
+        from safetensors.torch import load_file
+
+        return self.load_named(list(load_file(path, device="cpu").items()))
+
+
+def _state_dict(model: Any) -> dict[str, Any]:
+    """The trainer's full weights under HF names (LoRA adapters merged into a copy)."""
+    if hasattr(model, "merge_and_unload"):  # peft
+        import copy
+
+        model = copy.deepcopy(model).merge_and_unload()
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+def _vllm_params(params: SamplingParams, n: int) -> Any:
+    from vllm import SamplingParams as VSP
+
+    return VSP(n=n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
+               stop=list(params.stop) or None, include_stop_str_in_output=True, ignore_eos=params.ignore_eos,
+               logprobs=0)
+
+
+def _finish(reason: Any) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+class VLLMEngine:
+    """Colocated vLLM. See the module docstring."""
+
+    def __init__(self, model_path: str, tokenizer: Any, *, gpu_memory_utilization: float = 0.3,
+                 sleep: bool = True, dtype: str = "bfloat16", seed: int = 0, max_model_len: int | None = None):
+        vllm = require_vllm()
+        # The engine core in this process: weights can then be handed over as tensors.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        kwargs = dict(model=model_path, tokenizer=model_path, gpu_memory_utilization=gpu_memory_utilization,
+                      dtype=dtype, seed=seed, enable_sleep_mode=sleep, max_model_len=max_model_len,
+                      worker_extension_cls="r1.rollout.vllm.WorkerExtension", enable_prefix_caching=True)
+        try:  # log-probs after temperature, as the trainer computes them (newer vLLM)
+            self.llm = vllm.LLM(**kwargs, logprobs_mode="processed_logprobs")
+        except TypeError:
+            self.llm = vllm.LLM(**kwargs)
+        self.tokenizer = tokenizer
+        self.sleep_enabled = sleep
+        self.asleep = False
+        self._pending: Any = None
+        if sleep:
+            self._sleep()
+
+    def _sleep(self) -> None:
+        if self.sleep_enabled and not self.asleep:
+            self.llm.sleep(level=1)
+            self.asleep = True
+
+    def _wake(self) -> None:
+        if self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
+
+    def sync_weights(self, model: Any) -> None:
+        # Loaded at the next generate, when vLLM is awake anyway (one wake per step).
+        self._pending = model
+
+    def _apply_pending(self) -> None:
+        if self._pending is None:
+            return
+        named = list(_state_dict(self._pending).items())
+        self.llm.collective_rpc("load_named", args=(named,))
+        self.llm.reset_prefix_cache()
+        self._pending = None
+
+    def generate(self, prompt_ids: list[list[int]], n: int, params: SamplingParams) -> Generation:
+        from vllm.inputs import TokensPrompt
+
+        t0 = time.perf_counter()
+        self._wake()
+        try:
+            self._apply_pending()
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids],
+                                     _vllm_params(params, n), use_tqdm=False)
+        finally:
+            self._sleep()
+        ids, lps, fins, texts = [], [], [], []
+        for out in outs:  # in prompt order; each with its n samples
+            for c in out.outputs:
+                toks = list(c.token_ids)
+                ids.append(toks)
+                lps.append([float(d[t].logprob) for d, t in zip(c.logprobs or [], toks)])
+                fins.append(_finish(c.finish_reason))
+                texts.append(c.text)
+        return Generation(completion_ids=ids, logprobs=lps, finish_reasons=fins,
+                          seconds=time.perf_counter() - t0, texts=texts)
+
+
+class VLLMServerEngine:
+    """A vLLM server elsewhere. See the module docstring."""
+
+    def __init__(self, base_url: str, model: str, tokenizer: Any, *, weights_dir: str | Path,
+                 api_key: str | None = None, timeout_s: float = 3600.0, push: bool = True):
+        import httpx
+
+        self.push = push  # with several trainer processes only rank 0 pushes the (identical) weights
+        self.base = base_url.rstrip("/").removesuffix("/v1")
+        self.model, self.tokenizer = model, tokenizer
+        self.weights_dir = Path(weights_dir)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(timeout=timeout_s, headers=headers)
+        try:
+            self.http.get(self.base + "/health").raise_for_status()
+        except httpx.HTTPError as e:
+            raise R1Error(f"the vLLM server at {self.base} does not answer /health: {e}") from None
+
+    def sync_weights(self, model: Any) -> None:
+        from safetensors.torch import save_file
+
+        if not self.push:
+            return
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        path = self.weights_dir / "policy.safetensors"
+        tmp = path.with_suffix(".tmp")
+        save_file({k: v.contiguous().cpu() for k, v in _state_dict(model).items()}, str(tmp))
+        os.replace(tmp, path)
+        r = self.http.post(self.base + "/collective_rpc", json={"method": "load_file", "args": [str(path)]})
+        if r.status_code == 404:
+            raise R1Error("the vLLM server has no /collective_rpc: start it with VLLM_SERVER_DEV_MODE=1 and "
+                          "--worker-extension-cls r1.rollout.vllm.WorkerExtension")
+        r.raise_for_status()
+        self.http.post(self.base + "/reset_prefix_cache").raise_for_status()
+
+    def generate(self, prompt_ids: list[list[int]], n: int, params: SamplingParams) -> Generation:
+        t0 = time.perf_counter()
+        body = {"model": self.model, "prompt": prompt_ids, "n": n, "max_tokens": params.max_new_tokens,
+                "temperature": params.temperature, "top_p": params.top_p, "stop": list(params.stop) or None,
+                "include_stop_str_in_output": True, "ignore_eos": params.ignore_eos, "logprobs": 0,
+                "return_tokens_as_token_ids": True, "seed": params.seed}
+        r = self.http.post(self.base + "/v1/completions", json=body)
+        if r.status_code >= 400:
+            raise R1Error(f"vLLM server: {r.status_code} {r.text[:300]}")
+        choices = sorted(r.json()["choices"], key=lambda c: c["index"])  # index = prompt * n + sample
+        ids, lps, fins, texts = [], [], [], []
+        for c in choices:
+            lp = c.get("logprobs") or {}
+            toks = [int(t.removeprefix("token_id:")) for t in lp.get("tokens", [])]
+            ids.append(toks)
+            lps.append([float(x) for x in lp.get("token_logprobs", [])])
+            fins.append(_finish(c.get("finish_reason")))
+            texts.append(c["text"])
+        return Generation(completion_ids=ids, logprobs=lps, finish_reasons=fins,
+                          seconds=time.perf_counter() - t0, texts=texts)
