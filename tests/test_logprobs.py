@@ -2,7 +2,6 @@
 
 import copy
 
-import pytest
 import torch
 
 from r1.trainers.grpo import completion_logprobs, pad_batch, shared_prefix_logprobs

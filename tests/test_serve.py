@@ -83,6 +83,8 @@ def test_stop_text_holds_back_partial_stops():
     assert s.stopped
     s = StopText(("STOP",))
     assert s.feed("ST") == "" and s.feed("ay") == "STay" and s.finish() == ""
+    s = StopText((), keep=("</answer>",))  # a training run's stop: the answer keeps its closing tag
+    assert s.feed("<answer> 19 </ans") == "<answer> 19 " and s.feed("wer> more") == "</answer>" and s.stopped
 
 
 def test_detokenizer_never_splits_a_character(tiny):
@@ -424,6 +426,7 @@ def test_cli_serve_help_and_run_dir_resolution(tmp_path):
     assert spec == str(run / "model") and name == "myrun"
     assert (style.style, style.template, style.force_think) == (cfg.prompt.style, cfg.prompt.template,
                                                                  cfg.prompt.force_think)
+    assert style.stop == tuple(cfg.rollout.stop) == ("</answer>",)
 
 
 def test_vllm_engine_imports_without_vllm_and_says_how_to_install():

@@ -39,6 +39,9 @@ class PromptStyle:
     template: Optional[str] = None  # the run's user-turn template ({question}, {answer_hint})
     answer_hint: str = "the final answer"
     force_think: bool = True
+    # a run's stop strings (`rollout.stop`, e.g. "</answer>"): a model trained with them was
+    # always cut there and never learnt to stop by itself; they end every answer, kept in it
+    stop: tuple[str, ...] = ()
 
 
 @dataclass
@@ -120,10 +123,12 @@ class Detokenizer:
 
 
 class StopText:
-    """Cut the text at the first stop string; hold back a tail that may be one's beginning."""
+    """Cut the text at the first stop string; hold back a tail that may be one's beginning.
+    A stop in `keep` stays in the text (the run's own stops); others are cut off (OpenAI)."""
 
-    def __init__(self, stops: tuple[str, ...]):
-        self.stops = stops
+    def __init__(self, stops: tuple[str, ...], keep: tuple[str, ...] = ()):
+        self.stops = tuple(dict.fromkeys(stops + keep))
+        self.keep = set(keep)
         self.held = ""
         self.stopped = False
 
@@ -131,10 +136,11 @@ class StopText:
         if not self.stops:
             return delta
         text = self.held + delta
-        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self.stops if (i := text.find(s)) >= 0]
+        if found:
+            cut, stop = min(found)
             self.stopped, self.held = True, ""
-            return text[:cut]
+            return text[: cut + len(stop)] if stop in self.keep else text[:cut]
         keep = max((n for s in self.stops for n in range(min(len(s) - 1, len(text)), 0, -1)
                     if text.endswith(s[:n])), default=0)
         self.held = text[len(text) - keep:]
@@ -149,10 +155,10 @@ class Choice:
     """One sampled answer being turned from token ids into text."""
 
     def __init__(self, index: int, handle: RequestHandle, tokenizer: Any, stops: tuple[str, ...],
-                 reasoning: Optional[bool]):
+                 reasoning: Optional[bool], keep_stops: tuple[str, ...] = ()):
         self.index, self.handle = index, handle
         self.detok = Detokenizer(tokenizer)
-        self.stop = StopText(stops)
+        self.stop = StopText(stops, keep_stops)
         self.split = ReasoningStream(reasoning=reasoning) if reasoning is not None else None
         self.tokens = 0
         self.reasoning_tokens: Optional[int] = 0 if reasoning else None
@@ -371,7 +377,7 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
         max_tokens = req.token_limit() or min(settings.default_max_tokens, settings.max_tokens_cap)
         handles = submit(prompt_ids, req, max_tokens)
         reasoning = style.force_think
-        choices = [Choice(i, h, tokenizer, req.stops(), reasoning) for i, h in enumerate(handles)]
+        choices = [Choice(i, h, tokenizer, req.stops(), reasoning, style.stop) for i, h in enumerate(handles)]
         cid = P.new_id("chatcmpl")
         if not req.stream:
             try:

@@ -24,7 +24,7 @@ def resolve_model(spec: str) -> tuple[str, Optional[PromptStyle], str]:
         rc = load_config(path / "config.yaml")
         hint = get_task(rc.task.name, rc.task.params, seed=rc.seed).answer_hint
         style = PromptStyle(style=rc.prompt.style, template=rc.prompt.template, answer_hint=hint,
-                            force_think=rc.prompt.force_think)
+                            force_think=rc.prompt.force_think, stop=tuple(rc.rollout.stop))
         return str(path / "model"), style, path.resolve().name
     name = path.resolve().name if path.exists() else spec
     return spec, None, name
