@@ -203,6 +203,17 @@ def preallocated_cache(model: Any, capacity: int) -> Any:
     return cache
 
 
+def eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every token id that ends a sequence (the tokenizer's and the generation config's)."""
+    ids = set()
+    for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return ids
+
+
 class HFEngine:
     """Rollouts from a transformers causal LM. See `r1.rollout.base.RolloutEngine`."""
 
@@ -221,18 +232,8 @@ class HFEngine:
         self._packed = pack_weights and self.model is not model and packed_linear_available(self.model)
         if self._packed:
             pack_linears(self.model)
-        self.eos_ids = self._eos_ids(model, tokenizer)
+        self.eos_ids = eos_ids(model, tokenizer)
         self._piece_cache: list[str] | None = None
-
-    @staticmethod
-    def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-        ids = set()
-        for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
-            if isinstance(value, int):
-                ids.add(value)
-            elif isinstance(value, (list, tuple)):
-                ids.update(int(v) for v in value)
-        return ids
 
     def sync_weights(self, model: Any) -> None:
         if self.model is model:

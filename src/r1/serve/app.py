@@ -334,6 +334,8 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
                 texts[choice.index][1] += c
         finally:
             watcher.cancel()
+            for c in choices:  # whatever happened, the engine stops working for this request
+                c.handle.cancel()
         errors = [c.finish for c in choices if c.finish in ("error", "cancelled")]
         if errors:
             raise APIError(503, "the engine stopped before the answer was complete", code="engine_error")
@@ -353,6 +355,10 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
     def usage_of(prompt_tokens: int, choices: list[Choice], chat: bool) -> dict:
         reasoning = sum(c.reasoning_tokens or 0 for c in choices) if chat and style.force_think else None
         return P.usage(prompt_tokens, sum(c.tokens for c in choices), reasoning)
+
+    def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+        return StreamingResponse(events, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     def sse(obj: Any) -> str:
         return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
@@ -380,11 +386,7 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
         choices = [Choice(i, h, tokenizer, req.stops(), reasoning, style.stop) for i, h in enumerate(handles)]
         cid = P.new_id("chatcmpl")
         if not req.stream:
-            try:
-                parts = await collect(request, choices)
-            finally:
-                for c in choices:
-                    c.handle.cancel()
+            parts = await collect(request, choices)
             out = [{"index": c.index, "message": P.chat_message(r, t), "finish_reason": c.openai_finish,
                     "logprobs": None} for c, (r, t) in zip(choices, parts)]
             return JSONResponse(P.chat_response(cid, settings.model_name, out,
@@ -421,8 +423,7 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
                 for c in choices:
                     c.handle.cancel()
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return event_stream(events())
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -436,11 +437,7 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
         cid = P.new_id("cmpl")
         head = prompt if req.echo else ""
         if not req.stream:
-            try:
-                parts = await collect(request, choices)
-            finally:
-                for c in choices:
-                    c.handle.cancel()
+            parts = await collect(request, choices)
             out = [{"index": c.index, "text": head + t, "finish_reason": c.openai_finish, "logprobs": None}
                    for c, (_, t) in zip(choices, parts)]
             return JSONResponse(P.completion_response(cid, settings.model_name, out,
@@ -474,8 +471,7 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
                 for c in choices:
                     c.handle.cancel()
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return event_stream(events())
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

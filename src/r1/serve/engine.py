@@ -109,7 +109,7 @@ class HFBatchEngine:
                  max_queue: int = 256, max_prefill_tokens: int = 4096, seed: int = 0):
         import torch
 
-        from r1.rollout.hf import pack_linears, packed_linear_available, use_decode_attention
+        from r1.rollout.hf import eos_ids, pack_linears, packed_linear_available, use_decode_attention
 
         if max_batch < 1 or max_queue < 0:
             raise R1Error("max_batch must be >= 1 and max_queue >= 0")
@@ -121,7 +121,7 @@ class HFBatchEngine:
         self.device = next(model.parameters()).device
         self.max_model_len = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self.max_batch, self.max_queue, self.max_prefill_tokens = max_batch, max_queue, max_prefill_tokens
-        self.eos_ids = self._eos_ids(model, tokenizer)
+        self.eos_ids = eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._gen = torch.Generator(device=self.device).manual_seed(seed)
         self._pending: collections.deque[RequestHandle] = collections.deque()
@@ -131,16 +131,6 @@ class HFBatchEngine:
         self._error: Optional[str] = None
         self._thread: Optional[threading.Thread] = None
         self.counters = {"requests": 0, "tokens": 0, "steps": 0, "rows_stepped": 0, "max_rows": 0}
-
-    @staticmethod
-    def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-        ids: set[int] = set()
-        for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
-            if isinstance(value, int):
-                ids.add(value)
-            elif isinstance(value, (list, tuple)):
-                ids.update(int(v) for v in value)
-        return ids
 
     # -- the asyncio side -------------------------------------------------------------
 

@@ -13,18 +13,8 @@ import time
 import uuid
 from typing import Any, Optional
 
-from r1.errors import R1Error
+from r1.rollout.vllm import require_vllm
 from r1.serve.engine import EngineRequest, EngineUnavailable, QueueFull, RequestHandle, Step
-
-INSTALL_HINT = "vLLM is not installed: on a machine with an NVIDIA GPU run `pip install 'r1[gpu]'` (or `pip install vllm`)"
-
-
-def require_vllm() -> Any:
-    try:
-        import vllm
-    except ImportError:
-        raise R1Error(INSTALL_HINT) from None
-    return vllm
 
 
 class VLLMServeEngine:
