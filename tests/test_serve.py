@@ -460,3 +460,25 @@ def test_vllm_engine_serves_through_the_same_app(answering_model):
                                       temperature=0, max_tokens=64)
         assert r.choices[0].message.reasoning_content == reasoning_of(a, b)
         assert r.choices[0].message.content == content_of(a, b)
+
+
+def test_non_stream_disconnect_frees_the_row_and_dead_engine_is_503(answering_model):
+    import httpx
+    import openai
+
+    with make_server(answering_model) as srv:
+        _slow(srv.engine, 0.02)  # 256 tokens would take ~5 s
+        body = {"messages": [{"role": "user", "content": "Talk."}], "max_tokens": 256, "temperature": 1.0,
+                "ignore_eos": True}
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up after 0.5 s and closes the connection
+            httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=0.5)
+        deadline = time.monotonic() + 5
+        while srv.engine.stats()["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert srv.engine.stats()["running"] == 0 and srv.engine.stats()["tokens"] < 200
+        srv.engine.shutdown()  # the engine is gone: requests get 503, /health says so
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as e:
+            c.chat.completions.create(model="tiny-answers", messages=[{"role": "user", "content": "hi"}])
+        assert e.value.status_code == 503
+        assert httpx.get(srv.url + "/health").status_code == 503
