@@ -1,5 +1,6 @@
-"""Data-parallel GRPO: 2 processes (gloo, CPU) launched by `accelerate launch` end a step
-with the parameters that 1 process reaches on the combined batch."""
+"""Data-parallel GRPO: 2 processes (gloo, CPU) launched by `accelerate launch`, replicated
+(ddp.yaml) or sharded with FSDP2 (fsdp.yaml, fsdp-grad-op.yaml), end their steps with the
+parameters that 1 process reaches on the combined batch; a sharded run resumes exactly."""
 
 from __future__ import annotations
 
@@ -66,12 +67,17 @@ def runs(tmp_path_factory):
     one = subprocess.run([sys.executable, "-m", "r1", "grpo", str(recipe), "--out", str(base / "one")],
                          env=_env(), capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "recipes/accelerate/ddp.yaml"),
-         "--num_processes", "2", "--main_process_port", "29617", "-m", "r1", "grpo", str(recipe),
-         "--out", str(base / "two")], env=_env(), capture_output=True, text=True, timeout=600)
-    assert two.returncode == 0, two.stderr[-3000:]
+    two = _launch("ddp.yaml", recipe, base / "two", 29617)
     return base / "one", base / "two", two
+
+
+def _launch(config: str, recipe: Path, out: Path, port: int, *extra: str) -> subprocess.CompletedProcess:
+    res = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "recipes/accelerate" / config),
+         "--num_processes", "2", "--main_process_port", str(port), "-m", "r1", "grpo", str(recipe),
+         "--out", str(out), *extra], env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
 
 
 def test_two_processes_match_one_process_on_the_combined_batch(runs):
@@ -106,6 +112,52 @@ def test_rank0_logs_the_whole_step(runs):
     versions = json.loads((two / "versions.json").read_text())
     assert versions["processes"] == 2 and (two / "report.md").is_file()
     assert sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.startswith("step-")) == ["step-000002"]
+
+
+@pytest.mark.parametrize("config, port", [("fsdp.yaml", 29620), ("fsdp-grad-op.yaml", 29621)])
+def test_sharded_fsdp_matches_one_process(runs, tmp_path, config, port):
+    import torch
+
+    one, _, _ = runs
+    recipe = _recipe(tmp_path, RECIPE)
+    _launch(config, recipe, tmp_path / "fsdp", port)
+    w1, w2 = _weights(one), _weights(tmp_path / "fsdp")
+    assert w1.keys() == w2.keys()  # the tied LM head saved once, as one process saves it
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5, msg=k)
+    m1 = [json.loads(x) for x in (one / "metrics.jsonl").read_text().splitlines()]
+    m2 = [json.loads(x) for x in (tmp_path / "fsdp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in m2] == pytest.approx([r["loss"] for r in m1], rel=1e-4, abs=1e-7)
+
+
+def test_sharded_run_resumes_from_its_checkpoint(runs, tmp_path):
+    """FSDP checkpoints hold full weights and optimizer state (gathered on rank 0); resumed
+    after step 1, the run ends where the uninterrupted one ends."""
+    import shutil
+
+    import torch
+
+    one, _, _ = runs
+    data = {**RECIPE, "train": {**RECIPE["train"], "save_every": 1, "keep_checkpoints": 3}}
+    recipe = _recipe(tmp_path, data)
+    run = tmp_path / "run"
+    _launch("fsdp.yaml", recipe, run, 29622)
+    # as if killed right after step 1's checkpoint
+    shutil.rmtree(run / "checkpoints" / "step-000002")
+    (run / "checkpoints" / "latest").write_text("step-000001")
+    shutil.rmtree(run / "model")
+    res = _launch("fsdp.yaml", recipe, run, 29623, "--resume")
+    assert "resumed from" in res.stdout + res.stderr
+    w1, w2 = _weights(one), _weights(run)
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_deepspeed_is_refused_with_a_pointer_to_fsdp(tmp_path):
+    recipe = _recipe(tmp_path, RECIPE)
+    res = subprocess.run([sys.executable, "-m", "r1", "grpo", str(recipe), "--out", str(tmp_path / "x")],
+                         env={**_env(), "ACCELERATE_USE_DEEPSPEED": "true"}, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "recipes/accelerate/fsdp.yaml" in res.stderr
 
 
 def test_uneven_split_is_a_clear_error(tmp_path):

@@ -236,10 +236,11 @@ class HFEngine:
         self._piece_cache: list[str] | None = None
 
     def sync_weights(self, model: Any) -> None:
+        """Copy the trainer's weights in: a module, or a full state dict (a sharded trainer)."""
         if self.model is model:
             return
         with torch.no_grad():
-            src = dict(model.named_parameters())
+            src = model if isinstance(model, dict) else dict(model.named_parameters())
             for name, p in self.model.named_parameters():
                 p.copy_(src[name].detach())
         if self._packed:

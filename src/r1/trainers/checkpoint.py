@@ -61,15 +61,18 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
+def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: dict, keep: int = 2,
+                    model_state: dict | None = None, optim_state: dict | None = None) -> Path:
+    """`model_state`/`optim_state`, when given, are saved instead of the model's trainable
+    weights and the optimizer's state (a sharded policy gathers them itself)."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
     tmp = root / f".tmp-step-{step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     for name, obj in (
-        ("model.pt", trainable_state(model)),
-        ("optimizer.pt", optimizer.state_dict()),
+        ("model.pt", trainable_state(model) if model_state is None else model_state),
+        ("optimizer.pt", optimizer.state_dict() if optim_state is None else optim_state),
         ("scheduler.pt", scheduler.state_dict()),
         ("rng.pt", rng_state()),
     ):
@@ -112,8 +115,15 @@ def latest_checkpoint(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+def load_checkpoint(path: Path, model, optimizer, scheduler, load_states=None) -> dict:
+    """Restore a checkpoint; `load_states(weights, optimizer_state)` replaces the plain
+    copy into the model and optimizer (a sharded policy)."""
     weights = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+    if load_states is not None:
+        load_states(weights, torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+        set_rng_state(torch.load(path / "rng.pt", weights_only=False))
+        return json.loads((path / "state.json").read_text())
     params = dict(model.named_parameters())
     missing = [n for n in weights if n not in params]
     if missing:

@@ -10,6 +10,12 @@ the fp32 master gradients are summed across ranks before clipping: every rank th
 the same AdamW step, and W processes end the step with the parameters one process would
 have with the combined batch (`tests/test_distributed.py`).
 
+Sharded (an FSDP accelerate config): the policy wraps the model with PyTorch FSDP2
+(`Policy.shard`), which reduce-scatters the gradients itself; the rest is the same.
+DeepSpeed is refused with a pointer to the FSDP configs (its ZeRO-2/3 layouts are FSDP's
+SHARD_GRAD_OP/FULL_SHARD): its engine needs a CUDA device and a fixed number of
+micro-batches per step, which GRPO (groups skipped when their rewards are equal) lacks.
+
 Why the gradients are reduced here and not by wrapping the model in DDP: the bf16 compute
 copy's gradients are folded into fp32 master weights after every micro-batch; DDP would
 all-reduce the bf16 gradients of each micro-batch (or, with no_sync, force accumulating in
@@ -20,9 +26,32 @@ precision and once. Only rank 0 writes checkpoints, metrics, reports and the mod
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from r1.errors import R1Error
+
+
+@dataclass(frozen=True)
+class FSDPSettings:
+    """Sharding as `accelerate launch` passes it from an FSDP config (FSDP_* variables)."""
+
+    world: int
+    reshard_after_forward: bool = True  # FULL_SHARD (≈ ZeRO-3); False: SHARD_GRAD_OP (≈ ZeRO-2)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def fsdp_from_env(world: int) -> FSDPSettings | None:
+    if not _env_flag("ACCELERATE_USE_FSDP"):
+        return None
+    reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD")
+    if reshard is None:  # FSDP1-style names
+        reshard = "false" if os.environ.get("FSDP_SHARDING_STRATEGY", "").upper() in (
+            "SHARD_GRAD_OP", "2", "_HYBRID_SHARD_ZERO2", "5") else "true"
+    return FSDPSettings(world=world, reshard_after_forward=reshard.strip().lower() in ("1", "true", "yes"))
 
 
 def launched_world_size() -> int:
@@ -39,6 +68,10 @@ class Dist:
     def __init__(self) -> None:
         self.world, self.rank, self.local_rank, self.device = 1, 0, 0, None
         self._dist = None
+        self.fsdp: FSDPSettings | None = None
+        if _env_flag("ACCELERATE_USE_DEEPSPEED"):
+            raise R1Error("DeepSpeed is not supported by r1's trainer: launch with recipes/accelerate/fsdp.yaml "
+                          "(FULL_SHARD, the ZeRO-3 layout) or fsdp-grad-op.yaml (SHARD_GRAD_OP, the ZeRO-2 layout)")
         if launched_world_size() > 1:
             import torch
             import torch.distributed as dist
@@ -49,6 +82,7 @@ class Dist:
             dev = torch.device(state.device)
             self.device = dev.type if dev.type == "cpu" else str(dev)
             self._dist = dist
+            self.fsdp = fsdp_from_env(self.world)
 
     @property
     def enabled(self) -> bool:

@@ -10,6 +10,7 @@ checkpoints, held-out evaluation and the run's artefacts.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import random
@@ -153,8 +154,9 @@ class GRPOTrainer:
             raise R1Error(f"task {cfg.task.name!r} produced no training problems")
         self.device = self.dist.device or default_device()
         self.dist.shard(list(range(cfg.rollout.prompts_per_step)))  # P must split evenly over the ranks
-        self.policy = Policy(cfg.model, cfg.optim, cfg.train.steps, self.device,
-                             grad_reduce=self.dist.all_reduce_grads)
+        fsdp = self.dist.fsdp
+        self.policy = Policy(cfg.model, cfg.optim, cfg.train.steps, self.device, fsdp=fsdp,
+                             grad_reduce=None if fsdp else self.dist.all_reduce_grads, is_main=self.dist.is_main)
         p = self.policy
         self.model, self.tokenizer, self.compute_model = p.model, p.tokenizer, p.compute_model
         self.optimizer, self.scheduler, self.autocast = p.optimizer, p.scheduler, p.autocast
@@ -166,11 +168,15 @@ class GRPOTrainer:
         self.engine = self.make_engine(bf16)
         self.ref_model = None
         if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled:
-            import copy
-
-            self.ref_model = copy.deepcopy(self.compute_model).eval()
+            if fsdp is None:
+                self.ref_model = copy.deepcopy(self.compute_model).eval()
+            else:  # sharded like the policy
+                self.ref_model = self.policy.presharded
+                self.policy.shard(self.ref_model, bf16=self.policy.bf16)
+                self.ref_model.eval()
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
+        self.policy.presharded = None
         self.prompts = PromptBuilder(self.tokenizer, cfg.prompt.style, cfg.prompt.template,
                                      cfg.prompt.force_think, self.task.answer_hint)
         try:
@@ -182,7 +188,8 @@ class GRPOTrainer:
     def make_engine(self, bf16: bool):
         r = self.cfg.rollout
         if r.engine == "hf":
-            return HFEngine(self.model, self.tokenizer, bf16=bf16 and not self.cfg.model.lora.enabled)
+            source = self.model if self.policy.presharded is None else copy.deepcopy(self.policy.presharded)
+            return HFEngine(source, self.tokenizer, bf16=bf16 and not self.cfg.model.lora.enabled)
         from r1.models import resolve_path
 
         if r.engine == "vllm":
@@ -318,7 +325,7 @@ class GRPOTrainer:
                     stats["kl"].append(masked_mean(kl.detach(), cmask).item())
                 loss = agg_loss(loss_tok, cmask, a.loss_agg, num_tokens=num_tokens,
                                 num_seqs=num_seqs, max_len=float(cfg.rollout.max_new_tokens))
-                loss.backward()
+                self.policy.backward(loss)
                 self.policy.accumulate_grads()
                 stats["loss"] += loss.item() / a.mu
                 stats["clip"].append(masked_mean(clipped.float(), cmask).item())
@@ -340,7 +347,7 @@ class GRPOTrainer:
 
     def sync(self) -> None:
         self.policy.refresh_compute_weights()
-        self.engine.sync_weights(self.model)
+        self.engine.sync_weights(self.policy.weights_for_sampling())
 
     # ------------------------------------------------------------------ evaluation
     def evaluate_heldout(self, tag: str) -> dict:
@@ -424,7 +431,8 @@ class GRPOTrainer:
         start, state = 0, {}
         latest = ckpt.latest_checkpoint(self.ckpt_dir) if self.resume else None
         if latest is not None:
-            state = ckpt.load_checkpoint(latest, self.model, self.optimizer, self.scheduler)
+            state = ckpt.load_checkpoint(latest, self.model, self.optimizer, self.scheduler,
+                                         load_states=self.policy.load_checkpoint_states if self.dist.fsdp else None)
             start = state["step"]
             self.sync()
         history: list[dict] = state.get("heldout", [])
@@ -469,9 +477,12 @@ class GRPOTrainer:
                     tracker.log_rollouts(rollout_rows(done, whole))
                     progress.update(1, f"reward {row['reward']:.3f} acc {row['accuracy']:.2f} "
                                        f"fmt {row['format_rate']:.2f} len {row['response_length_mean']:.0f}")
-                    if done % cfg.train.save_every == 0 or done == cfg.train.steps:
+                if done % cfg.train.save_every == 0 or done == cfg.train.steps:
+                    model_state, optim_state = self.policy.checkpoint_states()  # FSDP: a collective
+                    if main:
                         ckpt.save_checkpoint(self.ckpt_dir, done, self.model, self.optimizer, self.scheduler,
-                                             {"heldout": history}, keep=cfg.train.keep_checkpoints)
+                                             {"heldout": history}, keep=cfg.train.keep_checkpoints,
+                                             model_state=model_state, optim_state=optim_state)
                 self.dist.barrier()
             if main and history[-1]["step"] != cfg.train.steps:
                 progress.print("held-out evaluation after training...")
@@ -482,8 +493,8 @@ class GRPOTrainer:
             if tracker is not None:
                 tracker.close()
         summary: dict = {}
+        self.save_model()  # every rank: a sharded model is gathered first; rank 0 writes
         if main:
-            self.save_model()
             from r1.report import write_run_report
 
             summary = write_run_report(self.out, cfg, history)

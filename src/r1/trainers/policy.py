@@ -5,6 +5,13 @@ Precision (``model.precision``): ``bf16`` trains a bf16 compute copy (no per-op 
 the activation traffic) whose gradients are added into fp32 master weights that take the
 AdamW step and are copied back; LoRA and ``bf16-autocast`` run fp32 weights under bf16
 autocast; ``fp32`` is plain. ``auto`` is bf16 where the hardware has native bf16.
+
+Sharded (`fsdp=FSDPSettings(...)`, under `accelerate launch` with an FSDP config): the
+model is wrapped with PyTorch's FSDP2 (`fully_shard` on every decoder layer, then the
+root): parameters, gradients and AdamW states are sharded over the ranks, fp32 masters
+with bf16 compute and fp32 gradient reduction (`MixedPrecisionPolicy`) — the same scheme
+as above, done by FSDP. Full weights are gathered for the sampling engine, checkpoints
+and the saved model.
 """
 
 from __future__ import annotations
@@ -52,9 +59,12 @@ def make_scheduler(optimizer, o: OptimConfig, total: int):
 
 class Policy:
     def __init__(self, mcfg: ModelConfig, ocfg: OptimConfig, total_steps: int, device: str,
-                 grad_reduce=None):
+                 grad_reduce=None, fsdp=None, is_main: bool = True):
         self.device = device
         self.grad_reduce = grad_reduce  # sums gradients over data-parallel ranks (r1.trainers.distributed)
+        self.fsdp, self.is_main = fsdp, is_main
+        self.loss_scale = 1.0
+        self.presharded = None  # FSDP: the full model before sharding (engine, reference), then dropped
         self.model, self.tokenizer = load_model(mcfg.name, device=device)
         precision = mcfg.precision
         if precision == "auto":
@@ -76,13 +86,74 @@ class Policy:
                 r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
                 target_modules=lc.target_modules, task_type="CAUSAL_LM"))
         self.model.train()
+        if fsdp is not None:
+            if mcfg.lora.enabled:
+                from r1.errors import R1Error
+
+                raise R1Error("LoRA with FSDP is not supported: adapters are small, launch with "
+                              "recipes/accelerate/ddp.yaml instead")
+            self.presharded = copy.deepcopy(self.model)
+            self.shard(self.model, bf16=self.bf16)
+            # FSDP averages gradients over ranks; r1's loss is already normalised by the whole step
+            self.loss_scale = float(fsdp.world)
+            pure_bf16 = self.autocast = False
         self.compute_model = copy.deepcopy(self.model).to(torch.bfloat16).train() if pure_bf16 else self.model
         params = [p for p in self.model.parameters() if p.requires_grad]
         # fused AdamW: one kernel over all parameters (0.3 s -> 0.08 s a step for 135M on CPU)
         self.optimizer = torch.optim.AdamW(params, lr=ocfg.lr, betas=ocfg.betas,
-                                           weight_decay=ocfg.weight_decay, fused=True)
+                                           weight_decay=ocfg.weight_decay, fused=fsdp is None)
         self.scheduler = make_scheduler(self.optimizer, ocfg, total_steps)
         self.grad_clip = ocfg.grad_clip
+
+    def shard(self, model, bf16: bool) -> None:
+        """FSDP2 on every decoder layer (the classes transformers lists in `_no_split_modules`)
+        and on the root."""
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 \
+            else MixedPrecisionPolicy()
+        blocks = set(getattr(model, "_no_split_modules", None) or [])
+        for module in model.modules():
+            if type(module).__name__ in blocks:
+                fully_shard(module, reshard_after_forward=self.fsdp.reshard_after_forward, mp_policy=mp)
+        fully_shard(model, reshard_after_forward=self.fsdp.reshard_after_forward, mp_policy=mp)
+
+    def backward(self, loss) -> None:
+        (loss * self.loss_scale if self.loss_scale != 1.0 else loss).backward()
+
+    def weights_for_sampling(self):
+        """What the sampling engine's `sync_weights` takes: the model, or (FSDP) its full
+        state dict gathered on every rank."""
+        if self.fsdp is None:
+            return self.model
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
+
+    def checkpoint_states(self) -> tuple[dict, dict]:
+        """(trainable weights, optimizer state) to save. FSDP: gathered in full on rank 0
+        (a collective: every rank calls it; the others get empty dicts)."""
+        from r1.trainers.checkpoint import trainable_state
+
+        if self.fsdp is None:
+            return trainable_state(self.model), self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return (get_model_state_dict(self.model, options=opts),
+                get_optimizer_state_dict(self.model, self.optimizer, options=opts))
+
+    def load_checkpoint_states(self, weights: dict, optim_state: dict) -> None:
+        """FSDP: every rank reads the full checkpoint and keeps its shards."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions, set_model_state_dict, set_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.model, weights, options=opts)
+        set_optimizer_state_dict(self.model, self.optimizer, optim_state, options=opts)
 
     def autocast_ctx(self):
         if not self.autocast:
@@ -123,11 +194,20 @@ class Policy:
         return norm
 
     def save(self, target: Path) -> None:
-        """An HF folder (LoRA merged), written beside and renamed into place."""
+        """An HF folder (LoRA merged), written beside and renamed into place (by rank 0;
+        with FSDP every rank must call it: the weights are gathered first)."""
+        state = None
+        if self.fsdp is not None:
+            state = self.checkpoint_states()[0]
+            tied = getattr(self.model, "_tied_weights_keys", None) or []
+            if getattr(self.model.config, "tie_word_embeddings", False):  # saved once, as from one process
+                state = {k: v for k, v in state.items() if k not in tied}
+        if not self.is_main:
+            return
         model = copy.deepcopy(self.model).merge_and_unload() if self.lora else self.model
         tmp = target.parent / f".{target.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state)
         self.tokenizer.save_pretrained(tmp)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
