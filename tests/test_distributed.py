@@ -75,7 +75,7 @@ def _launch(config: str, recipe: Path, out: Path, port: int, *extra: str) -> sub
     res = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "recipes/accelerate" / config),
          "--num_processes", "2", "--main_process_port", str(port), "-m", "r1", "grpo", str(recipe),
-         "--out", str(out), *extra], env=_env(), capture_output=True, text=True, timeout=600)
+         "--out", str(out), *extra], env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     return res
 
@@ -128,6 +128,44 @@ def test_sharded_fsdp_matches_one_process(runs, tmp_path, config, port):
     m1 = [json.loads(x) for x in (one / "metrics.jsonl").read_text().splitlines()]
     m2 = [json.loads(x) for x in (tmp_path / "fsdp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in m2] == pytest.approx([r["loss"] for r in m1], rel=1e-4, abs=1e-7)
+
+
+HALF_VOWELS = """
+def vowels(completions, examples, task):
+    # only problems with an odd id number earn anything: the other groups are constant and skipped
+    odd = [int("".join(ch for ch in str(ex.id) if ch.isdigit()) or 0) % 2 for ex in examples]
+    return [sum(ch in "aeiou" for ch in c) / max(len(c), 1) if o else 0.0 for c, o in zip(completions, odd)]
+"""
+
+
+def test_sharded_ranks_stay_in_step_with_unequal_micro_batches(tmp_path):
+    """Ranks whose groups were skipped run fewer micro-batches; FSDP needs every rank in
+    every forward/backward: the idle ranks run weightless dummies, and the result still
+    equals one process."""
+    import torch
+
+    data = {**RECIPE, "train": {**RECIPE["train"], "steps": 3, "save_every": 3}}
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "vowels.py").write_text(HALF_VOWELS)
+    recipe = tmp_path / "recipe.yaml"
+    rewards = {"accuracy": 1.0, f"{tmp_path / 'one' / 'vowels.py'}:vowels": 1.0}
+    recipe.write_text(yaml.safe_dump({**data, "rewards": rewards}))
+    one = subprocess.run([sys.executable, "-m", "r1", "grpo", str(recipe), "--out", str(tmp_path / "run1")],
+                         env=_env(), capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    _launch("fsdp.yaml", recipe, tmp_path / "run2", 29624)
+    rows = [json.loads(x) for x in (tmp_path / "run2" / "rollouts.jsonl").read_text().splitlines()]
+    unequal = 0
+    for step in {r["step"] for r in rows}:
+        rewards_by_group: dict = {}
+        for k, r in enumerate(x for x in rows if x["step"] == step):
+            rewards_by_group.setdefault(k // 4, []).append(r["reward"])
+        live = [len(set(v)) > 1 for _, v in sorted(rewards_by_group.items())]
+        unequal += sum(live[:2]) != sum(live[2:])  # rank 0 holds groups 0-1, rank 1 groups 2-3
+    assert unequal >= 1  # the case this test is about did happen
+    w1, w2 = _weights(tmp_path / "run1"), _weights(tmp_path / "run2")
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
 def test_sharded_run_resumes_from_its_checkpoint(runs, tmp_path):

@@ -109,6 +109,16 @@ class Dist:
         self._dist.all_reduce(t)
         return t.tolist()
 
+    def max(self, value: int) -> int:
+        """The largest `value` over ranks."""
+        if not self.enabled:
+            return value
+        import torch
+
+        t = torch.tensor([value], dtype=torch.int64, device=self._comm_device())
+        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
+        return int(t.item())
+
     def all_reduce_grads(self, params: list[Any]) -> None:
         """Sum the gradients of `params` over ranks, in one flattened buffer. A parameter
         that got no gradient here (e.g. this rank's groups were all uniform) counts as zero."""

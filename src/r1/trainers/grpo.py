@@ -262,6 +262,17 @@ class GRPOTrainer:
             for s in range(0, len(rows), mb):
                 yield rows[s : s + mb]
 
+    def _lockstep(self, rollout: Rollout, rows: list[int]) -> list[tuple[list[int], bool]]:
+        """(micro-batch, real) pairs. A sharded model gathers its weights in every forward and
+        backward, so every rank must run as many micro-batches as the busiest rank: the others
+        add dummy ones (a group of theirs, weight 0) that only keep the collectives in step."""
+        parts = [(part, True) for part in self._micro_batches(rollout, rows)]
+        if self.dist.fsdp is None:
+            return parts
+        most = self.dist.max(len(parts))
+        dummy = parts[0][0] if parts else list(range(min(rollout.group_size, rollout.size)))
+        return parts + [(dummy, False)] * (most - len(parts))
+
     def _logprobs(self, model, rollout: Rollout, part: list[int], with_entropy: bool = False):
         """(logp [b, Lc], entropy, completion mask [b, Lc]) of the completions in `part`."""
         g, pad, temp = rollout.group_size, self.tokenizer.pad_token_id, self.cfg.rollout.temperature
@@ -282,10 +293,11 @@ class GRPOTrainer:
         ctx = self.model.disable_adapter() if self.ref_model is None else contextlib.nullcontext()
         model = self.model if self.ref_model is None else self.ref_model
         with ctx, self.autocast_ctx():
-            for part in self._micro_batches(rollout, rows):
+            for part, real in self._lockstep(rollout, rows):
                 lp, _, _ = self._logprobs(model, rollout, part)
-                for j, i in enumerate(part):
-                    out[i] = lp[j]
+                if real:
+                    for j, i in enumerate(part):
+                        out[i] = lp[j]
         return out
 
     def update(self, rollout: Rollout, rows: list[int], ref: dict[int, torch.Tensor]) -> dict[str, float]:
@@ -305,9 +317,12 @@ class GRPOTrainer:
         self.compute_model.train()
         for _ in range(a.mu):
             self.optimizer.zero_grad(set_to_none=True)
-            for part in self._micro_batches(rollout, rows):
+            for part, real in self._lockstep(rollout, rows):
                 with self.autocast_ctx():
                     logp, entropy, cmask = self._logprobs(self.compute_model, rollout, part, with_entropy=True)
+                if not real:  # keeps a sharded model's collectives in step; contributes nothing
+                    self.policy.backward(logp.sum() * 0.0)
+                    continue
                 lc = cmask.shape[1]
                 if a.mu > 1:  # reuse the sampling log-probs as pi_old
                     old = torch.zeros_like(logp)
