@@ -206,3 +206,41 @@ def test_uneven_split_is_a_clear_error(tmp_path):
          "--out", str(tmp_path / "run")], env=_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode != 0
     assert "prompts_per_step (3) must be a multiple of the number of processes (2)" in res.stderr
+
+
+SFT_RECIPE = {
+    "model": {"name": "tiny", "precision": "fp32"},
+    "train": {"max_length": 128, "save_every": 2, "steps": 3, "grad_accum": 2},
+    "optim": {"lr": 3.0e-3, "micro_batch_size": 2, "warmup_steps": 0},
+    "tracking": {"progress": False},
+}
+
+
+@pytest.mark.parametrize("config, port", [("ddp.yaml", 29630), ("fsdp.yaml", 29631)])
+def test_sft_two_processes_match_one(tmp_path, config, port):
+    """`r1 sft` under accelerate: each step's rows split over the ranks, the loss normalised
+    by the whole step's assistant tokens: the same student as one process trains."""
+    import torch
+
+    rows = [{"problem": f"What is {a} + {b}?", "completion": f"<think>\n{a} + {b} = {a + b}\n</think>\n{a + b}"}
+            for a in range(6) for b in range(4)]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(yaml.safe_dump({**SFT_RECIPE, "data": {"path": str(data)}}))
+    one = subprocess.run([sys.executable, "-m", "r1", "sft", str(recipe), "--out", str(tmp_path / "one")],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    res = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "recipes/accelerate" / config),
+         "--num_processes", "2", "--main_process_port", str(port), "-m", "r1", "sft", str(recipe),
+         "--out", str(tmp_path / "two")], env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    w1, w2 = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5, msg=k)
+    m1 = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    m2 = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["tokens"] for r in m2] == [r["tokens"] for r in m1] and len(m2) == 3
+    assert [r["loss"] for r in m2] == pytest.approx([r["loss"] for r in m1], rel=1e-4)

@@ -86,6 +86,8 @@ def sft(
     cfg = build_sft_config(data.get("sft", data), list(set_ or []), source=recipe)
     out = out or f"runs/{Path(recipe).stem}-sft"
     summary = SFTTrainer(cfg, out, resume=resume).train()
+    if not summary:  # a data-parallel rank other than 0
+        return
     typer.echo(f"loss {summary['loss_first']:.3f} -> {summary['loss_last']:.3f} over {summary['steps']} steps; "
                f"model written to {out}/model")
 

@@ -92,6 +92,21 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def prepare_run_dir(self, out: Any, resume: bool) -> bool:
+        """Rank 0 prepares (or refuses) the run directory; every rank gets the outcome."""
+        from r1.trainers import checkpoint as ckpt
+
+        outcome: Any = None
+        if self.is_main:
+            try:
+                outcome = ckpt.prepare_run_dir(out, resume)
+            except R1Error as e:
+                outcome = e
+        outcome = self.broadcast(outcome)
+        if isinstance(outcome, R1Error):
+            raise outcome
+        return outcome
+
     def shard(self, items: list, what: str = "prompts_per_step") -> list:
         """This rank's contiguous share of `items` (the same length on every rank)."""
         if len(items) % self.world:

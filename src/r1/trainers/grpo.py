@@ -129,20 +129,9 @@ class GRPOTrainer:
     def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False):
         self.cfg = cfg
         self.out = Path(out_dir)
-        self.resume = resume
         self.ckpt_dir = self.out / "checkpoints"
         self.dist = Dist()
-        # rank 0 prepares (or refuses) the run directory; every rank learns the outcome
-        outcome = None
-        if self.dist.is_main:
-            try:
-                outcome = ckpt.prepare_run_dir(self.out, resume)
-            except R1Error as e:
-                outcome = e
-        outcome = self.dist.broadcast(outcome)
-        if isinstance(outcome, R1Error):
-            raise outcome
-        self.resume = outcome
+        self.resume = self.dist.prepare_run_dir(self.out, resume)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:

@@ -2,7 +2,10 @@
 assistant tokens only, conversations packed without attention across them.
 
 A step = `grad_accum` micro-batches of `optim.micro_batch_size` packed rows; the loss is
-the mean over every assistant token of the step (exact under accumulation). The rows of
+the mean over every assistant token of the step (exact under accumulation). Under
+`accelerate launch` (DDP or FSDP, see `r1.trainers.distributed`) the same rows are split
+over the processes and the token count is the whole step's, so N processes take the step
+one process would; rank 0 writes. The rows of
 step s are a pure function of (seed, s) — a seeded permutation per epoch — so a resumed run
 trains on exactly what an uninterrupted one would. Output: `model/` (HF folder, LoRA
 merged), `metrics.jsonl` (+ TensorBoard), `plots/loss.png`, `report.md`, `summary.json`,
@@ -26,6 +29,7 @@ from r1.errors import R1Error
 from r1.models import default_device
 from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
+from r1.trainers.distributed import Dist
 from r1.trainers.policy import Policy, make_scheduler, step_indices
 
 
@@ -51,15 +55,20 @@ class SFTTrainer:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.ckpt_dir = self.out / "checkpoints"
-        self.resume = ckpt.prepare_run_dir(self.out, resume)
+        self.dist = Dist()
+        self.resume = self.dist.prepare_run_dir(self.out, resume)
 
     def prepare(self) -> None:
         cfg = self.cfg
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         convs = load_conversations(cfg.data.path, cfg.data.dataset, cfg.data.split, cfg.data.limit)
-        self.device = default_device()
-        self.policy = Policy(cfg.model, cfg.optim, 1, self.device)  # the schedule is set once the rows are known
+        self.device = self.dist.device or default_device()
+        fsdp = self.dist.fsdp
+        # the schedule is set once the rows are known
+        self.policy = Policy(cfg.model, cfg.optim, 1, self.device, fsdp=fsdp, is_main=self.dist.is_main,
+                             grad_reduce=None if fsdp else self.dist.all_reduce_grads)
+        self.policy.presharded = None
         tok = self.policy.tokenizer
         examples = [tokenize_conversation(tok, m, cfg.train.max_length) for m in convs]
         usable = [e for e in examples if any(x != IGNORE for x in e[1])]
@@ -80,6 +89,7 @@ class SFTTrainer:
         self.stats["fill"] = self.stats["tokens"] / (len(self.rows) * cfg.train.max_length)
         per_step = cfg.optim.micro_batch_size * cfg.train.grad_accum
         self.per_step = per_step
+        self.dist.shard(list(range(per_step)), "optim.micro_batch_size × train.grad_accum (rows a step)")
         self.total_steps = cfg.train.steps or max(1, math.ceil(cfg.train.epochs * len(self.rows) / per_step))
         self.policy.scheduler = make_scheduler(self.policy.optimizer, cfg.optim, self.total_steps)
         self.pad_id = self.policy.tokenizer.pad_token_id
@@ -92,41 +102,46 @@ class SFTTrainer:
 
     def train_step(self, step: int) -> dict[str, float]:
         cfg, p = self.cfg, self.policy
-        idx = step_indices(len(self.rows), self.per_step, cfg.seed, step)
+        idx = self.dist.shard(step_indices(len(self.rows), self.per_step, cfg.seed, step))
         mbs = cfg.optim.micro_batch_size
-        micro = [idx[i : i + mbs] for i in range(0, len(idx), mbs)]
-        n_tok = sum(sum(x != IGNORE for x in self.rows[i].labels[1:]) for i in idx)
+        micro = [idx[i : i + mbs] for i in range(0, len(idx), mbs)]  # as many on every rank
+        n_tok = self.dist.sum([float(sum(sum(x != IGNORE for x in self.rows[i].labels[1:]) for i in idx))])[0]
         p.compute_model.train()
         total = 0.0
         for m in micro:
             with p.autocast_ctx():
                 loss_sum, _ = sft_loss_sum(p.compute_model, self._batch(m))
-            (loss_sum / max(n_tok, 1)).backward()
+            p.backward(loss_sum / max(n_tok, 1))
             p.accumulate_grads()
             total += float(loss_sum.detach())
+        total = self.dist.sum([total])[0]
         grad_norm = p.step()
         p.scheduler.step()
         return {"loss": total / max(n_tok, 1), "tokens": float(n_tok), "grad_norm": grad_norm,
                 "lr": p.scheduler.get_last_lr()[0]}
 
     def train(self) -> dict:
-        cfg = self.cfg
+        cfg, main = self.cfg, self.dist.is_main
         self.prepare()
-        dump_config(cfg, self.out / "config.yaml")
-        (self.out / "versions.json").write_text(json.dumps(collect_versions(), indent=1))
+        if main:
+            dump_config(cfg, self.out / "config.yaml")
+            (self.out / "versions.json").write_text(json.dumps(
+                {**collect_versions(), "processes": self.dist.world}, indent=1))
         start = 0
         latest = ckpt.latest_checkpoint(self.ckpt_dir) if self.resume else None
         if latest is not None:
-            start = ckpt.load_checkpoint(latest, self.policy.model, self.policy.optimizer, self.policy.scheduler)["step"]
+            p = self.policy
+            start = ckpt.load_checkpoint(latest, p.model, p.optimizer, p.scheduler,
+                                         load_states=p.load_checkpoint_states if p.fsdp else None)["step"]
             self.policy.refresh_compute_weights()
-        progress = Progress(self.total_steps, start, enabled=cfg.tracking.progress, description="SFT")
+        progress = Progress(self.total_steps, start, enabled=cfg.tracking.progress and main, description="SFT")
         if latest is not None:
             progress.print(f"resumed from {latest} (step {start})")
         progress.print(f"{self.stats['conversations']} conversations -> {self.stats['rows']} rows of "
                        f"<= {cfg.train.max_length} tokens ({100 * self.stats['fill']:.0f}% filled), "
                        f"{self.total_steps} steps")
         tracker = Tracker(self.out, tensorboard=cfg.tracking.tensorboard,
-                          resume_step=start if latest is not None else None)
+                          resume_step=start if latest is not None else None) if main else None
         try:
             for step in range(start, self.total_steps):
                 t0 = time.perf_counter()
@@ -135,16 +150,24 @@ class SFTTrainer:
                 row.update({"step": done, "time/step": time.perf_counter() - t0,
                             "epoch": done * self.per_step / len(self.rows)})
                 row["tokens_per_s"] = row["tokens"] / row["time/step"]
-                tracker.log(row)
-                progress.update(1, f"loss {row['loss']:.3f} lr {row['lr']:.1e}")
+                if main:
+                    tracker.log(row)
+                    progress.update(1, f"loss {row['loss']:.3f} lr {row['lr']:.1e}")
                 if done % cfg.train.save_every == 0 or done == self.total_steps:
-                    ckpt.save_checkpoint(self.ckpt_dir, done, self.policy.model, self.policy.optimizer,
-                                         self.policy.scheduler, {}, keep=cfg.train.keep_checkpoints)
+                    model_state, optim_state = self.policy.checkpoint_states()  # FSDP: a collective
+                    if main:
+                        ckpt.save_checkpoint(self.ckpt_dir, done, self.policy.model, self.policy.optimizer,
+                                             self.policy.scheduler, {}, keep=cfg.train.keep_checkpoints,
+                                             model_state=model_state, optim_state=optim_state)
+                    self.dist.barrier()
         finally:
             progress.close()
-            tracker.close()
-        self.policy.save(self.out / "model")
-        return self.write_report()
+            if tracker is not None:
+                tracker.close()
+        self.policy.save(self.out / "model")  # every rank (FSDP gathers); rank 0 writes
+        summary = self.write_report() if main else {}
+        self.dist.barrier()
+        return summary
 
     def write_report(self) -> dict:
         from r1.tracking import read_metrics
