@@ -115,23 +115,30 @@ def latest_checkpoint(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, load_states=None) -> dict:
-    """Restore a checkpoint; `load_states(weights, optimizer_state)` replaces the plain
-    copy into the model and optimizer (a sharded policy)."""
-    weights = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-    if load_states is not None:
-        load_states(weights, torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
-        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-        set_rng_state(torch.load(path / "rng.pt", weights_only=False))
-        return json.loads((path / "state.json").read_text())
+def load_trainable(model, optimizer, weights: dict, optim_state: dict) -> None:
+    """Copy saved trainable weights into `model` and restore `optimizer` (a plain policy)."""
     params = dict(model.named_parameters())
     missing = [n for n in weights if n not in params]
     if missing:
-        raise ValueError(f"checkpoint {path} does not match the model (e.g. {missing[0]})")
+        raise ValueError(f"does not match the model (e.g. {missing[0]})")
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value.to(params[name].device))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
+    optimizer.load_state_dict(optim_state)
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, load_states=None) -> dict:
+    """Restore a checkpoint; `load_states(weights, optimizer_state)` (a policy's own, e.g. a
+    sharded one's) replaces `load_trainable` into `model` and `optimizer`."""
+    weights = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+    optim_state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
+    try:
+        if load_states is None:
+            load_trainable(model, optimizer, weights, optim_state)
+        else:
+            load_states(weights, optim_state)
+    except ValueError as e:
+        raise ValueError(f"checkpoint {path}: {e}") from None
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     set_rng_state(torch.load(path / "rng.pt", weights_only=False))
     return json.loads((path / "state.json").read_text())

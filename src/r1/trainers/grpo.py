@@ -436,7 +436,7 @@ class GRPOTrainer:
         latest = ckpt.latest_checkpoint(self.ckpt_dir) if self.resume else None
         if latest is not None:
             state = ckpt.load_checkpoint(latest, self.model, self.optimizer, self.scheduler,
-                                         load_states=self.policy.load_checkpoint_states if self.dist.fsdp else None)
+                                         load_states=self.policy.load_checkpoint_states)
             start = state["step"]
             self.sync()
         history: list[dict] = state.get("heldout", [])

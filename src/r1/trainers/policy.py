@@ -146,7 +146,13 @@ class Policy:
                 get_optimizer_state_dict(self.model, self.optimizer, options=opts))
 
     def load_checkpoint_states(self, weights: dict, optim_state: dict) -> None:
-        """FSDP: every rank reads the full checkpoint and keeps its shards."""
+        """Restore what `checkpoint_states` saved. FSDP: every rank reads the full
+        checkpoint and keeps its shards."""
+        from r1.trainers.checkpoint import load_trainable
+
+        if self.fsdp is None:
+            load_trainable(self.model, self.optimizer, weights, optim_state)
+            return
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions, set_model_state_dict, set_optimizer_state_dict,
         )

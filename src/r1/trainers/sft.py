@@ -132,7 +132,7 @@ class SFTTrainer:
         if latest is not None:
             p = self.policy
             start = ckpt.load_checkpoint(latest, p.model, p.optimizer, p.scheduler,
-                                         load_states=p.load_checkpoint_states if p.fsdp else None)["step"]
+                                         load_states=p.load_checkpoint_states)["step"]
             self.policy.refresh_compute_weights()
         progress = Progress(self.total_steps, start, enabled=cfg.tracking.progress and main, description="SFT")
         if latest is not None:
