@@ -64,9 +64,11 @@ class APIError(Exception):
         self.type = type_ or {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error",
                               503: "server_error", 504: "timeout_error"}.get(status, "invalid_request_error")
 
+    def body(self) -> dict:
+        return P.error_body(self.message, self.type, self.param, self.code)
+
     def response(self) -> JSONResponse:
-        return JSONResponse(P.error_body(self.message, self.type, self.param, self.code),
-                            status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def render_chat(messages: list[P.ChatMessage], tokenizer: Any, style: PromptStyle) -> tuple[str, str]:
@@ -336,28 +338,33 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
             watcher.cancel()
             for c in choices:  # whatever happened, the engine stops working for this request
                 c.handle.cancel()
-        errors = [c.finish for c in choices if c.finish in ("error", "cancelled")]
-        if errors:
-            raise APIError(503, "the engine stopped before the answer was complete", code="engine_error")
-        if any(c.finish == "timeout" for c in choices):
-            raise APIError(504, f"the request took longer than {settings.request_timeout:g} s", code="timeout")
+        errors = [e for c in choices if (e := finish_error(c)) is not None]
+        if errors:  # an engine failure (503) outranks a timeout (504)
+            raise min(errors, key=lambda e: e.status)
         return [(r.rstrip(), c.rstrip()) for r, c in (texts[ch.index] for ch in choices)]
 
-    def check_streaming_finish(choice: Choice) -> Optional[dict]:
+    def finish_error(choice: Choice) -> Optional[APIError]:
+        """The error a choice ended with, if any (raised, or sent as an event in a stream)."""
         if choice.finish in ("error", "cancelled"):
-            return P.error_body("the engine stopped before the answer was complete", "server_error",
-                                code="engine_error")
+            return APIError(503, "the engine stopped before the answer was complete", code="engine_error")
         if choice.finish == "timeout":
-            return P.error_body(f"the request took longer than {settings.request_timeout:g} s",
-                                "timeout_error", code="timeout")
+            return APIError(504, f"the request took longer than {settings.request_timeout:g} s", code="timeout")
         return None
 
     def usage_of(prompt_tokens: int, choices: list[Choice], chat: bool) -> dict:
         reasoning = sum(c.reasoning_tokens or 0 for c in choices) if chat and style.force_think else None
         return P.usage(prompt_tokens, sum(c.tokens for c in choices), reasoning)
 
-    def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
-        return StreamingResponse(events, media_type="text/event-stream",
+    def event_stream(events: AsyncIterator[str], choices: list[Choice]) -> StreamingResponse:
+        async def guarded() -> AsyncIterator[str]:
+            try:
+                async for event in events:
+                    yield event
+            finally:  # the client went away (or we are done): free the engine's rows
+                for c in choices:
+                    c.handle.cancel()
+
+        return StreamingResponse(guarded(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     def sse(obj: Any) -> str:
@@ -396,34 +403,30 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
         created = P.now()
 
         async def events() -> AsyncIterator[str]:
-            try:
-                for c in choices:
-                    yield sse(P.chat_chunk(cid, settings.model_name, created, [
-                        {"index": c.index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]))
-                async for choice, step in steps(choices):
-                    if choice.finish is not None:
-                        continue
-                    r, t = choice.feed(step)
-                    for key, value in (("reasoning_content", r), ("content", t)):
-                        if value:
-                            yield sse(P.chat_chunk(cid, settings.model_name, created, [
-                                {"index": choice.index, "delta": {key: value}, "finish_reason": None}]))
-                    if choice.finish is not None:
-                        error = check_streaming_finish(choice)
-                        if error is not None:
-                            yield sse(error)
-                            break
+            for c in choices:
+                yield sse(P.chat_chunk(cid, settings.model_name, created, [
+                    {"index": c.index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]))
+            async for choice, step in steps(choices):
+                if choice.finish is not None:
+                    continue
+                r, t = choice.feed(step)
+                for key, value in (("reasoning_content", r), ("content", t)):
+                    if value:
                         yield sse(P.chat_chunk(cid, settings.model_name, created, [
-                            {"index": choice.index, "delta": {}, "finish_reason": choice.openai_finish}]))
-                if include_usage:
-                    yield sse(P.chat_chunk(cid, settings.model_name, created, [],
-                                           usage_of(len(prompt_ids), choices, True)))
-                yield "data: [DONE]\n\n"
-            finally:  # the client went away (or we are done): free the engine's rows
-                for c in choices:
-                    c.handle.cancel()
+                            {"index": choice.index, "delta": {key: value}, "finish_reason": None}]))
+                if choice.finish is not None:
+                    error = finish_error(choice)
+                    if error is not None:
+                        yield sse(error.body())
+                        break
+                    yield sse(P.chat_chunk(cid, settings.model_name, created, [
+                        {"index": choice.index, "delta": {}, "finish_reason": choice.openai_finish}]))
+            if include_usage:
+                yield sse(P.chat_chunk(cid, settings.model_name, created, [],
+                                       usage_of(len(prompt_ids), choices, True)))
+            yield "data: [DONE]\n\n"
 
-        return event_stream(events())
+        return event_stream(events(), choices)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -446,32 +449,28 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
         created = P.now()
 
         async def events() -> AsyncIterator[str]:
-            try:
-                if head:
-                    for c in choices:
-                        yield sse(P.completion_chunk(cid, settings.model_name, created, [
-                            {"index": c.index, "text": head, "finish_reason": None, "logprobs": None}]))
-                async for choice, step in steps(choices):
-                    if choice.finish is not None:
-                        continue
-                    _, t = choice.feed(step)
-                    done = choice.finish is not None
-                    if done and (error := check_streaming_finish(choice)) is not None:
-                        yield sse(error)
-                        break
-                    if t or done:
-                        yield sse(P.completion_chunk(cid, settings.model_name, created, [
-                            {"index": choice.index, "text": t, "logprobs": None,
-                             "finish_reason": choice.openai_finish if done else None}]))
-                if include_usage:
-                    yield sse(P.completion_chunk(cid, settings.model_name, created, [],
-                                                 usage_of(len(prompt_ids), choices, False)))
-                yield "data: [DONE]\n\n"
-            finally:
+            if head:
                 for c in choices:
-                    c.handle.cancel()
+                    yield sse(P.completion_chunk(cid, settings.model_name, created, [
+                        {"index": c.index, "text": head, "finish_reason": None, "logprobs": None}]))
+            async for choice, step in steps(choices):
+                if choice.finish is not None:
+                    continue
+                _, t = choice.feed(step)
+                done = choice.finish is not None
+                if done and (error := finish_error(choice)) is not None:
+                    yield sse(error.body())
+                    break
+                if t or done:
+                    yield sse(P.completion_chunk(cid, settings.model_name, created, [
+                        {"index": choice.index, "text": t, "logprobs": None,
+                         "finish_reason": choice.openai_finish if done else None}]))
+            if include_usage:
+                yield sse(P.completion_chunk(cid, settings.model_name, created, [],
+                                             usage_of(len(prompt_ids), choices, False)))
+            yield "data: [DONE]\n\n"
 
-        return event_stream(events())
+        return event_stream(events(), choices)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
