@@ -56,10 +56,10 @@ class LocalSampler:
             from r1.models import resolve_path
             from r1.rollout.vllm import VLLMEngine, require_vllm
 
-            require_vllm()
-            tok = AutoTokenizer.from_pretrained(resolve_path(cfg.model))
-            self.engine = VLLMEngine(resolve_path(cfg.model), tok, gpu_memory_utilization=0.85, sleep=False,
-                                     seed=cfg.seed)
+            require_vllm()  # before the tokenizer load: a missing vLLM is the error to report
+            path = resolve_path(cfg.model)
+            tok = AutoTokenizer.from_pretrained(path)
+            self.engine = VLLMEngine(path, tok, gpu_memory_utilization=0.85, sleep=False, seed=cfg.seed)
         else:
             model, tok = load_model(cfg.model, device=device)
             self.engine = HFEngine(model, tok, bf16=bf16_available(device))

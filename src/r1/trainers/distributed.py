@@ -40,8 +40,12 @@ class FSDPSettings:
     reshard_after_forward: bool = True  # FULL_SHARD (≈ ZeRO-3); False: SHARD_GRAD_OP (≈ ZeRO-2)
 
 
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes")
+
+
 def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+    return _truthy(os.environ.get(name, ""))
 
 
 def fsdp_from_env(world: int) -> FSDPSettings | None:
@@ -51,7 +55,7 @@ def fsdp_from_env(world: int) -> FSDPSettings | None:
     if reshard is None:  # FSDP1-style names
         reshard = "false" if os.environ.get("FSDP_SHARDING_STRATEGY", "").upper() in (
             "SHARD_GRAD_OP", "2", "_HYBRID_SHARD_ZERO2", "5") else "true"
-    return FSDPSettings(world=world, reshard_after_forward=reshard.strip().lower() in ("1", "true", "yes"))
+    return FSDPSettings(world=world, reshard_after_forward=_truthy(reshard))
 
 
 def launched_world_size() -> int:
