@@ -27,7 +27,7 @@ def train_answering_tiny(out: Path, steps: int = 300) -> Path:
     import torch
 
     from r1.models import build_tiny
-    from r1.serve.app import PromptStyle, render_chat
+    from r1.serve.text import PromptStyle, render_chat
     from r1.serve.protocol import ChatMessage
 
     torch.manual_seed(0)
@@ -59,6 +59,14 @@ def train_answering_tiny(out: Path, steps: int = 300) -> Path:
     return out
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def make_server(model_dir: str, *, max_batch: int = 32, max_queue: int = 256, api_key: str | None = None,
                 request_timeout: float = 120.0, max_tokens_cap: int = 256, model_name: str = "tiny-answers",
                 dtype: str = "auto"):
@@ -71,6 +79,4 @@ def make_server(model_dir: str, *, max_batch: int = 32, max_queue: int = 256, ap
                             device="cpu", dtype=dtype)
     settings = ServeSettings(model_name=model_name, api_key=api_key, max_tokens_cap=max_tokens_cap,
                              default_max_tokens=64, request_timeout=request_timeout)
-    server = BackgroundServer(create_app(engine, settings))
-    server.engine = engine
-    return server
+    return BackgroundServer(create_app(engine, settings), engine=engine)

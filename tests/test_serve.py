@@ -74,7 +74,7 @@ def test_reasoning_stream_equals_whole_text_for_any_chunking():
 
 
 def test_stop_text_holds_back_partial_stops():
-    from r1.serve.app import StopText
+    from r1.serve.text import StopText
 
     s = StopText(("</answer>", "STOP"))
     assert s.feed("<answer>5</ans") == "<answer>5"
@@ -88,7 +88,7 @@ def test_stop_text_holds_back_partial_stops():
 
 
 def test_detokenizer_never_splits_a_character(tiny):
-    from r1.serve.app import Detokenizer
+    from r1.serve.text import Detokenizer
 
     _, tok = tiny
     text = "héllo → 数学 ok"
@@ -100,7 +100,7 @@ def test_detokenizer_never_splits_a_character(tiny):
 
 
 def test_render_chat_folds_the_system_prompt_and_forces_think(tiny):
-    from r1.serve.app import PromptStyle, render_chat
+    from r1.serve.text import PromptStyle, render_chat
     from r1.serve.protocol import ChatMessage
 
     _, tok = tiny
@@ -128,7 +128,7 @@ def test_chat_non_stream_reasoning_content_and_usage(client, server):
     assert msg.reasoning_content == reasoning_of(a, b)
     assert msg.content == content_of(a, b)
     assert r.choices[0].finish_reason == "stop"
-    from r1.serve.app import PromptStyle, render_chat
+    from r1.serve.text import PromptStyle, render_chat
     from r1.serve.protocol import ChatMessage
 
     tok = server.engine.tokenizer
@@ -229,7 +229,7 @@ def test_wrong_or_missing_key_is_401(server):
     ({"messages": [{"role": "user", "content": "hi"}], "n": 0}, "n"),
     ({"messages": [{"role": "user", "content": "hi"}], "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"messages": []}, "messages"),
-    ({"messages": [{"role": "system", "content": "only a system prompt"}]}, "messages"),
+    ({"messages": [{"role": "assistant", "content": "only an assistant turn"}]}, "messages"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
 ])
 def test_out_of_range_parameters_are_400(client, body, param):

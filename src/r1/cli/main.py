@@ -219,12 +219,12 @@ def serve(
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
     dtype: str = typer.Option("auto", help="auto (bf16 where native), bfloat16, float16 or float32"),
     seed: int = typer.Option(0, help="seed of the sampler for requests that give none"),
+    shutdown_grace: float = typer.Option(5.0, help="on SIGTERM/Ctrl-C, seconds requests in flight get to finish"),
 ) -> None:
     """An OpenAI-compatible API (reasoning_content, streaming) and a chat page at /."""
-    import uvicorn
-
-    from r1.serve.app import PromptStyle, ServeSettings, create_app
-    from r1.serve.launch import api_key_from_env, build_engine, resolve_model
+    from r1.serve.app import ServeSettings, create_app
+    from r1.serve.launch import api_key_from_env, build_engine, make_server, resolve_model
+    from r1.serve.text import PromptStyle
 
     spec, style, name = resolve_model(model)
     style = style or PromptStyle()
@@ -239,7 +239,7 @@ def serve(
                              default_max_tokens=default_max_tokens, max_prompt_tokens=max_prompt_tokens,
                              request_timeout=timeout, prompt=style)
     typer.echo(f"serving {name!r} on http://{host}:{port} (chat page at /, API at /v1)")
-    uvicorn.run(create_app(eng, settings), host=host, port=port, log_level="info")
+    make_server(create_app(eng, settings), eng, grace=shutdown_grace, host=host, port=port).run()
 
 
 from r1.cli.eval import app as eval_app  # noqa: E402  (typer only: cheap)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any, AsyncIterator, Optional, Protocol
 
 from r1.errors import R1Error
 
+log = logging.getLogger(__name__)
 
 class QueueFull(Exception):
     """The engine's waiting queue is at its bound (the app answers 429)."""
@@ -31,6 +33,10 @@ class QueueFull(Exception):
 
 class EngineUnavailable(Exception):
     """The engine is shutting down or its loop died (the app answers 503)."""
+
+
+class _MergeFailed(Exception):
+    """Stacking new rows under the running batch failed half-way: the whole batch ends."""
 
 
 @dataclass
@@ -42,15 +48,30 @@ class EngineRequest:
     seed: Optional[int] = None
     deadline: Optional[float] = None  # time.monotonic() after which the request ends with "timeout"
     ignore_eos: bool = False  # always produce max_tokens (benchmarks; vLLM's extra parameter of that name)
+    logprobs: Optional[int] = None  # None: no log-probs; k: the sampled token's and the k most likely
+
+
+@dataclass
+class TokenLogprob:
+    """The model's log-probability of a sampled token (raw logits, before temperature and
+    top-p, as vLLM reports them by default) and the `top` most likely tokens: [(id, logprob)]."""
+
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]] = field(default_factory=list)
 
 
 @dataclass
 class Step:
     """What a request receives after each engine step: new token ids, and why it ended
-    (None while running; "stop" = end of sequence, "length", "timeout", "cancelled", "error")."""
+    (None while running; "stop" = end of sequence, "length", "timeout", "cancelled" (the
+    client went away), "shutdown" (the server is stopping), "error" (this request failed;
+    `error` says why))."""
 
     token_ids: list[int]
     finish: Optional[str] = None
+    logprobs: Optional[list[TokenLogprob]] = None
+    error: Optional[str] = None
 
 
 class RequestHandle:
@@ -81,6 +102,7 @@ class ServeEngine(Protocol):
     max_model_len: int
 
     def start(self) -> None: ...
+    def close(self, grace: float = 0.0) -> None: ...  # stop taking requests; end the rest after `grace` s
     def submit(self, request: EngineRequest) -> RequestHandle: ...  # raises QueueFull / EngineUnavailable
     def stats(self) -> dict: ...
     def shutdown(self) -> None: ...
@@ -103,7 +125,17 @@ class _Batch:
 
 
 class HFBatchEngine:
-    """Continuous batching over a transformers causal LM. See the module docstring."""
+    """Continuous batching over a transformers causal LM. See the module docstring.
+
+    Fault isolation: a failure while admitting, prefilling or sampling for one request ends
+    that request alone with an error (a failed group prefill is retried one request at a
+    time to find the culprit); a failure of the shared decode forward, which cannot be
+    traced to one row, ends the rows of that step and the engine goes on with the queue.
+    After `MAX_CONSECUTIVE_FAILURES` failures with no successful decode step between them,
+    /health says 503 (a broken device, not a bad request) until a step succeeds again;
+    requests keep being tried and answered meanwhile, never left waiting."""
+
+    MAX_CONSECUTIVE_FAILURES = 8
 
     def __init__(self, model: Any, tokenizer: Any, *, model_name: str, max_batch: int = 32,
                  max_queue: int = 256, max_prefill_tokens: int = 4096, seed: int = 0):
@@ -127,10 +159,13 @@ class HFBatchEngine:
         self._pending: collections.deque[RequestHandle] = collections.deque()
         self._cv = threading.Condition()
         self._batch = _Batch()
-        self._closed = False
+        self._closed = False  # no new requests (shutdown or close)
+        self._stop_at: Optional[float] = None  # when the loop ends, whatever is still running
         self._error: Optional[str] = None
         self._thread: Optional[threading.Thread] = None
-        self.counters = {"requests": 0, "tokens": 0, "steps": 0, "rows_stepped": 0, "max_rows": 0}
+        self._failures_in_a_row = 0
+        self.counters = {"requests": 0, "tokens": 0, "steps": 0, "rows_stepped": 0, "max_rows": 0,
+                         "request_errors": 0}
 
     # -- the asyncio side -------------------------------------------------------------
 
@@ -155,12 +190,21 @@ class HFBatchEngine:
         with self._cv:
             return {"running": len(self._batch.rows), "waiting": len(self._pending),
                     "max_batch": self.max_batch, "max_queue": self.max_queue,
-                    "healthy": self._error is None and not self._closed, **self.counters}
+                    "healthy": (self._error is None and not self._closed
+                                and self._failures_in_a_row < self.MAX_CONSECUTIVE_FAILURES),
+                    "failures_in_a_row": self._failures_in_a_row, **self.counters}
 
-    def shutdown(self) -> None:
+    def close(self, grace: float = 0.0) -> None:
+        """Take no new requests; those running or waiting get `grace` seconds to finish, then
+        end with finish "shutdown". Returns at once (safe from a signal handler)."""
         with self._cv:
             self._closed = True
+            stop_at = time.monotonic() + max(grace, 0.0)
+            self._stop_at = stop_at if self._stop_at is None else min(self._stop_at, stop_at)
             self._cv.notify()
+
+    def shutdown(self) -> None:
+        self.close(0.0)
         if self._thread is not None:
             self._thread.join(timeout=30)
 
@@ -171,26 +215,66 @@ class HFBatchEngine:
 
         try:
             with torch.inference_mode():
-                while True:
-                    with self._cv:
-                        while not self._closed and not self._pending and not self._batch.rows:
-                            self._cv.wait()
-                        if self._closed:
-                            break
-                        admitted = self._take_pending()
-                    if admitted:
-                        self._admit(admitted)
-                    if self._batch.rows:
-                        self._step()
-        except Exception as e:  # a bug or an OOM: every waiting client gets an error, /health says so
-            self._error = f"engine failed: {type(e).__name__}: {e}"
-            raise
+                while self._loop_once():
+                    pass
+        except BaseException as e:  # noqa: BLE001 — the loop itself broke: answer everyone, say so
+            with self._cv:
+                self._error = f"engine failed: {type(e).__name__}: {e}"
+            log.exception("the serving engine stopped")
         finally:
             with self._cv:
                 leftover = [r.handle for r in self._batch.rows] + list(self._pending)
                 self._pending.clear()
                 self._batch = _Batch()
-            self._deliver([(h, Step([], "error" if self._error else "cancelled")) for h in leftover])
+                error = self._error
+            self._deliver([(h, Step([], "error" if error else "shutdown", error=error)) for h in leftover])
+
+    def _loop_once(self) -> bool:
+        """One round: admit what fits, take one decode step. False when the loop should end."""
+        with self._cv:
+            while not self._closed and not self._pending and not self._batch.rows:
+                self._cv.wait()
+            if self._closed:
+                waiting = list(self._pending)  # not started: no reason to keep them waiting out the grace
+                self._pending.clear()
+                self._deliver([(h, Step([], "shutdown")) for h in waiting])
+                if time.monotonic() >= (self._stop_at or 0.0) or not self._batch.rows:
+                    return False
+            admitted = [] if self._closed else self._take_pending()
+        try:
+            if admitted:
+                self._admit_isolated(admitted)
+            if self._batch.rows:
+                self._step()
+                self._failures_in_a_row = 0
+        except Exception as e:  # noqa: BLE001 — a shared forward failed: its rows end, the queue goes on
+            log.exception("a decode step failed; ending its %d rows", len(self._batch.rows))
+            with self._cv:
+                rows, self._batch = self._batch.rows, _Batch()
+            self._fail([r.handle for r in rows], e)
+        return True
+
+    def _fail(self, handles: list[RequestHandle], e: BaseException) -> None:
+        self._failures_in_a_row += 1
+        self.counters["request_errors"] += len(handles)
+        message = f"{type(e).__name__}: {e}"
+        self._deliver([(h, Step([], "error", error=message)) for h in handles])
+
+    def _admit_isolated(self, handles: list[RequestHandle]) -> None:
+        """Admit the group; if its prefill fails, admit its requests one by one, so that only
+        the request that fails is answered with an error."""
+        try:
+            self._admit(handles)
+            return
+        except _MergeFailed:
+            raise
+        except Exception as e:  # noqa: BLE001
+            if len(handles) == 1:
+                log.warning("request failed at admission: %s: %s", type(e).__name__, e)
+                self._fail(handles, e)
+                return
+        for h in handles:
+            self._admit_isolated([h])
 
     def _mergeable(self) -> bool:
         from r1.rollout.hf import _PreallocatedLayer
@@ -228,6 +312,9 @@ class HFBatchEngine:
         ids, mask = left_pad([h.request.prompt_ids for h in handles], self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        vocab = self.model.config.vocab_size
+        if int(ids.max()) >= vocab or int(ids.min()) < 0:
+            raise ValueError(f"a prompt token id is outside the vocabulary (0..{vocab - 1})")
         rows = [_Row(h, generator=self._row_generator(h.request)) for h in handles]
         room = max(h.request.max_tokens for h in handles)
         cache = preallocated_cache(self.model, ids.shape[1] + room)
@@ -238,16 +325,20 @@ class HFBatchEngine:
         if not old.rows:
             self._batch = new
             return
-        width = max(old.mask.shape[1], mask.shape[1])
-        capacity = width + max(self._remaining(r) for r in old.rows + rows)
-        for layer_old, layer_new in zip(old.cache.layers, new.cache.layers):
-            _stack_layer(layer_old, layer_new, width, capacity)
-        self._batch = _Batch(
-            rows=old.rows + rows, cache=old.cache,
-            mask=torch.cat([_pad_left(old.mask, width), _pad_left(mask, width)]),
-            last_pos=torch.cat([old.last_pos, new.last_pos]),
-            logits=torch.cat([old.logits, new.logits]),
-        )
+        try:  # from here the running batch is changed in place: a failure ends it (the caller's business)
+            width = max(old.mask.shape[1], mask.shape[1])
+            capacity = width + max(self._remaining(r) for r in old.rows + rows)
+            for layer_old, layer_new in zip(old.cache.layers, new.cache.layers):
+                _stack_layer(layer_old, layer_new, width, capacity)
+            self._batch = _Batch(
+                rows=old.rows + rows, cache=old.cache,
+                mask=torch.cat([_pad_left(old.mask, width), _pad_left(mask, width)]),
+                last_pos=torch.cat([old.last_pos, new.last_pos]),
+                logits=torch.cat([old.logits, new.logits]),
+            )
+        except Exception as e:
+            self._batch.rows = old.rows + rows  # all of them end with the error
+            raise _MergeFailed(f"{type(e).__name__}: {e}") from e
 
     @staticmethod
     def _remaining(row: _Row) -> int:
@@ -260,8 +351,9 @@ class HFBatchEngine:
             return None
         return torch.Generator(device=self.device).manual_seed(int(request.seed))
 
-    def _sample(self, logits: Any) -> list[int]:
-        """One token per row, honouring each row's temperature, top-p and seed."""
+    def _sample(self, logits: Any) -> tuple[list[Optional[int]], dict[int, str]]:
+        """One token per row, honouring each row's temperature, top-p and seed; a group whose
+        sampling fails gets None tokens and its error (its rows end, the others go on)."""
         import torch
 
         from r1.rollout.hf import sample_tokens
@@ -272,25 +364,52 @@ class HFBatchEngine:
             req = row.handle.request
             key = (req.temperature, req.top_p, b if row.generator is not None else -1)
             groups.setdefault(key, []).append(b)
-        if len(groups) == 1:
-            (t, p, seeded), = groups
-            gen = rows[seeded].generator if seeded >= 0 else self._gen
-            return sample_tokens(logits, t, p, gen)[0].tolist()
-        tokens = torch.empty(len(rows), dtype=torch.long, device=logits.device)
+        tokens: list[Optional[int]] = [None] * len(rows)
+        errors: dict[int, str] = {}
         for (t, p, seeded), idx in groups.items():
             gen = rows[seeded].generator if seeded >= 0 else self._gen
-            index = torch.tensor(idx, device=logits.device)
-            tokens[index] = sample_tokens(logits[index], t, p, gen)[0]
-        return tokens.tolist()
+            try:
+                picked = logits if len(groups) == 1 else logits[torch.tensor(idx, device=logits.device)]
+                for b, token in zip(idx, sample_tokens(picked, t, p, gen)[0].tolist()):
+                    tokens[b] = token
+            except Exception as e:  # noqa: BLE001
+                log.warning("sampling failed for %d request(s): %s: %s", len(idx), type(e).__name__, e)
+                errors.update({b: f"{type(e).__name__}: {e}" for b in idx})
+        return tokens, errors
+
+    def _logprobs(self, logits: Any, tokens: list[Optional[int]]) -> dict[int, list[TokenLogprob]]:
+        """Raw log-probs of the sampled tokens (and the top-k) for the rows that asked."""
+        import torch
+
+        want = [b for b, r in enumerate(self._batch.rows)
+                if r.handle.request.logprobs is not None and tokens[b] is not None]
+        if not want:
+            return {}
+        index = torch.tensor(want, device=logits.device)
+        lp = torch.log_softmax(logits[index].float(), dim=-1)
+        chosen = lp.gather(-1, torch.tensor([tokens[b] for b in want], device=lp.device)[:, None])[:, 0].tolist()
+        k = max(self._batch.rows[b].handle.request.logprobs for b in want)
+        top_v, top_i = (lp.topk(k, dim=-1) if k else (lp[:, :0], lp[:, :0].long()))
+        top_v, top_i = top_v.tolist(), top_i.tolist()
+        out = {}
+        for j, b in enumerate(want):
+            kb = self._batch.rows[b].handle.request.logprobs
+            out[b] = [TokenLogprob(tokens[b], chosen[j], list(zip(top_i[j][:kb], top_v[j][:kb])))]
+        return out
 
     def _step(self) -> None:
         import torch
 
         batch = self._batch
-        tokens = self._sample(batch.logits)
+        tokens, errors = self._sample(batch.logits)
+        logprobs = self._logprobs(batch.logits, tokens)
         now, keep, deliveries = time.monotonic(), [], []
         for b, (row, token) in enumerate(zip(batch.rows, tokens)):
             req = row.handle.request
+            if token is None:
+                deliveries.append((row.handle, Step([], "error", error=errors[b])))
+                self.counters["request_errors"] += 1
+                continue
             row.generated += 1
             finish = None
             if row.handle.cancelled:
@@ -301,19 +420,23 @@ class HFBatchEngine:
                 finish = "length"
             elif req.deadline is not None and now > req.deadline:
                 finish = "timeout"
-            deliveries.append((row.handle, Step([token], finish)))
+            elif self._stop_at is not None and now >= self._stop_at:
+                finish = "shutdown"
+            deliveries.append((row.handle, Step([token], finish, logprobs=logprobs.get(b))))
             if finish is None:
                 keep.append(b)
         self._deliver(deliveries)
-        self.counters["tokens"] += len(tokens)
+        sampled = [t for t in tokens if t is not None]
+        self.counters["tokens"] += len(sampled)
         self.counters["steps"] += 1
-        self.counters["rows_stepped"] += len(tokens)
+        self.counters["rows_stepped"] += len(sampled)
         self.counters["max_rows"] = max(self.counters["max_rows"], len(tokens))
         if not keep:
             with self._cv:
                 self._batch = _Batch()
             return
-        token_t = torch.tensor(tokens, device=self.device)
+        # a row whose sampling failed is not in `keep`: its placeholder token is dropped below
+        token_t = torch.tensor([self.pad_id if t is None else t for t in tokens], device=self.device)
         if len(keep) < len(tokens):
             index = torch.tensor(keep, device=self.device)
             batch.cache.batch_select_indices(index)

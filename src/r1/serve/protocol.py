@@ -1,8 +1,11 @@
-"""The OpenAI wire format that `r1 serve` speaks (requests validated here, responses built here).
+"""The OpenAI wire format that `r1 serve` speaks: request models (validated here), response
+models (the OpenAPI document), and the builders of response bodies.
 
-Bounds that depend on the server's settings (max tokens, prompt length) are checked in
+Bounds that depend on the server (max tokens, the context, the vocabulary) are checked in
 app.py; everything a request can get wrong by itself is checked by these models, and a
-failure becomes an OpenAI-style 400 body naming the parameter.
+failure becomes an OpenAI-style 400 body naming the parameter. OpenAI parameters r1 cannot
+honour are refused with a 400 (code ``unsupported_parameter``), never silently ignored; the
+few that change nothing about the answer (``user``, ``metadata``, ...) are accepted.
 """
 
 from __future__ import annotations
@@ -11,34 +14,65 @@ import time
 import uuid
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 # R1's recommended usage (the model card): temperature 0.6, top-p 0.95.
 DEFAULT_TEMPERATURE = 0.6
 DEFAULT_TOP_P = 0.95
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_TOP_LOGPROBS = 20
+
+
+def unsupported(message: str) -> PydanticCustomError:
+    """A parameter OpenAI defines that r1 cannot honour (the app answers 400 unsupported_parameter)."""
+    return PydanticCustomError("unsupported_parameter", message)
 
 
 class _Request(BaseModel):
-    # Unknown fields are ignored, as OpenAI-compatible servers do (clients send `user`, ...).
+    # Fields OpenAI does not define are ignored, as OpenAI-compatible servers do.
     model_config = ConfigDict(extra="ignore")
 
 
-class TextPart(_Request):
-    type: Literal["text"]
-    text: str
+class ToolCallFunction(_Request):
+    name: str = ""
+    arguments: str = ""
+
+
+class ToolCall(_Request):
+    id: Optional[str] = None
+    type: str = "function"
+    function: ToolCallFunction = Field(default_factory=ToolCallFunction)
 
 
 class ChatMessage(_Request):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Union[str, list[TextPart], None] = None
-    reasoning_content: Optional[str] = None  # accepted in history and dropped, as R1's usage says
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: Union[str, list[dict[str, Any]], None] = Field(
+        None, description="a string, or a list of text parts ({type: text, text}); other part types are refused")
+    reasoning_content: Optional[str] = Field(None, description="accepted in history and dropped, as R1's usage says")
+    name: Optional[str] = None
+    tool_calls: Optional[list[ToolCall]] = Field(None, description="an assistant's earlier tool calls (history)")
+    tool_call_id: Optional[str] = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_parts(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            for i, part in enumerate(v):
+                kind = part.get("type")
+                if kind not in ("text", "refusal"):
+                    raise unsupported(f"part {i} is of type {kind!r}: r1 serve takes text only")
+                value = part.get(kind)
+                if not isinstance(value, str):
+                    raise PydanticCustomError("invalid_value", f"part {i} needs a string field {kind!r}")
+        return v
 
     def text(self) -> str:
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.get(part["type"]) for part in self.content)
 
 
 class StreamOptions(_Request):
@@ -46,18 +80,24 @@ class StreamOptions(_Request):
 
 
 class _Sampling(_Request):
+    model: Optional[str] = None
     temperature: Optional[float] = Field(None, ge=0.0, le=2.0)
     top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=16)
-    stop: Union[str, list[str], None] = None
-    seed: Optional[int] = None
+    stop: Union[str, list[str], None] = Field(None, description="up to 4 strings, cut from the answer")
+    seed: Optional[int] = Field(None, ge=INT64_MIN, le=INT64_MAX,
+                                description="choice i is sampled with seed + i, which must stay in int64")
     stream: bool = False
-    stream_options: Optional[StreamOptions] = None
-    # accepted for compatibility; r1's sampler has no penalties, so only 0 is honoured
-    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    model: Optional[str] = None
-    ignore_eos: bool = False  # vLLM's extra parameter: generate max_tokens whatever comes (benchmarks)
+    stream_options: Optional[StreamOptions] = Field(None, description="only with stream: true")
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="only 0 is supported")
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="only 0 is supported")
+    logit_bias: Optional[dict[str, Any]] = Field(None, description="not supported: a non-empty map is refused")
+    ignore_eos: bool = Field(False, description="vLLM's extra: generate max_tokens whatever comes (benchmarks)")
+    # accepted and ignored on purpose: they change nothing about the answer
+    user: Optional[str] = None
+    metadata: Optional[dict[str, Any]] = None
+    store: Optional[bool] = None
+    service_tier: Optional[str] = None
 
     @field_validator("stop")
     @classmethod
@@ -67,6 +107,37 @@ class _Sampling(_Request):
             raise ValueError("at most 4 stop sequences")
         if any(not s for s in stops):
             raise ValueError("stop sequences must not be empty")
+        if any(len(s) > 1000 for s in stops):
+            raise ValueError("a stop sequence may be at most 1000 characters")
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+        n = info.data.get("n", 1)
+        if v is not None and v + n - 1 > INT64_MAX:
+            raise ValueError(f"seed + n - 1 must be at most {INT64_MAX} (choice i uses seed + i)")
+        return v
+
+    @field_validator("stream_options")
+    @classmethod
+    def _only_streaming(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is not None and not info.data.get("stream", False):
+            raise ValueError("stream_options is only allowed when stream is true")
+        return v
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _no_penalties(cls, v: float) -> float:
+        if v:
+            raise unsupported("penalties are not supported by r1 serve's sampler (use 0)")
+        return v
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _no_bias(cls, v: Any) -> Any:
+        if v:
+            raise unsupported("logit_bias is not supported by r1 serve's sampler")
         return v
 
     def stops(self) -> tuple[str, ...]:
@@ -77,41 +148,254 @@ class _Sampling(_Request):
         p = DEFAULT_TOP_P if self.top_p is None else self.top_p
         return t, p
 
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+def _refuse_if_set(message: str):
+    def check(cls: Any, v: Any) -> Any:
+        if v:
+            raise unsupported(message)
+        return v
+
+    return check
+
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_tokens: Optional[int] = Field(None, ge=1)
     max_completion_tokens: Optional[int] = Field(None, ge=1)
+    logprobs: bool = Field(False, description="log-probabilities of the sampled tokens (the model's, before "
+                                              "temperature and top-p)")
+    top_logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="needs logprobs: true")
+    tools: Optional[list[Any]] = Field(None, description="not supported: a non-empty list is refused")
+    tool_choice: Optional[Any] = Field(None, description="only 'none' is accepted")
+    functions: Optional[list[Any]] = Field(None, description="not supported (legacy tools)")
+    function_call: Optional[Any] = Field(None, description="only 'none' is accepted (legacy)")
+    response_format: Optional[dict[str, Any]] = Field(None, description="only {type: text} is accepted")
+    modalities: Optional[list[str]] = Field(None, description="only ['text'] is accepted")
+    audio: Optional[dict[str, Any]] = Field(None, description="not supported")
+    prediction: Optional[dict[str, Any]] = Field(None, description="not supported")
+    # accepted and ignored on purpose (there is no tool to call in parallel; effort is the model's own)
+    parallel_tool_calls: Optional[bool] = None
+    reasoning_effort: Optional[str] = None
+
+    _no_tools = field_validator("tools", "functions")(classmethod(_refuse_if_set(
+        "tool calling is not supported by r1 serve; leave tools out")))
+    _no_audio = field_validator("audio", "prediction")(classmethod(_refuse_if_set(
+        "not supported by r1 serve (text in, text out)")))
 
     @field_validator("messages")
     @classmethod
-    def _has_user(cls, v: list[ChatMessage]) -> list[ChatMessage]:
-        if not any(m.role == "user" for m in v):
-            raise ValueError("messages must contain at least one user message")
+    def _has_a_turn(cls, v: list[ChatMessage]) -> list[ChatMessage]:
+        if all(m.role == "assistant" for m in v):
+            raise ValueError("messages must contain a user, system or tool message, not only assistant turns")
+        return v
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _choice_none(cls, v: Any) -> Any:
+        if v is not None and v != "none":
+            raise unsupported("tool calling is not supported by r1 serve; only 'none' is accepted")
+        return v
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_format(cls, v: Any) -> Any:
+        if v is not None and v.get("type") != "text":
+            raise unsupported(f"response_format {v.get('type')!r} is not supported by r1 serve (no constrained "
+                              "decoding); ask for JSON in the prompt and parse the content")
+        return v
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_only(cls, v: Any) -> Any:
+        if v is not None and any(m != "text" for m in v):
+            raise unsupported("r1 serve answers with text only")
+        return v
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _needs_logprobs(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if v is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
         return v
 
     def token_limit(self) -> Optional[int]:
         return self.max_completion_tokens or self.max_tokens
 
+    def logprob_count(self) -> Optional[int]:
+        return (self.top_logprobs or 0) if self.logprobs else None
+
 
 class CompletionRequest(_Sampling):
-    prompt: Union[str, list[str]]
+    prompt: Union[str, list[str], list[int], list[list[int]]] = Field(
+        ..., description="one prompt: a string or a list of token ids (or a list holding one of them)")
     max_tokens: int = Field(16, ge=1)  # OpenAI's default for /v1/completions
     echo: bool = False
+    logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP_LOGPROBS,
+                                    description="log-probabilities of the sampled tokens and this many alternatives")
+    suffix: Optional[str] = Field(None, description="not supported")
+    best_of: Optional[int] = Field(None, ge=1, description="only 1 (or equal to n) is accepted")
+
+    _no_suffix = field_validator("suffix")(classmethod(_refuse_if_set("suffix (insertion) is not supported")))
 
     @field_validator("prompt")
     @classmethod
     def _one_prompt(cls, v: Any) -> Any:
-        if isinstance(v, list) and len(v) != 1:
-            raise ValueError("give one prompt (a string, or a list of one string)")
+        if isinstance(v, list) and v and isinstance(v[0], (str, list)):
+            if len(v) != 1:
+                raise ValueError("give one prompt (a string or token ids, or a list of one of them)")
+            v = v[0]
+        if isinstance(v, list) and not v:
+            raise ValueError("the prompt is empty")
         return v
 
-    def text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+    @field_validator("best_of")
+    @classmethod
+    def _best_of(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if v not in (None, 1, info.data.get("n")):
+            raise unsupported("best_of is not supported (leave it out, or set it equal to n)")
+        return v
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_prompt_logprobs(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if v is not None and info.data.get("echo"):
+            raise unsupported("echo with logprobs (log-probabilities of the prompt) is not supported")
+        return v
 
     def token_limit(self) -> int:
         return self.max_tokens
 
+    def logprob_count(self) -> Optional[int]:
+        return self.logprobs
+
+
+# -- response models (what the OpenAPI document describes; bodies are built as dicts below) --
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: Optional[str] = None
+    code: Optional[str] = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    completion_tokens_details: Optional[dict[str, int]] = None
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: Optional[list[int]] = None
+
+
+class TokenLogprobOut(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: Optional[list[TokenLogprobOut]] = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: Optional[str] = None
+    reasoning_content: Optional[str] = Field(None, description="the <think> part (null without reasoning)")
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Optional[str] = None
+    logprobs: Optional[ChatLogprobs] = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChunkDelta(BaseModel):
+    role: Optional[str] = None
+    content: Optional[str] = None
+    reasoning_content: Optional[str] = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: Optional[str] = None
+    logprobs: Optional[ChatLogprobs] = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a stream (``data: {...}``); the stream ends with ``data: [DONE]``."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Optional[Usage] = None
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: Optional[list[dict[str, float]]] = None
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: Optional[str] = None
+    logprobs: Optional[CompletionLogprobs] = None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Optional[Usage] = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    max_model_len: int
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: Literal["ok", "unavailable"]
+    model: str
+    healthy: bool
+
+
+# -- body builders ---------------------------------------------------------------------------
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
@@ -138,17 +422,22 @@ def chat_message(reasoning: str, content: str) -> dict:
     return {"role": "assistant", "content": content, "reasoning_content": reasoning or None}
 
 
+def delta(*, reasoning: Optional[str] = None, content: Optional[str] = None, role: bool = False) -> dict:
+    """A stream delta as DeepSeek's API sends it: `content` and `reasoning_content` are both
+    always there (null when unused), so a loop reading either attribute never fails."""
+    d = {"role": "assistant"} if role else {}
+    d.update(content=content, reasoning_content=reasoning)
+    return d
+
+
 def chat_response(cid: str, model: str, choices: list[dict], usage_: dict) -> dict:
     return {"id": cid, "object": "chat.completion", "created": now(), "model": model,
             "choices": choices, "usage": usage_}
 
 
 def chat_chunk(cid: str, model: str, created: int, choices: list[dict], usage_: Optional[dict] = None) -> dict:
-    chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-             "choices": choices}
-    if usage_ is not None:
-        chunk["usage"] = usage_
-    return chunk
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": choices, "usage": usage_}
 
 
 def completion_response(cid: str, model: str, choices: list[dict], usage_: dict) -> dict:
@@ -158,7 +447,5 @@ def completion_response(cid: str, model: str, choices: list[dict], usage_: dict)
 
 def completion_chunk(cid: str, model: str, created: int, choices: list[dict],
                      usage_: Optional[dict] = None) -> dict:
-    chunk = {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": choices}
-    if usage_ is not None:
-        chunk["usage"] = usage_
-    return chunk
+    return {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": choices,
+            "usage": usage_}

@@ -14,7 +14,7 @@ import uuid
 from typing import Any, Optional
 
 from r1.rollout.vllm import require_vllm
-from r1.serve.engine import EngineRequest, EngineUnavailable, QueueFull, RequestHandle, Step
+from r1.serve.engine import EngineRequest, EngineUnavailable, QueueFull, RequestHandle, Step, TokenLogprob
 
 
 class VLLMServeEngine:
@@ -36,6 +36,7 @@ class VLLMServeEngine:
         self._tasks: set[asyncio.Task] = set()
         self.counters = {"requests": 0, "tokens": 0}
         self._closed = False
+        self.last_error: Optional[str] = None
 
     def start(self) -> None:
         pass  # vLLM starts its loop on the first request
@@ -49,7 +50,7 @@ class VLLMServeEngine:
             raise QueueFull(f"{len(self._tasks)} requests are in flight (the bound is {self.max_queue})")
         handle = RequestHandle(request, asyncio.get_running_loop())
         params = SamplingParams(max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
-                                seed=request.seed, ignore_eos=request.ignore_eos)
+                                seed=request.seed, ignore_eos=request.ignore_eos, logprobs=request.logprobs)
         rid = uuid.uuid4().hex
         task = asyncio.create_task(self._pump(handle, rid, params))
         self._tasks.add(task)
@@ -69,27 +70,46 @@ class VLLMServeEngine:
                     finish = "timeout"
                     break
                 ids = list(out.outputs[0].token_ids)  # cumulative
-                new, seen = ids[seen:], len(ids)
+                new, start, seen = ids[seen:], seen, len(ids)
                 self.counters["tokens"] += len(new)
+                lps = (_logprobs(out.outputs[0], new, start, handle.request.logprobs)
+                       if handle.request.logprobs is not None else None)
                 if out.finished:
                     reason = "length" if out.outputs[0].finish_reason == "length" else "stop"
-                    handle.queue.put_nowait(Step(new, reason))
+                    handle.queue.put_nowait(Step(new, reason, logprobs=lps))
                     return
-                handle.queue.put_nowait(Step(new, None))
+                handle.queue.put_nowait(Step(new, None, logprobs=lps))
         except Exception as e:  # noqa: BLE001 — the client gets an error, the server keeps going
             finish = "error"
             self.last_error = f"{type(e).__name__}: {e}"
         if finish is None:
             finish = "cancelled"
         await self.engine.abort(rid)
-        handle.queue.put_nowait(Step([], finish))
+        handle.queue.put_nowait(Step([], finish, error=self.last_error if finish == "error" else None))
 
     def stats(self) -> dict:
         return {"running": len(self._tasks), "waiting": 0, "max_queue": self.max_queue,
                 "healthy": not self._closed, **self.counters}
+
+    def close(self, grace: float = 0.0) -> None:
+        self._closed = True  # new requests get 503; vLLM finishes or aborts the rest at shutdown
 
     def shutdown(self) -> None:
         self._closed = True
         shutdown = getattr(self.engine, "shutdown", None)
         if callable(shutdown):
             shutdown()
+
+
+
+def _logprobs(output: Any, new: list[int], start: int, k: int) -> list[TokenLogprob]:
+    """vLLM's per-position {token id: Logprob} dicts (the top k, plus the sampled token when it
+    is not among them) -> r1's TokenLogprob."""
+    out = []
+    for pos, token in enumerate(new, start):
+        ranked = output.logprobs[pos] if output.logprobs and pos < len(output.logprobs) else {}
+        chosen = ranked.get(token)
+        top = sorted(ranked.items(), key=lambda item: item[1].rank or 0)[:k]
+        out.append(TokenLogprob(token, chosen.logprob if chosen is not None else -9999.0,
+                                [(i, lp.logprob) for i, lp in top]))
+    return out
