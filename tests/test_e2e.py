@@ -205,3 +205,70 @@ def test_bf16_compute_copy_matches_autocast_and_keeps_fp32_masters(tmp_path, var
         cos = torch.nn.functional.cosine_similarity(results[precision], step, dim=0)
         print(precision, float(cos))
         assert cos > 0.9, (precision, cos)
+
+
+NAN_REWARD = '''
+import math
+
+
+def sometimes_nan(completions, examples, task):
+    """Varied on the tiny model's output, and NaN or inf for a third of the samples."""
+    out = []
+    for i, c in enumerate(completions):
+        share = sum(ch in "aeiou0123456789" for ch in c) / max(len(c), 1)
+        out.append([share, math.nan, math.inf][i % 3])
+    return out
+'''
+
+
+@pytest.mark.slow
+def test_zero_with_a_reward_returning_nan_finishes_with_finite_weights(tmp_path):
+    """`r1 zero --preset tiny` with a custom reward (a file) that returns NaN and inf for some
+    samples: the run finishes, every weight is finite, and the failures are in metrics.jsonl."""
+    from safetensors.torch import load_file
+
+    reward = tmp_path / "nan_reward.py"
+    reward.write_text(NAN_REWARD)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "r1", "zero", "--preset", "tiny", "--out", str(out), "--steps", "3",
+           "--set", "tracking.progress=false", "--set", f"rewards.{reward}:sometimes_nan=1.0"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    name = f"reward_failures/{reward}:sometimes_nan"
+    for r in rows:
+        # samples 1, 2, 4, 5, 7 of each step's 8 (2 prompts x 4) are NaN or inf
+        assert r["reward_nonfinite"] == r[name] == r["reward_failures"] == 5
+        assert all(math.isfinite(r[k]) for k in ("reward", "loss", "grad_norm"))
+    assert sum(r["reward_nonfinite"] for r in rows) >= 3
+    assert any(r["grad_norm"] > 0 for r in rows)  # the finite scores still taught it something
+    weights = load_file(out / "model" / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert "not finite numbers" in res.stderr + res.stdout
+
+
+def test_a_non_finite_advantage_or_gradient_stops_with_a_clear_error_and_intact_weights(tmp_path, varied_reward,
+                                                                                        monkeypatch):
+    """Guards behind the reward registry: if a NaN reaches the advantages (here a broken
+    estimator) or the gradient, the run stops with an error naming it, before any update."""
+    from r1.algorithms.advantages import ADVANTAGES
+    from r1.errors import R1Error
+
+    monkeypatch.setitem(ADVANTAGES, "grpo", lambda rewards, g, eps=1e-6: rewards * float("nan"))
+    cfg = tiny_cfg("train.steps=1", f"rewards.{varied_reward}=1.0")
+    tr = GRPOTrainer(cfg, tmp_path / "a")
+    with pytest.raises(R1Error, match="advantage 'grpo' gave nan for sample 0"):
+        tr.train()
+    from r1.models import build_tiny
+
+    fresh, _ = build_tiny()  # the weights the run started from
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), tr.model.parameters()))
+    monkeypatch.undo()
+    tr = GRPOTrainer(cfg, tmp_path / "b")
+    tr.setup()
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    for p in tr.model.parameters():
+        p.grad = torch.full_like(p, float("nan"))
+    with pytest.raises(R1Error, match="gradient norm is nan"):
+        tr.policy.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))

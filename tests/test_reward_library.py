@@ -92,7 +92,7 @@ def test_shaping_rewards_through_the_registry():
     per, total, failures = registry.score(
         comps, [ex, ex], task, {"cosine": 1.0, "overlong": 1.0, "repetition": 1.0, "reasoning_steps": 1.0},
         params={"overlong": {"cache_len": 4}}, lengths=[5, 9], max_tokens=10)
-    assert failures == 0
+    assert failures.total == 0
     assert per["cosine"] == pytest.approx([cosine_scaled(5, True, 10), cosine_scaled(9, False, 10)])
     assert per["overlong"] == pytest.approx([0.0, -0.75])
     assert per["repetition"] == [0.0, 0.0] and per["reasoning_steps"] == [0.0, 0.0]
@@ -174,7 +174,7 @@ def test_reward_model_reward_in_a_recipe(tiny_rm):
     cfg = build_config(read_yaml(preset_path("tiny")), ["rewards.reward_model=1.0", f"reward_params.reward_model.path={path}"])
     ex = Example("1", "What is 2+2?", "4")
     per, _, failures = registry.score(["It is 4.", "five"], [ex, ex], None, {"reward_model": 1.0}, cfg.reward_params)
-    assert failures == 0 and len(per["reward_model"]) == 2 and per["reward_model"][0] != per["reward_model"][1]
+    assert failures.total == 0 and len(per["reward_model"]) == 2 and per["reward_model"][0] != per["reward_model"][1]
 
 
 # ----------------------------------------------------------------------------- HumanEval

@@ -1,4 +1,5 @@
 import logging
+import math
 
 import pytest
 
@@ -61,10 +62,40 @@ def test_failing_reward_scores_zero_and_never_raises(caplog):
             per, total, failures = registry.score(["ok", "boom", "ok"], [None] * 3, None, {"test_flaky": 2.0})
         assert per["test_flaky"] == [1.0, 0.0, 1.0]
         assert total == [2.0, 0.0, 2.0]
-        assert failures == 1
+        assert failures.total == 1 and failures.raised == {"test_flaky": 1}
         assert "test_flaky failed" in caplog.text
     finally:
         registry.REWARDS.pop("test_flaky")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), "0.5x", [1]])
+def test_non_finite_reward_values_are_failures_scored_zero(bad, caplog):
+    @registry.register("test_nan")
+    def nan_reward(completions, examples, task):
+        return [1.0, bad, None]
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            per, total, failures = registry.score(["a", "b", "c"], [None] * 3, None, {"test_nan": 1.0, "format": 1.0})
+        assert per["test_nan"] == [1.0, 0.0, 0.0] and all(map(math.isfinite, total))
+        assert failures.nonfinite == {"test_nan": 1, "format": 0} and failures.total == 1
+        assert failures.metrics() == {"reward_failures": 1, "reward_nonfinite": 1, "reward_failures/format": 0,
+                                      "reward_failures/test_nan": 1}
+        assert "test_nan returned 1 value(s) that are not finite" in caplog.text
+    finally:
+        registry.REWARDS.pop("test_nan")
+
+
+def test_weighted_sum_that_overflows_is_a_clear_error():
+    @registry.register("test_huge")
+    def huge(completions, examples, task):
+        return [1e308] * len(completions)
+
+    try:
+        with pytest.raises(R1Error, match="weighted reward of sample 0 is not finite"):
+            registry.score(["a"], [None], None, {"test_huge": 10.0})
+    finally:
+        registry.REWARDS.pop("test_huge")
 
 
 def test_weighted_sum_of_rewards():

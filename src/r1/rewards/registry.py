@@ -7,7 +7,9 @@ recipe's ``reward_params: {name: {...}}`` fills them, and the trainer passes ``l
 name in the config, never by matching dataset names; ``path/to/file.py:function`` or
 ``package.module:function`` names a reward of your own. A reward that raises never stops
 training: the batch is retried sample by sample, and each sample that still fails scores
-0 and is logged.
+0 and is counted. A value that is not a finite number (NaN, inf, a string) is a failure of
+that sample too, scored and counted the same way: no non-finite reward ever reaches the
+advantages.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import functools
 import importlib
 import inspect
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from r1.errors import R1Error
@@ -114,10 +118,46 @@ def _bind(fn: RewardFn, params: dict[str, Any], context: dict[str, Any]) -> Rewa
     return functools.partial(fn, **kwargs) if kwargs else fn
 
 
+@dataclass
+class Failures:
+    """Per reward: samples whose scoring raised, and samples scored NaN, inf or a non-number."""
+
+    raised: dict[str, int] = field(default_factory=dict)
+    nonfinite: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.raised.values()) + sum(self.nonfinite.values())
+
+    def __add__(self, other: "Failures") -> "Failures":
+        def add(a: dict, b: dict) -> dict:
+            return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
+
+        return Failures(add(self.raised, other.raised), add(self.nonfinite, other.nonfinite))
+
+    def metrics(self) -> dict[str, int]:
+        out = {"reward_failures": self.total, "reward_nonfinite": sum(self.nonfinite.values())}
+        for name in sorted({**self.raised, **self.nonfinite}):
+            out[f"reward_failures/{name}"] = self.raised.get(name, 0) + self.nonfinite.get(name, 0)
+        return out
+
+
+def _finite_or_none(value: Any) -> tuple[float | None, bool]:
+    """(score, ok): None stays "cannot be scored"; NaN, inf and non-numbers are failures."""
+    if value is None:
+        return None, True
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None, False
+    return (v, True) if math.isfinite(v) else (None, False)
+
+
 def _safe_call(name: str, fn: RewardFn, params: dict[str, Any], context: dict[str, Any],
-               completions, examples, task) -> tuple[list[float], int]:
-    """(scores, number of samples whose scoring raised); None and failures score 0.0.
-    Per-sample context (`lengths`) is sliced along with the samples when retrying one by one."""
+               completions, examples, task) -> tuple[list[float], int, int]:
+    """(scores, samples whose scoring raised, samples scored with a non-finite value); None
+    and failures score 0.0. Per-sample context (`lengths`) is sliced along with the samples
+    when retrying one by one."""
     errors = 0
     try:
         out = list(_bind(fn, params, context)(completions, examples, task))
@@ -135,23 +175,36 @@ def _safe_call(name: str, fn: RewardFn, params: dict[str, Any], context: dict[st
                 out.append(None)
                 errors += 1
     # None from the reward itself means "cannot be scored" (0.0), not a failure
-    return [0.0 if v is None else float(v) for v in out], errors
+    scores, bad = [], 0
+    for v in out:
+        score_, ok = _finite_or_none(v)
+        if not ok:
+            bad += 1
+        scores.append(0.0 if score_ is None else score_)
+    if bad:
+        log.warning("reward %s returned %d value(s) that are not finite numbers; they score 0", name, bad)
+    return scores, errors, bad
 
 
 def score(
     completions: Sequence[str], examples: Sequence, task, weights: dict[str, float],
     params: dict[str, dict[str, Any]] | None = None, lengths: Sequence[int] | None = None,
     max_tokens: int | None = None,
-) -> tuple[dict[str, list[float]], list[float], int]:
-    """Run every weighted reward. Returns (per-reward scores, weighted total, failures)."""
+) -> tuple[dict[str, list[float]], list[float], Failures]:
+    """Run every weighted reward. Returns (per-reward scores, weighted total, failures);
+    every score and total is a finite float."""
     per: dict[str, list[float]] = {}
-    failures = 0
+    failures = Failures()
     total = [0.0] * len(completions)
     context = {"lengths": list(lengths) if lengths is not None else None, "max_tokens": max_tokens}
     for name, weight in weights.items():
-        values, failed = _safe_call(name, get_reward(name), (params or {}).get(name, {}), context,
-                                    list(completions), list(examples), task)
+        values, raised, nonfinite = _safe_call(name, get_reward(name), (params or {}).get(name, {}), context,
+                                               list(completions), list(examples), task)
         per[name] = values
-        failures += failed
+        failures.raised[name], failures.nonfinite[name] = raised, nonfinite
         total = [t + weight * v for t, v in zip(total, values)]
+    bad = [i for i, t in enumerate(total) if not math.isfinite(t)]
+    if bad:  # finite scores times finite weights can still overflow
+        raise R1Error(f"the weighted reward of sample {bad[0]} is not finite ({total[bad[0]]}): "
+                      f"scores {({k: v[bad[0]] for k, v in per.items()})}, weights {weights}")
     return per, total, failures

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
+import operator
 import random
 import statistics
 import time
@@ -217,7 +219,7 @@ class GRPOTrainer:
         return Rollout(examples=examples, prompt_ids=prompt_ids, group_size=r.group_size,
                        generation=gen, completions=[self.prefill + t for t in gen.texts])
 
-    def score(self, rollout: Rollout) -> int:
+    def score(self, rollout: Rollout) -> rewards.Failures:
         g = rollout.group_size
         examples = [ex for ex in rollout.examples for _ in range(g)]
         per, total, failures = rewards.score(
@@ -229,6 +231,10 @@ class GRPOTrainer:
     def advantage(self, rollout: Rollout) -> torch.Tensor:
         rewards_t = torch.tensor(rollout.total_reward, dtype=torch.float32)
         adv = ADVANTAGES[self.cfg.algorithm.advantage](rewards_t, rollout.group_size)
+        if not torch.isfinite(adv).all():  # the registry only passes finite rewards: a bug if it happens
+            i = int((~torch.isfinite(adv)).nonzero()[0])
+            raise R1Error(f"advantage {self.cfg.algorithm.advantage!r} gave {adv[i].item()} for sample {i} "
+                          f"(rewards {({k: v[i] for k, v in rollout.rewards.items()})}); nothing was applied")
         rollout.advantages = adv.tolist()
         keep = torch.ones(len(adv), dtype=torch.bool)
         if self.cfg.algorithm.skip_zero_variance:
@@ -329,6 +335,8 @@ class GRPOTrainer:
                     stats["kl"].append(masked_mean(kl.detach(), cmask).item())
                 loss = agg_loss(loss_tok, cmask, a.loss_agg, num_tokens=num_tokens,
                                 num_seqs=num_seqs, max_len=float(cfg.rollout.max_new_tokens))
+                if not torch.isfinite(loss):
+                    raise R1Error(non_finite_loss(loss, logp, old, adv, ref_lp if a.beta > 0 else None, cmask))
                 self.policy.backward(loss)
                 self.policy.accumulate_grads()
                 stats["loss"] += loss.item() / a.mu
@@ -369,7 +377,8 @@ class GRPOTrainer:
         return result
 
     # ------------------------------------------------------------------ the loop
-    def step_metrics(self, step: int, rollout: Rollout, keep, upd: dict, timer: Timer, failures: int) -> dict:
+    def step_metrics(self, step: int, rollout: Rollout, keep, upd: dict, timer: Timer,
+                     failures: rewards.Failures) -> dict:
         gen = rollout.generation
         lengths = [len(c) for c in gen.completion_ids]
         n = rollout.size
@@ -392,7 +401,7 @@ class GRPOTrainer:
             "response_length_max": max(lengths),
             "truncated_frac": sum(f == "length" for f in gen.finish_reasons) / n,
             "zero_variance_groups": int((~keep).sum().item()) // rollout.group_size,
-            "reward_failures": failures,
+            **failures.metrics(),
             "lr": self.scheduler.get_last_lr()[0],
             **upd,
         })
@@ -402,7 +411,8 @@ class GRPOTrainer:
         row["tokens_per_s"] = gen_tokens / max(timer.times.get("generate", 1e-9), 1e-9)
         return row
 
-    def gathered(self, rollout: Rollout, keep: torch.Tensor, failures: int) -> tuple[Rollout, torch.Tensor, int]:
+    def gathered(self, rollout: Rollout, keep: torch.Tensor,
+                 failures: rewards.Failures) -> tuple[Rollout, torch.Tensor, rewards.Failures]:
         """The whole step's rollout (every rank's rows, in rank order) for metrics and logs;
         on one process, the rollout itself. Only rank 0 needs it (others get theirs back)."""
         if not self.dist.enabled:
@@ -421,7 +431,8 @@ class GRPOTrainer:
             group_size=rollout.group_size, generation=gen, completions=[c for r in ros for c in r.completions],
             rewards={k: [v for r in ros for v in r.rewards[k]] for k in rollout.rewards},
             total_reward=[v for r in ros for v in r.total_reward], advantages=[v for r in ros for v in r.advantages])
-        return merged, torch.tensor([k for p in parts for k in p[1]], dtype=torch.bool), sum(p[2] for p in parts)
+        return (merged, torch.tensor([k for p in parts for k in p[1]], dtype=torch.bool),
+                functools.reduce(operator.add, (p[2] for p in parts)))
 
     def train(self) -> dict:
         """The loop. With several processes every rank runs it; rank 0 alone evaluates,
@@ -507,6 +518,17 @@ class GRPOTrainer:
 
     def save_model(self) -> None:
         self.policy.save(self.out / "model")
+
+
+def non_finite_loss(loss, logp, old, adv, ref_lp, cmask) -> str:
+    """Which input made the loss non-finite (rewards and advantages are checked before)."""
+    def bad(t) -> bool:
+        return t is not None and not torch.isfinite(t[cmask.bool()] if t.dim() == 2 else t).all()
+
+    parts = [name for name, t in (("the policy's log-probs", logp), ("the sampling log-probs", old),
+                                  ("the advantages", adv), ("the reference log-probs", ref_lp)) if bad(t)]
+    return (f"the loss is {loss.item()} (not finite) because of {', '.join(parts) or 'an overflow in the loss'}; "
+            "the weights were not updated, and the last checkpoint is intact")
 
 
 def rollout_rows(step: int, rollout: Rollout) -> list[dict]:

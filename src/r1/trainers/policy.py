@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from r1.config import ModelConfig, OptimConfig
+from r1.errors import R1Error
 from r1.models import bf16_available, load_model
 
 
@@ -88,8 +89,6 @@ class Policy:
         self.model.train()
         if fsdp is not None:
             if mcfg.lora.enabled:
-                from r1.errors import R1Error
-
                 raise R1Error("LoRA with FSDP is not supported: adapters are small, launch with "
                               "recipes/accelerate/ddp.yaml instead")
             self.presharded = copy.deepcopy(self.model)
@@ -194,6 +193,10 @@ class Policy:
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
         else:
             norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+        if not math.isfinite(norm):  # a step with a NaN/inf gradient would poison every weight
+            self.optimizer.zero_grad(set_to_none=True)
+            raise R1Error(f"the gradient norm is {norm} (not finite); the weights were not updated, and the "
+                          "last checkpoint is intact (try precision: fp32, a lower lr, or grad_clip)")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.refresh_compute_weights()
