@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+API_KEY = "sk-test-r1"  # the key of the shared test servers (conftest.py)
 QUESTIONS = [(2, 3), (4, 1), (7, 5), (6, 8), (9, 9), (3, 4), (1, 1), (8, 2)]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_support import content_of, make_server, question, reasoning_of, train_answering_tiny
+from serve_support import content_of, make_server, question, reasoning_of
 
 CHROMIUM = os.environ.get("R1_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
@@ -20,9 +20,8 @@ SCREENSHOT_DIR = Path(os.environ.get("R1_SCREENSHOT_DIR", "test-artifacts"))
 
 
 @pytest.fixture(scope="module")
-def page_server(tmp_path_factory):
-    model = train_answering_tiny(tmp_path_factory.mktemp("tiny-answers-browser"))
-    with make_server(str(model), api_key="sk-browser") as srv:
+def page_server(answering_model):
+    with make_server(answering_model, api_key="sk-browser") as srv:
         yield srv
 
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from serve_support import QUESTIONS, content_of, make_server, question, train_answering_tiny
+from serve_support import QUESTIONS, content_of, make_server, question
 
 hypothesis = pytest.importorskip("hypothesis")
 schemathesis = pytest.importorskip("schemathesis")
@@ -32,8 +32,8 @@ COUNTS = {"requests": 0}
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory):
-    model = train_answering_tiny(tmp_path_factory.mktemp("tiny-answers"))
+def fuzz_server(answering_model):
+    model = answering_model
     # small budgets (4 tokens unless asked, at most 48), so that thousands of requests stay quick
     with make_server(str(model), api_key=API_KEY, max_tokens_cap=48, default_max_tokens=4, max_queue=64,
                      request_timeout=30) as srv:

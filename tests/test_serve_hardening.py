@@ -16,27 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_support import QUESTIONS, content_of, make_server, question, reasoning_of, train_answering_tiny
-
-API_KEY = "sk-test-r1"
-
-
-@pytest.fixture(scope="module")
-def answering_model(tmp_path_factory):
-    return str(train_answering_tiny(tmp_path_factory.mktemp("tiny-answers")))
-
-
-@pytest.fixture(scope="module")
-def server(answering_model):
-    with make_server(answering_model, api_key=API_KEY) as srv:
-        yield srv
-
-
-@pytest.fixture()
-def client(server):
-    import openai
-
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
+from serve_support import API_KEY, QUESTIONS, content_of, make_server, question, reasoning_of
 
 
 def post(server, path, body, *, key=API_KEY, content_type="application/json", **kw):

@@ -312,18 +312,24 @@ class AssistantMessage(BaseModel):
     reasoning_content: Optional[str] = Field(None, description="the <think> part (null without reasoning)")
 
 
-class ChatChoice(BaseModel):
+class _Choice(BaseModel):
     index: int
-    message: AssistantMessage
     finish_reason: Optional[str] = None
+
+
+class _Envelope(BaseModel):
+    id: str
+    created: int
+    model: str
+
+
+class ChatChoice(_Choice):
+    message: AssistantMessage
     logprobs: Optional[ChatLogprobs] = None
 
 
-class ChatCompletion(BaseModel):
-    id: str
+class ChatCompletion(_Envelope):
     object: Literal["chat.completion"]
-    created: int
-    model: str
     choices: list[ChatChoice]
     usage: Usage
 
@@ -334,20 +340,15 @@ class ChunkDelta(BaseModel):
     reasoning_content: Optional[str] = None
 
 
-class ChunkChoice(BaseModel):
-    index: int
+class ChunkChoice(_Choice):
     delta: ChunkDelta
-    finish_reason: Optional[str] = None
     logprobs: Optional[ChatLogprobs] = None
 
 
-class ChatCompletionChunk(BaseModel):
+class ChatCompletionChunk(_Envelope):
     """One server-sent event of a stream (``data: {...}``); the stream ends with ``data: [DONE]``."""
 
-    id: str
     object: Literal["chat.completion.chunk"]
-    created: int
-    model: str
     choices: list[ChunkChoice]
     usage: Optional[Usage] = None
 
@@ -359,18 +360,13 @@ class CompletionLogprobs(BaseModel):
     text_offset: list[int]
 
 
-class CompletionChoice(BaseModel):
-    index: int
+class CompletionChoice(_Choice):
     text: str
-    finish_reason: Optional[str] = None
     logprobs: Optional[CompletionLogprobs] = None
 
 
-class Completion(BaseModel):
-    id: str
+class Completion(_Envelope):
     object: Literal["text_completion"]
-    created: int
-    model: str
     choices: list[CompletionChoice]
     usage: Optional[Usage] = None
 
