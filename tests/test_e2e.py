@@ -272,3 +272,21 @@ def test_a_non_finite_advantage_or_gradient_stops_with_a_clear_error_and_intact_
     with pytest.raises(R1Error, match="gradient norm is nan"):
         tr.policy.step()
     assert all(torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
+
+
+@pytest.mark.parametrize("correction", ["auto", "tis"])
+def test_mu2_first_pass_ratio_is_one_and_the_engine_mismatch_is_measured(tmp_path, varied_reward, correction):
+    """mu = 2, top-p 0.9, T 0.7: pi_old is the trainer's own model before the step, so the
+    first pass's ratio is exactly 1 whatever engine sampled; the HF engine's log-probs
+    differ from the trainer's by ~1e-3 (bf16 sampling copy, fp32 masters); truncated
+    importance sampling is off for it by default, and on when asked."""
+    cfg = tiny_cfg("train.steps=2", f"rewards.{varied_reward}=1.0", "algorithm.mu=2", "rollout.top_p=0.9",
+                   "rollout.temperature=0.7", f"algorithm.rollout_correction={correction}")
+    GRPOTrainer(cfg, tmp_path / "run").train()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        assert r["ratio_first_pass_max_dev"] == 0.0
+        assert 0 < r["logprob_mismatch_mean"] < 0.02 and r["logprob_mismatch_max"] < 0.5
+        assert ("tis_weight_mean" in r) == (correction == "tis")
+        if correction == "tis":
+            assert 0.9 < r["tis_weight_mean"] <= cfg.algorithm.tis_cap

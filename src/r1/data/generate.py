@@ -102,7 +102,9 @@ def make_sampler(cfg: GenerateConfig, answer_hint: str = "the final answer"):
 
     return LocalSampler(EvalConfig(model=cfg.model, benchmark=cfg.task, max_new_tokens=cfg.max_new_tokens,
                                    prompt_style=cfg.prompt_style, template=cfg.template,
-                                   force_think=cfg.force_think, answer_hint=answer_hint))
+                                   force_think=cfg.force_think, answer_hint=answer_hint, engine=cfg.engine,
+                                   gpu_memory_utilization=cfg.gpu_memory_utilization,
+                                   kv_cache_gb=cfg.kv_cache_gb, enforce_eager=cfg.enforce_eager, seed=cfg.seed))
 
 
 def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress: bool = True) -> dict:

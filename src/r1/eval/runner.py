@@ -38,7 +38,6 @@ class EvalConfig(SamplingSettings):
     stop: list[str] = []  # stop strings besides EOS (a training run's own, with --from-run)
     strict_format: bool = False  # a run's own template: judge format by the strict R1 regex
     from_run: str | None = None
-    engine: str = "hf"  # hf (r1's transformers engine) or vllm (GPU, extra gpu)
 
 
 class LocalSampler:
@@ -59,7 +58,8 @@ class LocalSampler:
             require_vllm()  # before the tokenizer load: a missing vLLM is the error to report
             path = resolve_path(cfg.model)
             tok = AutoTokenizer.from_pretrained(path)
-            self.engine = VLLMEngine(path, tok, gpu_memory_utilization=0.85, sleep=False, seed=cfg.seed)
+            self.engine = VLLMEngine(path, tok, gpu_memory_utilization=cfg.gpu_memory_utilization, sleep=False,
+                                     seed=cfg.seed, kv_cache_gb=cfg.kv_cache_gb, enforce_eager=cfg.enforce_eager)
         else:
             model, tok = load_model(cfg.model, device=device)
             self.engine = HFEngine(model, tok, bf16=bf16_available(device))

@@ -32,7 +32,8 @@ def resolve_model(spec: str) -> tuple[str, Optional[PromptStyle], str]:
 
 def build_engine(spec: str, *, engine: str = "hf", model_name: str, max_batch: int = 32, max_queue: int = 256,
                  seed: int = 0, device: Optional[str] = None, dtype: str = "auto",
-                 gpu_memory_utilization: float = 0.85) -> Any:
+                 gpu_memory_utilization: float = 0.85, kv_cache_gb: Optional[float] = None,
+                 enforce_eager: bool = False) -> Any:
     if engine == "hf":
         from r1.serve.engine import load_hf_engine
 
@@ -42,7 +43,8 @@ def build_engine(spec: str, *, engine: str = "hf", model_name: str, max_batch: i
         from r1.serve.vllm_engine import VLLMServeEngine
 
         return VLLMServeEngine(spec, model_name=model_name, max_queue=max_queue, seed=seed,
-                               gpu_memory_utilization=gpu_memory_utilization)
+                               gpu_memory_utilization=gpu_memory_utilization, kv_cache_gb=kv_cache_gb,
+                               enforce_eager=enforce_eager)
     raise R1Error(f"unknown engine {engine!r}: use hf or vllm")
 
 

@@ -13,20 +13,22 @@ import time
 import uuid
 from typing import Any, Optional
 
-from r1.rollout.vllm import require_vllm
+from r1.rollout.vllm import platform_kwargs, require_vllm
 from r1.serve.engine import EngineRequest, EngineUnavailable, QueueFull, RequestHandle, Step, TokenLogprob
 
 
 class VLLMServeEngine:
     def __init__(self, spec: str, *, model_name: str, max_queue: int = 256, seed: int = 0,
-                 gpu_memory_utilization: float = 0.85, max_model_len: Optional[int] = None):
+                 gpu_memory_utilization: float = 0.85, max_model_len: Optional[int] = None,
+                 kv_cache_gb: Optional[float] = None, enforce_eager: bool = False):
         vllm = require_vllm()
         from vllm.engine.arg_utils import AsyncEngineArgs
 
         from r1.models import resolve_path
 
-        args = AsyncEngineArgs(model=resolve_path(spec), seed=seed, gpu_memory_utilization=gpu_memory_utilization,
-                               max_model_len=max_model_len)
+        args = AsyncEngineArgs(model=resolve_path(spec), seed=seed, max_model_len=max_model_len,
+                               **platform_kwargs(gpu_memory_utilization=gpu_memory_utilization,
+                                                 kv_cache_gb=kv_cache_gb, enforce_eager=enforce_eager))
         self.engine = vllm.AsyncLLMEngine.from_engine_args(args)
         self.model_name, self.max_queue = model_name, max_queue
         from transformers import AutoTokenizer

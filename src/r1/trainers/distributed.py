@@ -128,15 +128,16 @@ class Dist:
         self._dist.all_reduce(t)
         return t.tolist()
 
-    def max(self, value: int) -> int:
-        """The largest `value` over ranks."""
+    def max(self, value: int | float) -> int | float:
+        """The largest `value` over ranks (an int or a float, returned as the same type)."""
         if not self.enabled:
             return value
         import torch
 
-        t = torch.tensor([value], dtype=torch.int64, device=self._comm_device())
+        kind = float if isinstance(value, float) else int
+        t = torch.tensor([value], dtype=torch.float64 if kind is float else torch.int64, device=self._comm_device())
         self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
-        return int(t.item())
+        return kind(t.item())
 
     def all_reduce_grads(self, params: list[Any]) -> None:
         """Sum the gradients of `params` over ranks, in one flattened buffer. A parameter

@@ -187,13 +187,16 @@ class GRPOTrainer:
             from r1.rollout.vllm import VLLMEngine
 
             return VLLMEngine(resolve_path(self.cfg.model.name), self.tokenizer, seed=self.cfg.seed,
-                              gpu_memory_utilization=r.vllm_gpu_memory_utilization, sleep=r.vllm_sleep)
+                              gpu_memory_utilization=r.vllm_gpu_memory_utilization, sleep=r.vllm_sleep,
+                              kv_cache_gb=r.vllm_kv_cache_gb, enforce_eager=r.vllm_enforce_eager,
+                              dtype="bfloat16" if bf16 else "float32")
         from r1.rollout.vllm import VLLMServerEngine
 
         if not r.vllm_server_url or not r.vllm_weights_dir:
             raise R1Error("rollout.engine vllm-server needs rollout.vllm_server_url and rollout.vllm_weights_dir")
         return VLLMServerEngine(r.vllm_server_url, resolve_path(self.cfg.model.name), self.tokenizer,
-                                weights_dir=r.vllm_weights_dir, push=self.dist.is_main)
+                                weights_dir=r.vllm_weights_dir, push=self.dist.is_main,
+                                dtype=torch.bfloat16 if bf16 else None)
 
     def autocast_ctx(self):
         return self.policy.autocast_ctx()
@@ -307,10 +310,13 @@ class GRPOTrainer:
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
                 self.scheduler.step()
             return {"grad_norm": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": float("nan"), "loss": 0.0}
-        stats = {"clip": [], "kl": [], "entropy": [], "loss": 0.0}
+        stats = {"clip": [], "kl": [], "entropy": [], "loss": 0.0, "mismatch": [], "mismatch_max": 0.0, "tis": [],
+                 "ratio_dev": 0.0}
         grad_norm = 0.0
+        tis = a.rollout_correction == "tis" or (a.rollout_correction == "auto" and cfg.rollout.engine != "hf")
+        old_lp: dict[int, torch.Tensor] = {}  # pi_old per row: the trainer's log-probs before the first pass
         self.compute_model.train()
-        for _ in range(a.mu):
+        for epoch in range(a.mu):
             self.optimizer.zero_grad(set_to_none=True)
             for part, real in self._lockstep(rollout, rows):
                 with self.autocast_ctx():
@@ -319,15 +325,30 @@ class GRPOTrainer:
                     self.policy.backward(logp.sum() * 0.0)
                     continue
                 lc = cmask.shape[1]
-                if a.mu > 1:  # reuse the sampling log-probs as pi_old
-                    old = torch.zeros_like(logp)
-                    for j, i in enumerate(part):
-                        lps = gen.logprobs[i]
-                        old[j, : len(lps)] = torch.tensor(lps, dtype=old.dtype)
-                else:  # pi_old == pi_theta: ratio 1, exact on-policy gradient
+                # pi_old is the trainer's own model before this step's first update, taken from the
+                # first pass (ratio exactly 1 there, whatever engine sampled); later passes reuse it
+                if epoch == 0:
                     old = logp.detach()
+                    if a.mu > 1:
+                        old_lp.update({i: old[j] for j, i in enumerate(part)})
+                else:
+                    old = torch.stack([old_lp[i] for i in part])
+                if epoch == 0 or tis:  # the sampling engine's log-probs against the trainer's
+                    rollout_lp = torch.zeros_like(old)
+                    for j, i in enumerate(part):
+                        lps = gen.logprobs[i][:lc]
+                        rollout_lp[j, : len(lps)] = torch.tensor(lps, dtype=old.dtype)
+                if epoch == 0:
+                    stats["ratio_dev"] = max(stats["ratio_dev"], ((logp.detach() - old).abs() * cmask).max().item())
+                    diff = (old - rollout_lp).abs() * cmask
+                    stats["mismatch"].append((diff.sum().item(), cmask.sum().item()))
+                    stats["mismatch_max"] = max(stats["mismatch_max"], diff.max().item())
                 adv = torch.tensor([rollout.advantages[i] for i in part], device=logp.device)
                 loss_tok, clipped = clipped_surrogate(logp, old, adv, a.clip_low, a.clip_high)
+                if tis:  # truncated importance sampling: the samples came from the engine, not pi_old
+                    weight = (old - rollout_lp).exp().clamp(max=a.tis_cap) * cmask
+                    loss_tok = loss_tok * weight
+                    stats["tis"].append(masked_mean(weight, cmask).item())
                 if a.beta > 0:
                     ref_lp = torch.stack([ref[i][:lc] for i in part]).to(logp.device)
                     kl = KL_ESTIMATORS[a.kl_estimator](logp, ref_lp)
@@ -347,15 +368,25 @@ class GRPOTrainer:
         self.compute_model.eval()
         # means over every rank's micro-batches; the loss terms add up to the step's loss
         totals = self.dist.sum([sum(stats["clip"]), len(stats["clip"]), sum(stats["kl"]), len(stats["kl"]),
-                                sum(stats["entropy"]), len(stats["entropy"]), stats["loss"]])
-        clip_s, clip_n, kl_s, kl_n, ent_s, ent_n, loss = totals
-        return {
+                                sum(stats["entropy"]), len(stats["entropy"]), stats["loss"],
+                                sum(d for d, _ in stats["mismatch"]), sum(n for _, n in stats["mismatch"]),
+                                sum(stats["tis"]), len(stats["tis"])])
+        clip_s, clip_n, kl_s, kl_n, ent_s, ent_n, loss, mm_s, mm_n, tis_s, tis_n = totals
+        out = {
             "grad_norm": grad_norm,
             "clip_frac": clip_s / clip_n if clip_n else 0.0,
             "kl": kl_s / kl_n if kl_n else 0.0,
             "entropy": ent_s / ent_n if ent_n else float("nan"),
             "loss": loss,
+            # |log pi_train - log pi_rollout| on the sampled tokens, before the update
+            "logprob_mismatch_mean": mm_s / mm_n if mm_n else 0.0,
+            "logprob_mismatch_max": self.dist.max(stats["mismatch_max"]),
+            # |log ratio| in the first pass: 0 when pi_old is the trainer's own (any engine)
+            "ratio_first_pass_max_dev": self.dist.max(stats["ratio_dev"]),
         }
+        if tis_n:
+            out["tis_weight_mean"] = tis_s / tis_n
+        return out
 
     def sync(self) -> None:
         self.policy.refresh_compute_weights()
