@@ -24,7 +24,8 @@ vllm = pytest.importorskip("vllm")
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-           "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, sorted(os.sched_getaffinity(0))))}
+           "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, sorted(os.sched_getaffinity(0)))),
+           "VLLM_LOGGING_LEVEL": "WARNING"}
 os.environ.update({k: os.environ.get(k, v) for k, v in CPU_ENV.items()})
 # a small arithmetic task SmolLM2 can partly solve with the demo's prompt, so pass@1 is not 0
 ZERO = ["--steps", "3", "--set", "tracking.progress=false", "--set", "task.heldout_size=8",
@@ -95,32 +96,24 @@ def test_weights_synced_into_colocated_vllm_equal_the_trainers(smollm2):
     assert (teacher_forced(model, prompt, after.completion_ids[0]) - ref_after).abs().mean() > 0.3
 
 
-def _eval(engine: str, run_dir: Path, tmp: Path, extra=()) -> dict:
+def _eval(engine: str, tmp: Path, extra=()) -> dict:
     out = tmp / f"eval-{engine}"
-    run(["eval", "--model", "smollm2-135m", "--from-run", str(run_dir), "--samples", "4", "--limit", "24",
+    run(["eval", "--model", "smollm2-135m", "--benchmark", "arithmetic", "--samples", "8", "--limit", "50",
          "--max-new-tokens", "48", "--engine", engine, "--out", str(out), "--no-progress", *extra])
     return json.loads((out / "results.json").read_text())["metrics"]
 
 
-@pytest.fixture(scope="module")
-def demo_settings(tmp_path_factory):
-    """A run folder holding the demo preset's config (no training): the task (sums up to 20)
-    and the one-shot prompt under which SmolLM2 already answers some sums."""
-    from r1.config import dump_config, load_config
-    from r1.presets import preset_path
-
-    run_dir = tmp_path_factory.mktemp("demo-settings")
-    dump_config(load_config(preset_path("smollm2")), run_dir / "config.yaml")
-    return run_dir
-
-
-def test_eval_through_vllm_equals_hf_within_sampling_noise(demo_settings, tmp_path):
-    hf = _eval("hf", demo_settings, tmp_path)
-    vl = _eval("vllm", demo_settings, tmp_path, ["--enforce-eager"])
-    se = math.sqrt(hf["pass@1"] * (1 - hf["pass@1"]) / 24 + vl["pass@1"] * (1 - vl["pass@1"]) / 24)
+def test_eval_through_vllm_equals_hf_within_sampling_noise(tmp_path):
+    """One-digit sums, the answer taken as the last number (SmolLM2 gets some right): the
+    same problems and settings through both engines agree within sampling noise."""
+    hf = _eval("hf", tmp_path)
+    vl = _eval("vllm", tmp_path, ["--enforce-eager"])
+    n = 50 * 8
+    se = math.sqrt(hf["pass@1"] * (1 - hf["pass@1"]) / n + vl["pass@1"] * (1 - vl["pass@1"]) / n)
     print(f"pass@1 hf {hf['pass@1']:.3f}, vllm {vl['pass@1']:.3f} (se {se:.3f})")
-    assert hf["pass@1"] > 0.05 and vl["pass@1"] > 0.05  # a task where the comparison means something
-    assert abs(hf["pass@1"] - vl["pass@1"]) <= 3 * se + 1e-9
+    assert max(hf["pass@1"], vl["pass@1"]) > 0.05  # a task where the comparison means something
+    assert abs(hf["pass@1"] - vl["pass@1"]) <= 3 * se
+    assert abs(hf["response_length_mean"] - vl["response_length_mean"]) < 0.25 * hf["response_length_mean"]
 
 
 def test_generate_through_vllm(tmp_path):
@@ -174,7 +167,8 @@ def vllm_server(smollm2, tmp_path):
     log = open(tmp_path / "vllm-server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path,
                              "--port", str(port), "--enforce-eager", "--max-num-batched-tokens", "16384",
-                             "--worker-extension-cls", "r1.rollout.vllm.WorkerExtension", "--seed", "0"],
+                             "--worker-extension-cls", "r1.rollout.vllm.WorkerExtension", "--seed", "0",
+                             "--logprobs-mode", "processed_logprobs"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     import httpx

@@ -142,6 +142,9 @@ class GRPOTrainer:
         self.task = get_task(cfg.task.name, cfg.task.params, seed=cfg.seed)
         self.train_set, self.heldout = self.task.splits(cfg.task.train_size, cfg.task.heldout_size)
         if not self.train_set:
+            raise R1Error(f"task {cfg.task.name!r}: task.heldout_size {cfg.task.heldout_size} leaves no training "
+                          f"problems ({len(self.heldout)} in all); lower it")
+        if not self.train_set:
             raise R1Error(f"task {cfg.task.name!r} produced no training problems")
         self.device = self.dist.device or default_device()
         self.dist.shard(list(range(cfg.rollout.prompts_per_step)))  # P must split evenly over the ranks
