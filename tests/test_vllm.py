@@ -65,3 +65,21 @@ def test_colocated_vllm_follows_the_protocol_and_syncs_weights(tmp_path):
     engine.sync_weights(model)
     greedy = engine.generate(prompts, 1, SamplingParams(max_new_tokens=4, temperature=0.0))
     assert all(len(set(row)) == 1 for row in greedy.completion_ids)  # a zero model repeats one token
+
+
+def test_sampling_weights_dedupes_tied_tensors_takes_state_dicts_and_casts(tiny):
+    """What a vLLM engine is sent after an update: the tied LM head once (as the embedding),
+    an FSDP-gathered state dict as it is, floating tensors in the engine's dtype."""
+    import torch
+
+    from r1.rollout.vllm import sampling_weights
+
+    model, _ = tiny
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    out = sampling_weights(model)
+    assert "lm_head.weight" not in out and "model.embed_tokens.weight" in out
+    assert len(out) == len(model.state_dict()) - 1
+    gathered = {k: v.clone() for k, v in model.state_dict().items()}  # FSDP: separate full tensors
+    out = sampling_weights(gathered, torch.bfloat16)
+    assert set(out) == set(gathered) and all(v.dtype == torch.bfloat16 for v in out.values())
+    assert torch.equal(out["model.norm.weight"], gathered["model.norm.weight"].to(torch.bfloat16))
