@@ -39,22 +39,15 @@ def zero(out: Path, steps: int, *sets: str) -> list[dict]:
 
 
 def start_server(model: str, port: int, compile_: bool, log: Path) -> subprocess.Popen:
-    import httpx
-
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port),
            "--max-num-batched-tokens", "16384", "--worker-extension-cls", "r1.rollout.vllm.WorkerExtension",
            "--seed", "0", "--logprobs-mode", "processed_logprobs"] + ([] if compile_ else ["--enforce-eager"])
+    from serve_support import wait_healthy
+
     proc = subprocess.Popen(cmd, env={**os.environ, "VLLM_SERVER_DEV_MODE": "1"}, stdout=log.open("w"),
                             stderr=subprocess.STDOUT, cwd=ROOT)
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            sys.exit(log.read_text()[-3000:])
-        time.sleep(1)
+    wait_healthy(f"http://127.0.0.1:{port}", proc, 600, log=lambda: log.read_text()[-3000:])
+    return proc
 
 
 def summary(rows: list[dict]) -> dict:

@@ -68,6 +68,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str, proc, timeout: float, log=None) -> None:
+    """Until `url`/health answers 200; fails with the process's output if it dies first."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited ({proc.returncode}): {log() if log else ''}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not answer /health in {timeout:g} s")
+        time.sleep(0.2)
+
+
 def make_server(model_dir: str, *, max_batch: int = 32, max_queue: int = 256, api_key: str | None = None,
                 request_timeout: float = 120.0, max_tokens_cap: int = 256, model_name: str = "tiny-answers",
                 dtype: str = "auto", default_max_tokens: int = 64):

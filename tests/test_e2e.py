@@ -65,6 +65,7 @@ def test_tiny_run_trains_and_leaves_artefacts(tmp_path, varied_reward):
     changed = sum(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))
     assert changed > 0, "training did not change any parameter"
     assert "## Sample completions, before and after" in (out / "report.md").read_text()
+    assert not (out / "diagnosis.md").exists()  # the rewards varied: nothing to diagnose
 
 
 def test_a_run_directory_is_never_overwritten(tmp_path):
@@ -290,3 +291,177 @@ def test_mu2_first_pass_ratio_is_one_and_the_engine_mismatch_is_measured(tmp_pat
         assert ("tis_weight_mean" in r) == (correction == "tis")
         if correction == "tis":
             assert 0.9 < r["tis_weight_mean"] <= cfg.algorithm.tis_cap
+
+
+def test_mask_truncated_leaves_cut_completions_out_of_the_loss(tmp_path, varied_reward):
+    """algorithm.mask_truncated: completions cut at max_new_tokens enter neither the rows
+    nor (with whole-group micro-batches over a shared prompt) the loss's mask."""
+    cfg = tiny_cfg("train.steps=1", f"rewards.{varied_reward}=1.0", "rollout.max_new_tokens=6",
+                   "algorithm.mask_truncated=true")
+    tr = GRPOTrainer(cfg, tmp_path / "run")
+    tr.setup()
+    rollout = tr.generate(0)
+    tr.score(rollout)
+    keep = tr.advantage(rollout)
+    fins = rollout.generation.finish_reasons
+    rows = tr._rows(rollout, keep)
+    assert "length" in fins and all(fins[i] != "length" for i in rows)
+    assert len(rows) < int(keep.sum())
+    # every row truncated: nothing to learn from, no step (the update with them unmasked moves)
+    rollout.generation.finish_reasons = ["length"] * rollout.size
+    assert tr._rows(rollout, keep) == []
+    upd = tr.update(rollout, [], {})
+    assert upd["grad_norm"] == 0.0 and not tr.stepped
+
+
+def test_rows_left_out_of_whole_group_micro_batches_match_row_micro_batches(tmp_path, varied_reward):
+    """With a shared prompt prefix the micro-batches hold whole groups; the rows left out
+    (truncated, masked) must contribute nothing: the update equals the one computed from
+    row micro-batches without the shared prefix (fp32)."""
+    results = []
+    rollout = None
+    for share in ("true", "false"):
+        cfg = tiny_cfg("train.steps=1", f"rewards.{varied_reward}=1.0", "rollout.max_new_tokens=8",
+                       "algorithm.mask_truncated=true", "model.precision=fp32", f"train.share_prompt_prefix={share}")
+        tr = GRPOTrainer(cfg, tmp_path / share)
+        tr.setup()
+        if rollout is None:
+            rollout = tr.generate(0)
+            tr.score(rollout)
+            keep = tr.advantage(rollout)
+            # a third of the samples marked cut at the limit (the tiny model is cut almost always)
+            rollout.generation.finish_reasons = ["length" if i % 3 == 0 else "stop" for i in range(rollout.size)]
+        rows = tr._rows(rollout, keep)
+        assert 0 < len(rows) < rollout.size
+        upd = tr.update(rollout, rows, {})
+        results.append((upd["loss"], upd["grad_norm"]))
+    (loss_a, norm_a), (loss_b, norm_b) = results
+    assert loss_a == pytest.approx(loss_b, rel=1e-4, abs=1e-7) and norm_a == pytest.approx(norm_b, rel=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["exclude", "zero"])
+def test_unscored_samples_are_left_out_of_their_group_by_default(tmp_path, mode):
+    """A reward that returns None for some samples: by default they are out of their
+    group's statistics and of the loss (TRL's semantics); `unscored: zero` counts them 0."""
+    from r1.rewards import registry
+
+    @registry.register("test_half_none")
+    def half_none(completions, examples, task):
+        return [None if i % 4 == 0 else (i % 3) / 2 for i in range(len(completions))]
+
+    try:
+        cfg = tiny_cfg("train.steps=1", "rewards.test_half_none=1.0", f"algorithm.unscored={mode}",
+                       *(f"rewards.{name}=0" for name in tiny_cfg().rewards))  # only this reward weighs
+        tr = GRPOTrainer(cfg, tmp_path / mode)
+        tr.setup()
+        rollout = tr.generate(0)
+        tr.score(rollout)
+        keep = tr.advantage(rollout)
+        rows = tr._rows(rollout, keep)
+        g = rollout.group_size
+        unscored = [i for i in range(rollout.size) if i % 4 == 0]
+        if mode == "exclude":
+            assert [i for i, s in enumerate(rollout.scored) if not s] == unscored
+            assert all(rollout.advantages[i] == 0.0 and i not in rows for i in unscored)
+            for k in range(rollout.size // g):  # advantages of the scored: normalised among themselves
+                idx = [i for i in range(k * g, k * g + g) if i not in unscored]
+                vals = torch.tensor([rollout.total_reward[i] for i in idx])
+                expect = (vals - vals.mean()) / (vals.std() + 1e-6)
+                assert torch.allclose(torch.tensor([rollout.advantages[i] for i in idx]), expect, atol=1e-5)
+        else:
+            assert all(rollout.scored) and all(rollout.total_reward[i] == 0.0 for i in unscored)
+            assert any(i in rows for i in unscored)
+    finally:
+        registry.REWARDS.pop("test_half_none")
+
+
+def test_dynamic_sampling_refills_until_the_step_has_its_varied_groups(tmp_path):
+    """A reward with variance for only some prompts: without refill the step trains on
+    fewer groups than prompts_per_step; with dynamic sampling it samples refill rounds
+    until it holds exactly prompts_per_step varied groups."""
+    from r1.rewards import registry
+
+    @registry.register("test_some_prompts")
+    def some_prompts(completions, examples, task):  # varied only for even answers
+        return [float(int(ex.answer) % 2 == 0) * (i % 2) for i, ex in enumerate(examples)]
+
+    try:
+        base = ["train.steps=3", "rewards.test_some_prompts=1.0", "rollout.prompts_per_step=4",
+                *(f"rewards.{name}=0" for name in tiny_cfg().rewards)]
+        runs = {}
+        for dyn in ("false", "true"):
+            GRPOTrainer(tiny_cfg(*base, f"algorithm.dynamic_sampling={dyn}", "algorithm.max_refill_prompts=32"),
+                        tmp_path / dyn).train()
+            runs[dyn] = [json.loads(x) for x in (tmp_path / dyn / "metrics.jsonl").read_text().splitlines()]
+        assert any(r["groups_trained"] < 4 for r in runs["false"]) and all(r["refill_rounds"] == 0 for r in runs["false"])
+        assert all(r["groups_trained"] == 4 for r in runs["true"])
+        assert any(r["refill_rounds"] > 0 for r in runs["true"])
+        # bounded: no refill budget, no refill
+        GRPOTrainer(tiny_cfg(*base, "algorithm.dynamic_sampling=true", "algorithm.max_refill_prompts=0"),
+                    tmp_path / "nobudget").train()
+        rows = [json.loads(x) for x in (tmp_path / "nobudget" / "metrics.jsonl").read_text().splitlines()]
+        assert all(r["refill_rounds"] == 0 for r in rows)
+    finally:
+        registry.REWARDS.pop("test_some_prompts")
+
+
+@pytest.mark.parametrize("case", ["truncated", "format", "unverified", "too_hard"])
+def test_flat_reward_is_diagnosed_with_its_cause(tmp_path, case):
+    """'Why is my reward zero?': three steps without a signal are diagnosed from what was
+    sampled, printed, and written to diagnosis.md and report.md with the keys to change."""
+    from r1.rewards import registry
+
+    def fake(text):  # every completion replaced by `text`, so the cause is known
+        def patch(tr):
+            real = tr.generate
+
+            def generate(step, refill=0):
+                ro = real(step, refill)
+                ro.completions = [text] * ro.size
+                return ro
+            tr.generate = generate
+        return patch
+
+    @registry.register("test_flat")
+    def flat(completions, examples, task):
+        return [0.0] * len(completions)
+
+    overrides = {"truncated": ["rollout.max_new_tokens=4"],
+                 "format": [], "unverified": [], "too_hard": []}[case]
+    patch = {"truncated": None, "format": fake("the answer is 7"),
+             "unverified": fake("<think>x</think><answer>-12345</answer>"),
+             "too_hard": fake("<think>x</think><answer>-12345</answer>")}[case]
+    try:
+        cfg = tiny_cfg("train.steps=3", "rewards.test_flat=1.0", *overrides,
+                       *(f"rewards.{name}=0" for name in tiny_cfg().rewards))
+        tr = GRPOTrainer(cfg, tmp_path / case)
+        if patch:
+            patch(tr)
+        tr.train()
+    finally:
+        registry.REWARDS.pop("test_flat")
+    text = (tmp_path / case / "diagnosis.md").read_text()
+    assert text in (tmp_path / case / "report.md").read_text()
+    expect = {"truncated": ("cut at max_new_tokens (4)", "`rollout.max_new_tokens`"),
+              "format": ("the format never matched", "`rewards.tag_count"),
+              "unverified": ("none was verified", "gold `"),
+              "too_hard": ("too hard", "`rollout.group_size")}[case]
+    assert all(e in text for e in expect), text
+    if case == "format":
+        assert "the answer is 7" in text  # the closest completion is shown
+
+
+def test_report_shows_the_signature_analytics(tmp_path, varied_reward):
+    """The report's R1-Zero analytics: accuracy and length on one figure, accuracy by
+    response-length bucket (a table too), one held-out problem at the start, middle, end."""
+    out = tmp_path / "run"
+    GRPOTrainer(tiny_cfg("train.steps=3", "train.eval_every=1", f"rewards.{varied_reward}=1.0"), out).train()
+    for name in ("signature.png", "accuracy_by_length.png", "reflection.png"):
+        assert (out / "plots" / name).stat().st_size > 5000, name
+    report = (out / "report.md").read_text()
+    assert "![accuracy and response length](plots/signature.png)" in report
+    table = report.split("## Accuracy by response length")[1].split("\n\n")[1].splitlines()
+    assert table[0].startswith("| evaluation | tokens |") and sum(r.startswith("| before |") for r in table) >= 2
+    through = report.split("## One held-out problem through training: ")[1]
+    assert [t for t in ("- before (", "- step000002 (", "- after (") if t in through] == \
+        ["- before (", "- step000002 (", "- after ("]

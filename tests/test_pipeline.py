@@ -118,7 +118,7 @@ def test_mixture_task_and_the_reward_model_on_general_prompts_only():
     per, _, failures = registry.score(["<think>x</think> <answer>1</answer>"] * 2, [general[0], reasoning], task,
                                       {"reward_model": 1.0, "accuracy": 1.0},
                                       {"reward_model": {"path": "tiny-rm", "only_general": True}})
-    assert failures.total == 0 and per["reward_model"][1] == 0.0 and per["reward_model"][0] != 0.0
+    assert failures.total == 0 and per["reward_model"][1] is None and per["reward_model"][0] not in (None, 0.0)
 
 
 def test_sigkill_during_stage_2_then_rerun_does_not_redo_stage_1(tmp_path):

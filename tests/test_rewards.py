@@ -77,7 +77,7 @@ def test_non_finite_reward_values_are_failures_scored_zero(bad, caplog):
     try:
         with caplog.at_level(logging.WARNING):
             per, total, failures = registry.score(["a", "b", "c"], [None] * 3, None, {"test_nan": 1.0, "format": 1.0})
-        assert per["test_nan"] == [1.0, 0.0, 0.0] and all(map(math.isfinite, total))
+        assert per["test_nan"] == [1.0, 0.0, None] and all(map(math.isfinite, total))  # None: unscored
         assert failures.nonfinite == {"test_nan": 1, "format": 0} and failures.total == 1
         assert failures.metrics() == {"reward_failures": 1, "reward_nonfinite": 1, "reward_failures/format": 0,
                                       "reward_failures/test_nan": 1}
@@ -105,3 +105,28 @@ def test_weighted_sum_of_rewards():
                                    {"accuracy": 1.0, "format": 0.5, "tag_count": 0.5})
     assert per == {"accuracy": [1.0, 0.0], "format": [1.0, 0.0], "tag_count": [1.0, 0.5]}
     assert total == [2.0, 0.25]
+
+
+def test_combine_leaves_none_out_of_its_group():
+    """A reward's None takes that reward's mean over its group's scored samples; a sample
+    no reward scores is unscored; groups are independent."""
+    per = {"acc": [1.0, None, 0.0, 1.0, None, None], "fmt": [0.5, 0.5, None, 1.0, None, None]}
+    total, scored = registry.combine(per, {"acc": 1.0, "fmt": 2.0}, group_size=3)
+    # group 1: acc's None -> mean(1, 0) = 0.5; fmt's None -> mean(0.5, 0.5) = 0.5
+    assert total[:3] == [1.0 + 1.0, 0.5 + 1.0, 0.0 + 1.0]
+    # group 2: one scored sample; the others take its values but are unscored
+    assert total[3:] == [3.0, 3.0, 3.0] and scored == [True, True, True, True, False, False]
+    per = {"acc": [None, None]}
+    assert registry.combine(per, {"acc": 1.0}, 2) == ([0.0, 0.0], [False, False])
+
+
+def test_none_is_kept_by_score_and_counts_zero_in_its_total():
+    @registry.register("test_none")
+    def maybe(completions, examples, task):
+        return [None, 1.0]
+
+    try:
+        per, total, failures = registry.score(["a", "b"], [None] * 2, None, {"test_none": 2.0})
+        assert per["test_none"] == [None, 1.0] and total == [0.0, 2.0] and failures.total == 0
+    finally:
+        registry.REWARDS.pop("test_none")

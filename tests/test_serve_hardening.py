@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -242,7 +241,7 @@ def test_first_sigterm_shuts_down_with_streams_in_flight(answering_model, tmp_pa
     ends it within the grace period, and each stream ends with an OpenAI error event."""
     import httpx
 
-    from serve_support import free_port
+    from serve_support import free_port, wait_healthy
 
     port = free_port()
     script = tmp_path / "slow_serve.py"
@@ -253,15 +252,7 @@ def test_first_sigterm_shuts_down_with_streams_in_flight(answering_model, tmp_pa
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else ""
-            time.sleep(0.2)
+        wait_healthy(url, proc, 90, log=proc.stdout.read)
         events: list[list[str]] = [[], []]
 
         def stream(i):

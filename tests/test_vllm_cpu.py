@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -159,7 +158,7 @@ def test_zero_colocated_vllm_three_steps_weights_reach_vllm(tmp_path, monkeypatc
 
 @pytest.fixture()
 def vllm_server(smollm2, tmp_path):
-    from serve_support import free_port
+    from serve_support import free_port, wait_healthy
 
     _, _, path = smollm2
     port = free_port()
@@ -171,18 +170,7 @@ def vllm_server(smollm2, tmp_path):
                              "--logprobs-mode", "processed_logprobs"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (tmp_path / "vllm-server.log").read_text()[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(1)
+    wait_healthy(url, proc, 300, log=lambda: (tmp_path / "vllm-server.log").read_text()[-3000:])
     yield url
     proc.send_signal(signal.SIGINT)
     try:

@@ -105,7 +105,19 @@ class AlgorithmConfig(_Strict):
     beta: float = Field(0.0, ge=0.0, description="KL weight; 0 loads no reference model")
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     mu: int = Field(1, ge=1, description="optimizer passes over each batch (PPO epochs)")
-    skip_zero_variance: bool = Field(True, description="drop groups whose rewards are all equal")
+    skip_zero_variance: bool = Field(True, description="drop groups whose rewards are all equal (they carry no "
+                                     "policy gradient; without refill the step's loss is then normalised over "
+                                     "fewer tokens, and with beta > 0 those groups lose their KL term too)")
+    dynamic_sampling: bool = Field(False, description="DAPO's dynamic sampling with refill: sample more prompts "
+                                   "until the step holds prompts_per_step groups with unequal rewards (at most "
+                                   "max_refill_prompts extra prompts a step), so every step's gradient has the "
+                                   "same number of groups behind it")
+    max_refill_prompts: int = Field(16, ge=0, description="dynamic sampling: extra prompts a step may sample")
+    unscored: Literal["exclude", "zero"] = Field(
+        "exclude", description="a reward's None ('cannot be scored'): exclude leaves it out of its group's "
+        "mean and std (a sample no reward could score is left out of the loss); zero counts it as 0.0")
+    mask_truncated: bool = Field(False, description="leave completions cut at max_new_tokens out of the loss "
+                                 "(DAPO's overlong filtering); they still count in their group's statistics")
     rollout_correction: Literal["auto", "tis", "none"] = Field(
         "auto", description="tis: weight each token's policy-gradient term by min(pi_train / pi_rollout, tis_cap), "
         "correcting for the sampling engine's log-probs differing from the trainer's (truncated importance "
@@ -130,6 +142,8 @@ class TrainConfig(_Strict):
     save_every: int = Field(10, ge=1, description="checkpoint every N steps (and at the end)")
     keep_checkpoints: int = Field(2, ge=1)
     eval_every: int = Field(0, ge=0, description="held-out evaluation every N steps (0: only before/after)")
+    diagnose_after: int = Field(3, ge=0, description="if the first N steps carry no learning signal (every "
+                                "group's rewards equal), say why (printed, diagnosis.md, report.md); 0: never")
     share_prompt_prefix: bool = Field(
         True, description="run each prompt through the model once for its G completions in the loss "
         "and reference passes (exact; off with gradient checkpointing)")

@@ -69,15 +69,100 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
     line_plot("response_length_mean", "C0", "Mean response length per step", "tokens", "response_length.png")
     line_plot("reflection_rate", "C5", 'Reflection words ("wait", "verify", "check again", ...)',
               "share of completions", "reflection.png")
+
+    # R1-Zero's signature: accuracy and thinking length rising together, on one figure
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if history:
+        ax.plot([h["step"] for h in history], [h["accuracy"] for h in history], "o-", color="C3",
+                label="held-out accuracy")
+    ax.set_xlabel("step")
+    ax.set_ylabel("held-out accuracy", color="C3")
+    ax.set_ylim(0, 1)
+    ax2 = ax.twinx()
+    if rows:
+        ax2.plot(steps, _smooth(series("response_length_mean")), color="C0", label="mean response length (train)")
+    if history:
+        ax2.plot([h["step"] for h in history], [h["mean_length"] for h in history], "s--", color="C0", alpha=0.6,
+                 label="mean response length (held-out)")
+    ax2.set_ylabel("tokens", color="C0")
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper left")
+    ax.set_title("Accuracy and response length")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    written.append(plots / "signature.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    buckets = accuracy_by_length(out)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (tag, rows_) in enumerate(buckets.items()):
+        if rows_:
+            xs = [f"{lo}–{hi}" for lo, hi, _, _ in rows_]
+            ax.plot(range(len(xs)), [acc for _, _, acc, _ in rows_], "o-", color=f"C{i}", label=tag)
+            ax.set_xticks(range(len(xs)), xs, fontsize=7)
+    ax.set_xlabel("response length (tokens, quartiles of each evaluation)")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title("Accuracy by response length")
+    if any(buckets.values()):
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    written.append(plots / "accuracy_by_length.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
     return written
 
 
-def _samples(out: Path, tag: str, k: int = 3) -> list[dict]:
+def _eval_rows(out: Path, tag: str) -> list[dict]:
     path = out / "eval" / f"heldout_{tag}.jsonl"
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["sample"] == 0][:k]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _eval_tags(out: Path) -> list[str]:
+    """before, the mid-run evaluations in order, after (those that exist)."""
+    mids = sorted(p.stem.removeprefix("heldout_") for p in (out / "eval").glob("heldout_step*.jsonl"))
+    return [t for t in ["before", *mids, "after"] if (out / "eval" / f"heldout_{t}.jsonl").is_file()]
+
+
+def accuracy_by_length(out: Path, buckets: int = 4) -> dict[str, list[tuple[int, int, float, int]]]:
+    """Per evaluation (before, after): [(min tokens, max tokens, accuracy, samples)] over
+    length quartiles of that evaluation's samples."""
+    result = {}
+    for tag in ("before", "after"):
+        rows = sorted(_eval_rows(out, tag), key=lambda r: r.get("tokens", 0))
+        if not rows:
+            continue
+        size = max(1, -(-len(rows) // buckets))
+        result[tag] = [(part[0]["tokens"], part[-1]["tokens"], sum(r["correct"] for r in part) / len(part), len(part))
+                       for part in (rows[i:i + size] for i in range(0, len(rows), size))]
+    return result
+
+
+def _samples(out: Path, tag: str, k: int = 3) -> list[dict]:
+    return [r for r in _eval_rows(out, tag) if r["sample"] == 0][:k]
+
+
+def _same_problem_over_time(out: Path) -> list[str]:
+    """One held-out problem's first sample at the start, the middle and the end of training."""
+    tags = _eval_tags(out)
+    if len(tags) < 2:
+        return []
+    picked = [tags[0], tags[len(tags) // 2], tags[-1]] if len(tags) > 2 else tags
+    first = _samples(out, picked[0], 1)
+    if not first:
+        return []
+    pid = first[0]["id"]
+    lines = [f"## One held-out problem through training: {first[0]['question']} (gold: {first[0]['gold']})", ""]
+    for tag in dict.fromkeys(picked):
+        row = next((r for r in _eval_rows(out, tag) if r["id"] == pid and r["sample"] == 0), None)
+        if row:
+            lines += [f"- {tag} ({'correct' if row['correct'] else 'wrong'}, {row.get('tokens', '?')} tokens):", "",
+                      "```", row["completion"].strip(), "```", ""]
+    return lines
 
 
 def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
@@ -131,6 +216,10 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
         "",
         "![reflection](plots/reflection.png)",
         "",
+        "![accuracy and response length](plots/signature.png)",
+        "",
+        "![accuracy by response length](plots/accuracy_by_length.png)",
+        "",
         "## Sample completions, before and after",
         "",
     ]
@@ -150,5 +239,15 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
             "```",
             "",
         ]
+    by_length = accuracy_by_length(out)
+    if by_length:
+        lines += ["## Accuracy by response length (held-out, length quartiles)", "",
+                  "| evaluation | tokens | accuracy | samples |", "|---|---|---|---|"]
+        lines += [f"| {tag} | {lo}–{hi} | {acc:.3f} | {n} |" for tag, rows_ in by_length.items()
+                  for lo, hi, acc, n in rows_]
+        lines.append("")
+    lines += _same_problem_over_time(out)
+    if (out / "diagnosis.md").is_file():  # the first steps had no learning signal: why
+        lines += ["", (out / "diagnosis.md").read_text()]
     (out / "report.md").write_text("\n".join(lines))
     return summary

@@ -46,8 +46,9 @@ class Rollout:
     group_size: int  # G
     generation: Generation  # B = P * G completions
     completions: list[str]  # [B] prefill + generated text: what rewards judge
-    rewards: dict[str, list[float]] = field(default_factory=dict)  # per reward fn: [B]
+    rewards: dict[str, list[float | None]] = field(default_factory=dict)  # per reward fn: [B], None = unscored
     total_reward: list[float] = field(default_factory=list)  # [B] weighted sum
+    scored: list[bool] = field(default_factory=list)  # [B] False: no reward could score it (left out)
     advantages: list[float] = field(default_factory=list)  # [B] per-sequence advantage
 
     @property

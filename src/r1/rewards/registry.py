@@ -155,9 +155,9 @@ def _finite_or_none(value: Any) -> tuple[float | None, bool]:
 
 def _safe_call(name: str, fn: RewardFn, params: dict[str, Any], context: dict[str, Any],
                completions, examples, task) -> tuple[list[float], int, int]:
-    """(scores, samples whose scoring raised, samples scored with a non-finite value); None
-    and failures score 0.0. Per-sample context (`lengths`) is sliced along with the samples
-    when retrying one by one."""
+    """(scores, samples whose scoring raised, samples scored with a non-finite value); a
+    failure scores 0.0, a None ("cannot be scored") stays None. Per-sample context
+    (`lengths`) is sliced along with the samples when retrying one by one."""
     errors = 0
     try:
         out = list(_bind(fn, params, context)(completions, examples, task))
@@ -172,15 +172,16 @@ def _safe_call(name: str, fn: RewardFn, params: dict[str, Any], context: dict[st
                 out.append(_bind(fn, params, one)([c], [ex], task)[0])
             except Exception as e1:
                 log.warning("reward %s failed on one sample: %s", name, e1)
-                out.append(None)
+                out.append(0.0)
                 errors += 1
-    # None from the reward itself means "cannot be scored" (0.0), not a failure
+    # None from the reward itself means "cannot be scored" and stays None; a failure scores 0.0
     scores, bad = [], 0
     for v in out:
         score_, ok = _finite_or_none(v)
         if not ok:
             bad += 1
-        scores.append(0.0 if score_ is None else score_)
+            score_ = 0.0
+        scores.append(score_)
     if bad:
         log.warning("reward %s returned %d value(s) that are not finite numbers; they score 0", name, bad)
     return scores, errors, bad
@@ -191,8 +192,9 @@ def score(
     params: dict[str, dict[str, Any]] | None = None, lengths: Sequence[int] | None = None,
     max_tokens: int | None = None,
 ) -> tuple[dict[str, list[float]], list[float], Failures]:
-    """Run every weighted reward. Returns (per-reward scores, weighted total, failures);
-    every score and total is a finite float."""
+    """Run every weighted reward. Returns (per-reward scores, weighted total, failures): a
+    score is a finite float or None ("cannot be scored"), which counts as 0 in this total
+    (`combine` leaves it out of its group instead)."""
     per: dict[str, list[float]] = {}
     failures = Failures()
     total = [0.0] * len(completions)
@@ -202,9 +204,30 @@ def score(
                                                list(completions), list(examples), task)
         per[name] = values
         failures.raised[name], failures.nonfinite[name] = raised, nonfinite
-        total = [t + weight * v for t, v in zip(total, values)]
+        total = [t + weight * (v or 0.0) for t, v in zip(total, values)]
     bad = [i for i, t in enumerate(total) if not math.isfinite(t)]
     if bad:  # finite scores times finite weights can still overflow
         raise R1Error(f"the weighted reward of sample {bad[0]} is not finite ({total[bad[0]]}): "
                       f"scores {({k: v[bad[0]] for k, v in per.items()})}, weights {weights}")
     return per, total, failures
+
+
+def combine(per: dict[str, list[float | None]], weights: dict[str, float],
+            group_size: int) -> tuple[list[float], list[bool]]:
+    """(weighted totals [B], scored [B]) with None left out of its group: a reward's None
+    takes that reward's mean over the group's scored samples (so it moves neither the
+    group's mean nor anyone's advantage), or 0 when none of the group has it; a sample that
+    no weighted reward could score is unscored (`scored` False: out of its group's statistics and of
+    the loss). Groups are contiguous rows of `group_size`."""
+    n = len(next(iter(per.values()))) if per else 0
+    total, scored = [0.0] * n, [not per] * n
+    for name, values in per.items():
+        w = weights.get(name, 0.0)
+        for start in range(0, n, group_size):
+            group = values[start : start + group_size]
+            known = [v for v in group if v is not None]
+            fill = sum(known) / len(known) if known else 0.0
+            for j, v in enumerate(group):
+                total[start + j] += w * (fill if v is None else v)
+                scored[start + j] = scored[start + j] or (v is not None and w != 0)
+    return total, scored

@@ -205,18 +205,20 @@ class GRPOTrainer:
         return self.policy.autocast_ctx()
 
     # ------------------------------------------------------------------ data
-    def step_examples(self, step: int):
+    def step_examples(self, step: int, refill: int = 0):
+        """The step's prompts; refill round k > 0 draws from an independent seeded stream."""
+        seed = self.cfg.seed + 1_000_033 * refill
         return [self.train_set[i] for i in step_indices(len(self.train_set), self.cfg.rollout.prompts_per_step,
-                                                         self.cfg.seed, step)]
+                                                         seed, step)]
 
     # ------------------------------------------------------------------ stages
-    def generate(self, step: int) -> Rollout:
-        """This rank's share of the step's prompts, G samples each."""
+    def generate(self, step: int, refill: int = 0) -> Rollout:
+        """This rank's share of the step's prompts (or of refill round `refill`'s), G samples each."""
         r = self.cfg.rollout
-        examples = self.dist.shard(self.step_examples(step))
+        examples = self.dist.shard(self.step_examples(step, refill))
         prompt_ids = [self.prompts.ids(ex.question) for ex in examples]
         params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                                stop=tuple(r.stop), seed=self.cfg.seed * 7919 + step,
+                                stop=tuple(r.stop), seed=self.cfg.seed * 7919 + step + 104_729 * refill,
                                 row_offset=self.dist.rank * len(examples) * r.group_size,
                                 total_rows=r.prompts_per_step * r.group_size)
         self.model.eval()
@@ -231,7 +233,12 @@ class GRPOTrainer:
         per, total, failures = rewards.score(
             rollout.completions, examples, self.task, self.weights, self.cfg.reward_params,
             lengths=[len(c) for c in rollout.generation.completion_ids], max_tokens=self.cfg.rollout.max_new_tokens)
-        rollout.rewards, rollout.total_reward = per, total
+        rollout.rewards = per
+        if self.cfg.algorithm.unscored == "exclude":
+            total, rollout.scored = rewards.combine(per, self.weights, rollout.group_size)
+        else:
+            rollout.scored = [True] * rollout.size
+        rollout.total_reward = total
         return failures
 
     def advantage(self, rollout: Rollout) -> torch.Tensor:
@@ -241,15 +248,50 @@ class GRPOTrainer:
             i = int((~torch.isfinite(adv)).nonzero()[0])
             raise R1Error(f"advantage {self.cfg.algorithm.advantage!r} gave {adv[i].item()} for sample {i} "
                           f"(rewards {({k: v[i] for k, v in rollout.rewards.items()})}); nothing was applied")
+        g = rollout.group_size
+        scored = torch.tensor(rollout.scored or [True] * rollout.size)
+        flat = zero_variance_groups(rewards_t, g)
+        for k in (~scored).view(-1, g).any(1).nonzero().flatten().tolist():  # groups with unscored samples
+            idx = scored[k * g : (k + 1) * g].nonzero().flatten() + k * g
+            adv[k * g : (k + 1) * g] = 0.0
+            if len(idx) > 1:
+                adv[idx] = ADVANTAGES[self.cfg.algorithm.advantage](rewards_t[idx], len(idx))
+            flat[k] = len(idx) < 2 or bool(zero_variance_groups(rewards_t[idx], len(idx))[0])
         rollout.advantages = adv.tolist()
-        keep = torch.ones(len(adv), dtype=torch.bool)
+        keep = scored.clone()
         if self.cfg.algorithm.skip_zero_variance:
-            flat = zero_variance_groups(rewards_t, rollout.group_size)
-            keep = ~flat.repeat_interleave(rollout.group_size)
+            keep &= ~flat.repeat_interleave(g)
         return keep
 
+    def refill(self, step: int, rollout: Rollout, keep: torch.Tensor,
+               failures: rewards.Failures) -> tuple[Rollout, torch.Tensor, rewards.Failures, int]:
+        """DAPO's dynamic sampling: while fewer of this rank's groups have unequal rewards than
+        it has prompts, sample refill rounds of prompts (at most `max_refill_prompts` extra);
+        then train on exactly that many varied groups (the first ones), if there are enough.
+        Everything sampled stays in the rollout for the metrics. Returns the refill rounds."""
+        a, g = self.cfg.algorithm, rollout.group_size
+        want, rounds = len(rollout.examples), 0
+
+        def varied(k: torch.Tensor) -> torch.Tensor:
+            return k.view(-1, g).any(1)
+
+        while (a.dynamic_sampling and int(varied(keep).sum()) < want
+               and (rounds + 1) * want <= a.max_refill_prompts):
+            rounds += 1
+            more = self.generate(step, refill=rounds)
+            failures = failures + self.score(more)
+            keep = torch.cat([keep, self.advantage(more)])
+            rollout = concat_rollouts([rollout, more])
+        if a.dynamic_sampling:
+            groups = varied(keep)
+            extra = groups.cumsum(0) > want  # varied groups beyond the step's size
+            keep = keep & ~extra.repeat_interleave(g)
+        return rollout, keep, failures, rounds
+
     def _rows(self, rollout: Rollout, keep: torch.Tensor) -> list[int]:
-        return [i for i in range(rollout.size) if keep[i]]
+        """The rows that enter the loss: kept groups, less truncated completions if masked."""
+        cut = rollout.generation.finish_reasons if self.cfg.algorithm.mask_truncated else ["stop"] * rollout.size
+        return [i for i in range(rollout.size) if keep[i] and cut[i] != "length"]
 
     def _micro_batches(self, rollout: Rollout, rows: list[int]):
         """Chunks of `rows` (whole groups when the prompt prefix is shared)."""
@@ -318,6 +360,7 @@ class GRPOTrainer:
         grad_norm = 0.0
         tis = a.rollout_correction == "tis" or (a.rollout_correction == "auto" and cfg.rollout.engine != "hf")
         old_lp: dict[int, torch.Tensor] = {}  # pi_old per row: the trainer's log-probs before the first pass
+        row_set = set(rows)
         self.compute_model.train()
         for epoch in range(a.mu):
             self.optimizer.zero_grad(set_to_none=True)
@@ -328,6 +371,9 @@ class GRPOTrainer:
                     self.policy.backward(logp.sum() * 0.0)
                     continue
                 lc = cmask.shape[1]
+                if any(i not in row_set for i in part):  # whole-group micro-batches carry rows left out of the loss
+                    cmask = cmask * torch.tensor([i in row_set for i in part], dtype=cmask.dtype,
+                                                 device=cmask.device)[:, None]
                 # pi_old is the trainer's own model before this step's first update, taken from the
                 # first pass (ratio exactly 1 there, whatever engine sampled); later passes reuse it
                 if epoch == 0:
@@ -423,10 +469,12 @@ class GRPOTrainer:
             "reward_std": statistics.pstdev(rollout.total_reward),
         }
         for name, values in rollout.rewards.items():
-            row[f"rewards/{name}"] = statistics.fmean(values)
+            known = [v for v in values if v is not None]
+            row[f"rewards/{name}"] = statistics.fmean(known) if known else 0.0
         # the accuracy reward already verified every completion; verify again only without it
         acc = rollout.rewards.get("accuracy") or self.task.score_batch(
             rollout.completions, [e for e in rollout.examples for _ in range(rollout.group_size)])
+        acc = [a or 0.0 for a in acc]
         row.update({
             "accuracy": sum(acc) / n,
             "format_rate": sum(is_strict_format(c) for c in rollout.completions) / n,
@@ -434,7 +482,8 @@ class GRPOTrainer:
             "response_length_mean": statistics.fmean(lengths),
             "response_length_max": max(lengths),
             "truncated_frac": sum(f == "length" for f in gen.finish_reasons) / n,
-            "zero_variance_groups": int((~keep).sum().item()) // rollout.group_size,
+            "zero_variance_groups": int((~keep).view(-1, rollout.group_size).all(1).sum().item()),
+            "unscored": sum(not s for s in rollout.scored) if rollout.scored else 0,
             **failures.metrics(),
             "lr": self.scheduler.get_last_lr()[0],
             **upd,
@@ -454,18 +503,7 @@ class GRPOTrainer:
         parts = self.dist.gather((rollout, keep.tolist(), failures))
         if not self.dist.is_main:
             return rollout, keep, failures
-        ros = [p[0] for p in parts]
-        gen = Generation(
-            completion_ids=[c for r in ros for c in r.generation.completion_ids],
-            logprobs=[lp for r in ros for lp in r.generation.logprobs],
-            finish_reasons=[f for r in ros for f in r.generation.finish_reasons],
-            seconds=max(r.generation.seconds for r in ros), texts=[t for r in ros for t in r.generation.texts])
-        merged = Rollout(
-            examples=[e for r in ros for e in r.examples], prompt_ids=[p for r in ros for p in r.prompt_ids],
-            group_size=rollout.group_size, generation=gen, completions=[c for r in ros for c in r.completions],
-            rewards={k: [v for r in ros for v in r.rewards[k]] for k in rollout.rewards},
-            total_reward=[v for r in ros for v in r.total_reward], advantages=[v for r in ros for v in r.advantages])
-        return (merged, torch.tensor([k for p in parts for k in p[1]], dtype=torch.bool),
+        return (concat_rollouts([p[0] for p in parts]), torch.tensor([k for p in parts for k in p[1]], dtype=torch.bool),
                 functools.reduce(operator.add, (p[2] for p in parts)))
 
     def train(self) -> dict:
@@ -498,6 +536,7 @@ class GRPOTrainer:
                     history.append({"step": 0, **before})
                     progress.print(f"before: accuracy {before['accuracy']:.3f}, format {before['format_rate']:.3f}")
                 self.dist.barrier()
+            flat: list[Rollout] | None = [] if start == 0 and cfg.train.diagnose_after else None
             for step in range(start, cfg.train.steps):
                 timer = Timer()
                 with timer.stage("generate"):
@@ -506,6 +545,8 @@ class GRPOTrainer:
                     failures = self.score(rollout)
                 with timer.stage("advantage"):
                     keep = self.advantage(rollout)
+                with timer.stage("refill"):
+                    rollout, keep, failures, refills = self.refill(step, rollout, keep, failures)
                     rows = self._rows(rollout, keep)
                 with timer.stage("ref_logprobs"):
                     ref = self.ref_logprobs(rollout, rows)
@@ -518,6 +559,9 @@ class GRPOTrainer:
                 done = step + 1
                 if main:
                     row = self.step_metrics(step, whole, whole_keep, upd, timer, whole_failures)
+                    row["refill_rounds"] = refills
+                    row["groups_trained"] = int(whole_keep.view(-1, whole.group_size).any(1).sum())
+                    flat = self.watch_signal(flat, whole, progress)
                     if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < cfg.train.steps:
                         mid = self.evaluate_heldout(f"step{done:06d}")
                         history.append({"step": done, **mid})
@@ -550,8 +594,40 @@ class GRPOTrainer:
         self.dist.barrier()
         return summary
 
+    def watch_signal(self, flat: list[Rollout] | None, rollout: Rollout, progress) -> list[Rollout] | None:
+        """Collect the first steps' rollouts while no group has unequal rewards; after
+        `train.diagnose_after` of them, say why (and stop watching). None: not watching."""
+        if flat is None:
+            return None
+        if not bool(zero_variance_groups(torch.tensor(rollout.total_reward), rollout.group_size).all()):
+            return None  # there is a signal
+        flat.append(rollout)
+        if len(flat) < self.cfg.train.diagnose_after:
+            return flat
+        from r1.trainers.diagnose import diagnose, render
+
+        text = render(diagnose(flat, self.task, self.cfg), len(flat))
+        (self.out / "diagnosis.md").write_text(text + "\n")
+        progress.print(text)
+        return None
+
     def save_model(self) -> None:
         self.policy.save(self.out / "model")
+
+
+def concat_rollouts(ros: list[Rollout]) -> Rollout:
+    """Rollouts of the same step (ranks, refill rounds) as one, in order."""
+    gen = Generation(
+        completion_ids=[c for r in ros for c in r.generation.completion_ids],
+        logprobs=[lp for r in ros for lp in r.generation.logprobs],
+        finish_reasons=[f for r in ros for f in r.generation.finish_reasons],
+        seconds=sum(r.generation.seconds for r in ros), texts=[t for r in ros for t in r.generation.texts])
+    return Rollout(
+        examples=[e for r in ros for e in r.examples], prompt_ids=[p for r in ros for p in r.prompt_ids],
+        group_size=ros[0].group_size, generation=gen, completions=[c for r in ros for c in r.completions],
+        rewards={k: [v for r in ros for v in r.rewards[k]] for k in ros[0].rewards},
+        total_reward=[v for r in ros for v in r.total_reward], advantages=[v for r in ros for v in r.advantages],
+        scored=[v for r in ros for v in r.scored])
 
 
 def non_finite_loss(loss, logp, old, adv, ref_lp, cmask) -> str:
