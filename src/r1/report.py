@@ -29,6 +29,14 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
     steps = [r["step"] for r in rows]
     written = []
 
+    def save(fig, ax, name: str, title: str) -> None:
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(plots / name)
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
     def series(key):
         return [r.get(key) for r in rows]
 
@@ -44,13 +52,8 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
         ax.plot([h["step"] for h in history], [h["format_rate"] for h in history], "s--", color="C4",
                 label="held-out format rate")
     ax.set_xlabel("step")
-    ax.set_title("Reward and accuracy during GRPO")
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(plots / "reward.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    save(fig, ax, "reward.png", "Reward and accuracy during GRPO")
 
     def line_plot(key: str, color: str, title: str, ylabel: str, name: str) -> None:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -59,12 +62,7 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
             ax.plot(steps, _smooth(series(key)), color=color)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        written.append(plots / name)
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+        save(fig, ax, name, title)
 
     line_plot("response_length_mean", "C0", "Mean response length per step", "tokens", "response_length.png")
     line_plot("reflection_rate", "C5", 'Reflection words ("wait", "verify", "check again", ...)',
@@ -87,12 +85,7 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
     ax2.set_ylabel("tokens", color="C0")
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper left")
-    ax.set_title("Accuracy and response length")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(plots / "signature.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    save(fig, ax, "signature.png", "Accuracy and response length")
 
     buckets = accuracy_by_length(out)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -104,14 +97,9 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
     ax.set_xlabel("response length (tokens, quartiles of each evaluation)")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(0, 1)
-    ax.set_title("Accuracy by response length")
     if any(buckets.values()):
         ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(plots / "accuracy_by_length.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    save(fig, ax, "accuracy_by_length.png", "Accuracy by response length")
     return written
 
 
