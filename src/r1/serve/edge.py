@@ -25,9 +25,8 @@ from r1.serve import protocol as P
 log = logging.getLogger(__name__)
 
 MAX_JSON_DEPTH = 64
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-          413: "invalid_request_error", 415: "invalid_request_error", 429: "rate_limit_error",
-          500: "server_error", 503: "server_error", 504: "timeout_error"}
+_TYPES = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error",
+          500: "server_error", 503: "server_error", 504: "timeout_error"}  # else invalid_request_error
 
 
 class APIError(Exception):

@@ -27,6 +27,7 @@ from r1.errors import R1Error
 
 log = logging.getLogger(__name__)
 
+
 class QueueFull(Exception):
     """The engine's waiting queue is at its bound (the app answers 429)."""
 
@@ -389,8 +390,7 @@ class HFBatchEngine:
         lp = torch.log_softmax(logits[index].float(), dim=-1)
         chosen = lp.gather(-1, torch.tensor([tokens[b] for b in want], device=lp.device)[:, None])[:, 0].tolist()
         k = max(self._batch.rows[b].handle.request.logprobs for b in want)
-        top_v, top_i = (lp.topk(k, dim=-1) if k else (lp[:, :0], lp[:, :0].long()))
-        top_v, top_i = top_v.tolist(), top_i.tolist()
+        top_v, top_i = (t.tolist() for t in lp.topk(k, dim=-1))
         out = {}
         for j, b in enumerate(want):
             kb = self._batch.rows[b].handle.request.logprobs

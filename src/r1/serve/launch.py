@@ -53,14 +53,16 @@ def api_key_from_env(given: Optional[str]) -> Optional[str]:
 
 
 def make_server(app: Any, engine: Any, *, grace: float = 5.0, log_level: str = "info", **config: Any) -> Any:
-    """A uvicorn server whose first SIGINT/SIGTERM also closes the engine: no new requests,
-    those in flight get `grace` seconds, then end with a 503 "shutting_down" error. Without
-    that, uvicorn would wait for every open stream to end before shutting the engine."""
+    """A uvicorn server whose first SIGINT/SIGTERM also closes the engine (if given): no new
+    requests, those in flight get `grace` seconds, then end with a 503 "shutting_down"
+    error. Without that, uvicorn would wait for every open stream to end before shutting
+    the engine."""
     import uvicorn
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
-            engine.close(grace)
+            if engine is not None:
+                engine.close(grace)
             super().handle_exit(sig, frame)
 
     return Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=grace + 5, **config))
@@ -70,18 +72,13 @@ class BackgroundServer:
     """A uvicorn server on a free loopback port in a background thread (tests, benchmarks)."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, engine: Any = None):
-        import uvicorn
-
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
         self.engine = engine
-        if engine is not None:
-            self.server = make_server(app, engine, grace=0.0, log_level="warning")
-        else:
-            self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+        self.server = make_server(app, engine, grace=0.0, log_level="warning")
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> "BackgroundServer":

@@ -61,7 +61,7 @@ class VLLMServeEngine:
         return handle
 
     async def _pump(self, handle: RequestHandle, rid: str, params: Any) -> None:
-        seen, finish = 0, None
+        seen, finish, error = 0, None, None
         deadline = handle.request.deadline
         try:
             async for out in self.engine.generate({"prompt_token_ids": handle.request.prompt_ids}, params, rid):
@@ -83,11 +83,12 @@ class VLLMServeEngine:
                 handle.queue.put_nowait(Step(new, None, logprobs=lps))
         except Exception as e:  # noqa: BLE001 — the client gets an error, the server keeps going
             finish = "error"
-            self.last_error = f"{type(e).__name__}: {e}"
+            error = self.last_error = f"{type(e).__name__}: {e}"
         if finish is None:
             finish = "cancelled"
         await self.engine.abort(rid)
-        handle.queue.put_nowait(Step([], finish, error=self.last_error if finish == "error" else None))
+        # this request's own error: `last_error` may be another's by now (the abort awaits)
+        handle.queue.put_nowait(Step([], finish, error=error))
 
     def stats(self) -> dict:
         return {"running": len(self._tasks), "waiting": 0, "max_queue": self.max_queue,
@@ -101,7 +102,6 @@ class VLLMServeEngine:
         shutdown = getattr(self.engine, "shutdown", None)
         if callable(shutdown):
             shutdown()
-
 
 
 def _logprobs(output: Any, new: list[int], start: int, k: int) -> list[TokenLogprob]:

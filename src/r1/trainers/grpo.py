@@ -141,11 +141,9 @@ class GRPOTrainer:
         seed_everything(cfg.seed)
         self.task = get_task(cfg.task.name, cfg.task.params, seed=cfg.seed)
         self.train_set, self.heldout = self.task.splits(cfg.task.train_size, cfg.task.heldout_size)
-        if not self.train_set:
-            raise R1Error(f"task {cfg.task.name!r}: task.heldout_size {cfg.task.heldout_size} leaves no training "
-                          f"problems ({len(self.heldout)} in all); lower it")
-        if not self.train_set:
-            raise R1Error(f"task {cfg.task.name!r} produced no training problems")
+        if not self.train_set:  # e.g. train_size 0 ("all the rest") with every problem held out
+            raise R1Error(f"task {cfg.task.name!r} produced no training problems ({len(self.heldout)} held out by "
+                          f"task.heldout_size {cfg.task.heldout_size}; lower it)")
         self.device = self.dist.device or default_device()
         self.dist.shard(list(range(cfg.rollout.prompts_per_step)))  # P must split evenly over the ranks
         fsdp = self.dist.fsdp
@@ -359,7 +357,9 @@ class GRPOTrainer:
                  "ratio_dev": 0.0}
         grad_norm = 0.0
         tis = a.rollout_correction == "tis" or (a.rollout_correction == "auto" and cfg.rollout.engine != "hf")
-        old_lp: dict[int, torch.Tensor] = {}  # pi_old per row: the trainer's log-probs before the first pass
+        # per row, for passes after the first: (pi_old = the trainer's log-probs before the first
+        # update, the sampling engine's log-probs), both [Lc]
+        saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         row_set = set(rows)
         self.compute_model.train()
         for epoch in range(a.mu):
@@ -378,20 +378,19 @@ class GRPOTrainer:
                 # first pass (ratio exactly 1 there, whatever engine sampled); later passes reuse it
                 if epoch == 0:
                     old = logp.detach()
-                    if a.mu > 1:
-                        old_lp.update({i: old[j] for j, i in enumerate(part)})
-                else:
-                    old = torch.stack([old_lp[i] for i in part])
-                if epoch == 0 or tis:  # the sampling engine's log-probs against the trainer's
-                    rollout_lp = torch.zeros_like(old)
+                    rollout_lp = torch.zeros_like(old)  # the sampling engine's, against the trainer's
                     for j, i in enumerate(part):
                         lps = gen.logprobs[i][:lc]
                         rollout_lp[j, : len(lps)] = torch.tensor(lps, dtype=old.dtype)
-                if epoch == 0:
+                    if a.mu > 1:
+                        saved.update({i: (old[j], rollout_lp[j]) for j, i in enumerate(part)})
                     stats["ratio_dev"] = max(stats["ratio_dev"], ((logp.detach() - old).abs() * cmask).max().item())
                     diff = (old - rollout_lp).abs() * cmask
                     stats["mismatch"].append((diff.sum().item(), cmask.sum().item()))
                     stats["mismatch_max"] = max(stats["mismatch_max"], diff.max().item())
+                else:
+                    old = torch.stack([saved[i][0] for i in part])
+                    rollout_lp = torch.stack([saved[i][1] for i in part])
                 adv = torch.tensor([rollout.advantages[i] for i in part], device=logp.device)
                 loss_tok, clipped = clipped_surrogate(logp, old, adv, a.clip_low, a.clip_high)
                 if tis:  # truncated importance sampling: the samples came from the engine, not pi_old
@@ -635,7 +634,7 @@ def non_finite_loss(loss, logp, old, adv, ref_lp, cmask) -> str:
     def bad(t) -> bool:
         return t is not None and not torch.isfinite(t[cmask.bool()] if t.dim() == 2 else t).all()
 
-    parts = [name for name, t in (("the policy's log-probs", logp), ("the sampling log-probs", old),
+    parts = [name for name, t in (("the policy's log-probs", logp), ("pi_old's log-probs", old),
                                   ("the advantages", adv), ("the reference log-probs", ref_lp)) if bad(t)]
     return (f"the loss is {loss.item()} (not finite) because of {', '.join(parts) or 'an overflow in the loss'}; "
             "the weights were not updated, and the last checkpoint is intact")

@@ -65,8 +65,8 @@ def split_pool(pool: list[Example], train_size: int, heldout_size: int, seed: in
     """Shuffle a finite pool by seed; held-out first, train from the rest (disjoint)."""
     from r1.errors import R1Error
 
-    if train_size == 0:  # evaluation only (`r1 eval --benchmark arithmetic`): the whole pool may be held out
-        heldout_size = min(heldout_size, len(pool))
+    if train_size == 0:  # "all the rest": the held-out share is capped at the pool, so an evaluation
+        heldout_size = min(heldout_size, len(pool))  # may hold out all of it (a trainer refuses an empty split)
     elif heldout_size >= len(pool):
         raise R1Error(
             f"held-out size {heldout_size} leaves no training data out of {len(pool)} examples"
