@@ -68,6 +68,61 @@ def test_tiny_run_trains_and_leaves_artefacts(tmp_path, varied_reward):
     assert not (out / "diagnosis.md").exists()  # the rewards varied: nothing to diagnose
 
 
+def test_the_saved_model_samples_in_plain_transformers_as_in_r1(tmp_path):
+    """model/ carries its generation settings (every EOS id, the eval temperature/top-p), so
+    transformers' own `generate` with no stop strings stops where r1's engine stops."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from r1.eval.heldout import PromptBuilder
+    from r1.rollout.hf import HFEngine
+    from r1.types import SamplingParams
+
+    cfg = tiny_cfg("train.steps=1", "eval.temperature=0.6", "eval.top_p=0.9")
+    trainer = GRPOTrainer(cfg, tmp_path / "run")
+    trainer.train()
+    folder = tmp_path / "run" / "model"
+    saved = GenerationConfig.from_pretrained(folder)
+    assert sorted(saved.eos_token_id) == sorted(trainer.eos) and saved.do_sample
+    assert (saved.temperature, saved.top_p, saved.max_new_tokens) == (0.6, 0.9, cfg.eval.max_new_tokens)
+    assert "eos_rate" in json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    prompts = PromptBuilder(tok, cfg.prompt.style, cfg.prompt.template, cfg.prompt.force_think, "the final number")
+    engine = HFEngine(model, tok, bf16=False, own_copy=False)
+    ids = [prompts.ids(ex.question) for ex in trainer.heldout]
+    ours = engine.generate(ids, 1, SamplingParams(max_new_tokens=24, temperature=0.0, stop=()))
+    for p, mine in zip(ids, ours.completion_ids):
+        theirs = model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=24)[0, len(p):].tolist()
+        assert theirs == mine  # the same tokens, ended by the same EOS ids (or both at the limit)
+
+
+def test_curriculum_moves_the_prompts_from_easy_to_hard(tmp_path):
+    """task.curriculum: the training prompts of step s come from level s * levels // steps
+    (arithmetic: the number of operands), the held-out set stays the whole mix."""
+    from r1.errors import R1Error
+
+    base = ["task.params.min_terms=2", "task.params.terms=4", "task.train_size=60", "rollout.max_new_tokens=4",
+            "eval.max_new_tokens=4", "train.steps=4"]
+    trainer = GRPOTrainer(tiny_cfg(*base, "task.curriculum={steps: 3}"), tmp_path / "run")
+    trainer.train()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["curriculum_level"] for r in rows] == [0, 1, 2, 2]
+    terms = {ex.id: ex.meta["difficulty"] for ex in trainer.train_set}
+    seen = {}
+    for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        seen.setdefault(r["step"], set()).add(terms[r["id"]])
+    assert seen == {1: {2}, 2: {3}, 3: {4}, 4: {4}}
+    assert {ex.meta["difficulty"] for ex in trainer.heldout} == {2, 3, 4}
+    cumulative = GRPOTrainer(tiny_cfg(*base, "task.curriculum={steps: 3, cumulative: true}"), tmp_path / "c")
+    cumulative.setup()
+    assert [len(level) for level in cumulative.levels] == sorted(len(level) for level in cumulative.levels)
+    assert len(cumulative.levels[-1]) == 60
+    with pytest.raises(R1Error, match="no numeric meta field 'level'"):
+        GRPOTrainer(tiny_cfg(*base, "task.curriculum={steps: 3, key: level}"), tmp_path / "bad").setup()
+
+
 def test_a_run_directory_is_never_overwritten(tmp_path):
     from r1.errors import R1Error
 
@@ -405,7 +460,7 @@ def test_dynamic_sampling_refills_until_the_step_has_its_varied_groups(tmp_path)
         registry.REWARDS.pop("test_some_prompts")
 
 
-@pytest.mark.parametrize("case", ["truncated", "format", "unverified", "too_hard"])
+@pytest.mark.parametrize("case", ["truncated", "format", "runs_on", "unverified", "too_hard"])
 def test_flat_reward_is_diagnosed_with_its_cause(tmp_path, case):
     """'Why is my reward zero?': three steps without a signal are diagnosed from what was
     sampled, printed, and written to diagnosis.md and report.md with the keys to change."""
@@ -427,8 +482,9 @@ def test_flat_reward_is_diagnosed_with_its_cause(tmp_path, case):
         return [0.0] * len(completions)
 
     overrides = {"truncated": ["rollout.max_new_tokens=4"],
-                 "format": [], "unverified": [], "too_hard": []}[case]
+                 "format": [], "runs_on": [], "unverified": [], "too_hard": []}[case]
     patch = {"truncated": None, "format": fake("the answer is 7"),
+             "runs_on": fake("<think>x</think><answer>7</answer>\nProblem: What is 2 + 2?"),
              "unverified": fake("<think>x</think><answer>-12345</answer>"),
              "too_hard": fake("<think>x</think><answer>-12345</answer>")}[case]
     try:
@@ -444,6 +500,7 @@ def test_flat_reward_is_diagnosed_with_its_cause(tmp_path, case):
     assert text in (tmp_path / case / "report.md").read_text()
     expect = {"truncated": ("cut at max_new_tokens (4)", "`rollout.max_new_tokens`"),
               "format": ("the format never matched", "`rewards.tag_count"),
+              "runs_on": ("went on writing after it", "`rollout.stop_grace_tokens", "Problem: What is 2 + 2?"),
               "unverified": ("none was verified", "gold `"),
               "too_hard": ("too hard", "`rollout.group_size")}[case]
     assert all(e in text for e in expect), text

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from r1.rollout.base import RolloutEngine
-from r1.rollout.hf import HFEngine, sample_tokens
+from r1.rollout.hf import HFEngine, sample_tokens, with_cache
 from r1.trainers.grpo import completion_logprobs, pad_batch
 from r1.types import SamplingParams
 
@@ -68,24 +68,22 @@ def test_greedy_matches_hf_generate(engine, tiny):
         assert out[0, len(p):].tolist()[: len(ours)] == ours
 
 
-def test_stop_string_ends_the_row(tiny):
+def _scripted_engine(tiny, script: list[int]) -> HFEngine:
+    """An engine whose model always prefers the next token of `script` (then its last)."""
     model, tok = tiny
 
     class Scripted(torch.nn.Module):
-        """Wraps the tiny model but always prefers the next byte of a fixed script."""
-
         def __init__(self):
             super().__init__()
             self.inner = model
             self.config = model.config
             self.generation_config = model.generation_config
-            self.script = tok("ab</answer>zzzz", add_special_tokens=False)["input_ids"]
             self.t = 0
 
-        def forward(self, input_ids, **kw):
-            out = self.inner(input_ids=input_ids, **kw)
+        def forward(self, input_ids, cache=None, **kw):
+            out = self.inner(input_ids=input_ids, **with_cache(model, cache), **kw)
             logits = torch.full_like(out.logits[:, -1:, :], -1e4)
-            logits[:, :, self.script[min(self.t, len(self.script) - 1)]] = 0
+            logits[:, :, script[min(self.t, len(script) - 1)]] = 0
             self.t += 1
             out.logits = logits
             return out
@@ -93,9 +91,45 @@ def test_stop_string_ends_the_row(tiny):
     scripted = Scripted()
     eng = HFEngine(scripted, tok, bf16=False)
     eng.model = scripted
+    return eng
+
+
+def _ids(tok, text: str) -> list[int]:
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def test_stop_string_ends_the_row(tiny):
+    _, tok = tiny
+    eng = _scripted_engine(tiny, _ids(tok, "ab</answer>zzzz"))
     gen = eng.generate([[5, 6]], 1, SamplingParams(max_new_tokens=20, temperature=0.0))
     assert gen.texts[0] == "ab</answer>"
     assert gen.finish_reasons[0] == "stop"
+
+
+def test_after_a_stop_string_the_model_may_end_with_eos_itself(tiny):
+    _, tok = tiny
+    script = _ids(tok, "ab</answer>\n") + [tok.eos_token_id]
+    gen = _scripted_engine(tiny, script).generate(
+        [[5, 6]], 1, SamplingParams(max_new_tokens=30, temperature=0.0, stop_grace=4))
+    assert gen.completion_ids[0] == script  # EOS sampled, so it is trained on
+    assert gen.texts[0] == "ab</answer>\n" and gen.finish_reasons[0] == "stop"
+    assert len(gen.logprobs[0]) == len(script)
+
+
+def test_what_the_model_writes_after_the_stop_string_is_kept_and_fails_the_format(tiny):
+    from r1.data.prompts import is_strict_format
+
+    _, tok = tiny
+    gen = _scripted_engine(tiny, _ids(tok, "<think>x</think><answer>1</answer>zzzzzz")).generate(
+        [[5, 6]], 1, SamplingParams(max_new_tokens=40, temperature=0.0, stop_grace=3))
+    assert gen.texts[0] == "<think>x</think><answer>1</answer>zzz"  # three tokens of grace, then cut
+    assert gen.finish_reasons[0] == "stop" and not is_strict_format(gen.texts[0])
+    # a special token that is not EOS stays visible (it would read as a clean end if skipped)
+    special = next(i for i in tok.all_special_ids if i != tok.eos_token_id)
+    gen = _scripted_engine(tiny, _ids(tok, "<think>x</think><answer>1</answer>") + [special]).generate(
+        [[5, 6]], 1, SamplingParams(max_new_tokens=40, temperature=0.0, stop_grace=2))
+    assert gen.texts[0] == "<think>x</think><answer>1</answer>" + 2 * tok.convert_ids_to_tokens(special)
+    assert not is_strict_format(gen.texts[0])
 
 
 def test_top_p_keeps_only_the_nucleus():

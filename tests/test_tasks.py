@@ -63,6 +63,19 @@ def test_arithmetic_answers_are_right():
         assert int(ex.answer) == int(safe_eval(expr))
 
 
+def test_arithmetic_mixes_problem_lengths_with_min_terms():
+    task = get_task("arithmetic", {"max_value": 9, "min_terms": 2, "terms": 4, "operations": ["+", "-"]})
+    train, held = task.splits(300, 50)
+    counts = {ex.question.count(" + ") + ex.question.count(" - ") + 1 for ex in train + held}
+    assert counts == {2, 3, 4}
+    for ex in train:
+        assert int(ex.answer) == int(safe_eval(ex.question.removeprefix("What is ").removesuffix("?")))
+    fixed = get_task("arithmetic", {"max_value": 9, "terms": 3})
+    assert {ex.question.count(" + ") for ex in fixed.splits(40, 5)[0]} == {2}
+    with pytest.raises(R1Error, match="min_terms 5 is above terms 3"):
+        get_task("arithmetic", {"min_terms": 5, "terms": 3}).splits(10, 2)
+
+
 def test_gsm8k_gold_and_file_tasks(tmp_path):
     assert gsm8k_gold("He has 3 + 4 = <<3+4=7>>7.\n#### 1,250") == "1250"
     path = tmp_path / "g.jsonl"

@@ -76,6 +76,7 @@ def test_weights_synced_into_colocated_vllm_equal_the_trainers(smollm2):
     text = tok.apply_chat_template([{"role": "user", "content": "What is 7 + 5?"}], tokenize=False,
                                    add_generation_prompt=True)
     prompt = tok(text, add_special_tokens=False).input_ids
+    _check_grace(engine, tok, prompt)
     greedy = SamplingParams(max_new_tokens=12, temperature=0.0)
     before = engine.generate([prompt], 1, greedy)
     ref = teacher_forced(model, prompt, before.completion_ids[0])
@@ -93,6 +94,26 @@ def test_weights_synced_into_colocated_vllm_equal_the_trainers(smollm2):
     ref_after = teacher_forced(changed, prompt, after.completion_ids[0])
     assert (ref_after - torch.tensor(after.logprobs[0])).abs().mean() < 0.05
     assert (teacher_forced(model, prompt, after.completion_ids[0]) - ref_after).abs().mean() > 0.3
+
+
+def _check_grace(engine, tok, prompt: list[int]) -> None:
+    """`stop_grace`: rows that hit the stop string go on for at most that many tokens (vLLM
+    continues them in a second call), with the sampler's log-prob for every token."""
+    from r1.types import SamplingParams
+
+    gen = engine.generate([prompt], 16, SamplingParams(max_new_tokens=40, temperature=1.0, stop=("=",),
+                                                      stop_grace=3, seed=3))
+    hit = 0
+    for ids, lps, text in zip(gen.completion_ids, gen.logprobs, gen.texts):
+        assert len(lps) == len(ids) and all(math.isfinite(x) for x in lps)
+        cut = next((i for i in range(1, len(ids) + 1) if "=" in tok.decode(ids[:i])), None)
+        if cut is not None and cut < 40:
+            hit += 1
+            assert 1 <= len(ids) - cut <= 3, (len(ids), cut, text)  # grace tokens after the stop
+            assert text.startswith(tok.decode(ids[:cut], skip_special_tokens=True))
+    assert hit >= 4  # the model writes "7 + 5 = 12": most rows reach the stop string
+    plain = engine.generate([prompt], 4, SamplingParams(max_new_tokens=40, temperature=1.0, stop=("=",), seed=3))
+    assert all(t.endswith("=") for t, f in zip(plain.texts, plain.finish_reasons) if f == "stop" and "=" in t)
 
 
 def _eval(engine: str, tmp: Path, extra=()) -> dict:

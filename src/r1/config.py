@@ -58,11 +58,21 @@ class ModelConfig(_Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
+class CurriculumConfig(_Strict):
+    key: str = Field("difficulty", description="the examples' meta field that orders them (arithmetic: "
+                     "difficulty = the number of operands)")
+    steps: int = Field(..., ge=1, description="steps from the easiest level to the hardest, in equal parts")
+    cumulative: bool = Field(False, description="each level's prompts join the earlier ones' (false: the "
+                             "current level's alone; the hardest stays after `steps`)")
+
+
 class TaskConfig(_Strict):
     name: str = Field("arithmetic", description="countdown, arithmetic, gsm8k or math")
     params: dict[str, Any] = Field(default_factory=dict, description="the task's own options")
     train_size: int = Field(2000, ge=0, description="training problems (0 = all of a file)")
     heldout_size: int = Field(100, ge=1, description="held-out problems for before/after")
+    curriculum: CurriculumConfig | None = Field(None, description="training prompts from easy to hard levels "
+                                                "(the held-out set stays the whole mix)")
 
 
 class PromptConfig(_Strict):
@@ -82,6 +92,10 @@ class RolloutConfig(_Strict):
     temperature: float = Field(1.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=lambda: ["</answer>"])
+    stop_grace_tokens: int = Field(
+        4, ge=0, description="after a stop string, up to this many more tokens are sampled for the model to end "
+        "with EOS by itself; text other than whitespace there fails the strict format, so the model learns to "
+        "stop (0: the stop string ends every sample, and the trained model never learns to)")
     engine: Literal["hf", "vllm", "vllm-server"] = Field(
         "hf", description="hf: r1's transformers engine; vllm: vLLM colocated in the trainer (GPU, extra gpu); "
         "vllm-server: a vLLM server started with r1's worker extension")

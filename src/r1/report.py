@@ -7,7 +7,7 @@ from pathlib import Path
 
 from r1.tracking import read_metrics
 
-SUMMARY_KEYS = ("accuracy", "format_rate", "lenient_accuracy", "mean_length", "reflection_rate")
+SUMMARY_KEYS = ("accuracy", "format_rate", "lenient_accuracy", "mean_length", "reflection_rate", "eos_rate")
 
 
 def _smooth(values: list[float], k: int = 5) -> list[float]:
@@ -184,17 +184,20 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
         f"## Held-out ({summary['heldout_problems']} problems × {cfg.eval.samples} samples, "
         f"T={cfg.eval.temperature})",
         "",
-        "| | accuracy | format rate | lenient accuracy | mean length (tokens) | reflection rate |",
-        "|---|---|---|---|---|---|",
+        "| | accuracy | format rate | lenient accuracy | mean length (tokens) | reflection rate | ends with EOS |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, h in (("before", before), ("after", after)):
         if h:
+            eos = "–" if h.get("eos_rate") is None else f"{h['eos_rate']:.3f}"
             lines.append(f"| {name} | {h['accuracy']:.3f} | {h['format_rate']:.3f} | "
-                         f"{h['lenient_accuracy']:.3f} | {h['mean_length']:.1f} | {h['reflection_rate']:.3f} |")
+                         f"{h['lenient_accuracy']:.3f} | {h['mean_length']:.1f} | {h['reflection_rate']:.3f} | {eos} |")
     lines += [
         "",
         "Accuracy needs the answer inside `<answer>` tags and verified by the task; lenient accuracy "
-        "takes the last number (or `\\boxed{}`) anywhere, tags or not.",
+        "takes the last number (or `\\boxed{}`) anywhere, tags or not. Ends with EOS: the sample stopped by "
+        "itself within `rollout.stop_grace_tokens` of the stop string (what tools without r1's stop strings see); "
+        "text other than whitespace after `</answer>` fails the format.",
         "",
         "## Plots",
         "",

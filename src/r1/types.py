@@ -20,6 +20,9 @@ class SamplingParams:
     stop: tuple[str, ...] = ("</answer>",)  # generation ends once one of these is produced
     seed: int = 0
     ignore_eos: bool = False  # always produce max_new_tokens (benchmarks)
+    # After a stop string, sample up to this many more tokens so that the model can end with EOS
+    # itself (what it writes there is part of the completion; 0: the stop string ends it).
+    stop_grace: int = 0
     # Data parallelism: these rows are rows row_offset.. of a step's total_rows (random draws
     # are made for all of them, so the shard samples exactly what one process would).
     row_offset: int = 0

@@ -44,15 +44,18 @@ class PromptBuilder:
 
 def evaluate(engine, prompts: PromptBuilder, task, examples, *, samples: int, temperature: float,
              top_p: float, max_new_tokens: int, stop: tuple[str, ...], seed: int,
-             batch_size: int = 64) -> dict:
+             batch_size: int = 64, stop_grace: int = 0) -> dict:
     """pass@1 averaged over `samples` per problem, the strict format rate, the lenient
-    accuracy (last number / boxed anywhere, tags or not) and lengths; plus every sample."""
+    accuracy (last number / boxed anywhere, tags or not) and lengths; plus every sample.
+    With `stop_grace` > 0 (and an engine that says which ids end a sequence) also the share
+    of samples that ended with EOS by themselves (`eos_rate`)."""
+    eos = getattr(engine, "eos_ids", None)
     rows = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         ids = [prompts.ids(ex.question) for ex in chunk]
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
-                                top_p=top_p, stop=stop, seed=seed + start)
+                                top_p=top_p, stop=stop, seed=seed + start, stop_grace=stop_grace)
         gen = engine.generate(ids, samples, params)
         prefill = prompts.render("x").prefill
         completions = [prefill + text for text in gen.texts]
@@ -67,6 +70,7 @@ def evaluate(engine, prompts: PromptBuilder, task, examples, *, samples: int, te
                 "completion": completion, "answer": answers[i], "correct": bool(correct[i]),
                 "lenient_correct": bool(lenient[i]),
                 "format": is_strict_format(completion), "tokens": len(gen.completion_ids[i]),
+                "eos": bool(eos and gen.completion_ids[i] and gen.completion_ids[i][-1] in eos),
             })
     n = max(len(rows), 1)
     lengths = [r["tokens"] for r in rows] or [0]
@@ -76,6 +80,7 @@ def evaluate(engine, prompts: PromptBuilder, task, examples, *, samples: int, te
         "lenient_accuracy": sum(r["lenient_correct"] for r in rows) / n,
         "mean_length": statistics.fmean(lengths),
         "reflection_rate": sum(has_reflection(r["completion"]) for r in rows) / n,
+        **({"eos_rate": sum(r["eos"] for r in rows) / n} if stop_grace > 0 and eos else {}),
         "problems": len(examples),
         "samples_per_problem": samples,
         "rows": rows,

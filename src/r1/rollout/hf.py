@@ -13,6 +13,8 @@ the trainer keeps fp32 master weights.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import time
 from typing import Any
 
@@ -203,6 +205,18 @@ def preallocated_cache(model: Any, capacity: int) -> Any:
     return cache
 
 
+def with_cache(model: Any, cache: Any) -> dict:
+    """The keyword that hands a KV cache to `model`'s forward: `cache` in transformers >= 5.2x
+    (`past_key_values` is deprecated there), `past_key_values` before (vLLM's pinned one)."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return {_cache_keyword(type(target)): cache}
+
+
+@functools.cache
+def _cache_keyword(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
 def eos_ids(model: Any, tokenizer: Any) -> set[int]:
     """Every token id that ends a sequence (the tokenizer's and the generation config's)."""
     ids = set()
@@ -266,7 +280,7 @@ class HFEngine:
         cache = preallocated_cache(model, width + params.max_new_tokens)
         out = model(
             input_ids=ids, attention_mask=mask, position_ids=positions,
-            past_key_values=cache, use_cache=True, logits_to_keep=1,
+            **with_cache(model, cache), use_cache=True, logits_to_keep=1,
         )
         # One prefill per prompt, shared by its n samples.
         logits = out.logits[:, -1, :].repeat_interleave(n, dim=0)
@@ -278,6 +292,7 @@ class HFEngine:
         completion: list[list[int]] = [[] for _ in range(rows)]
         logprobs: list[list[float]] = [[] for _ in range(rows)]
         finish = ["length"] * rows
+        grace = [-1] * rows  # tokens left after a stop string (-1: none seen yet)
         active = torch.arange(rows, device=dev)  # original row index of each batch row
         stop_strings = tuple(s for s in params.stop if s) if not params.ignore_eos else ()
         stop_chars = {s[-1] for s in stop_strings}
@@ -299,11 +314,18 @@ class HFEngine:
                 if t in self.eos_ids and not params.ignore_eos:
                     finish[row] = "stop"
                     continue
-                if stop_strings and t < len(pieces) and any(c in pieces[t] for c in stop_chars):
-                    tail = self.tokenizer.decode(completion[row][-16:])
-                    if any(s in tail for s in stop_strings):
+                if grace[row] >= 0:  # past a stop string: the model may still end with EOS
+                    grace[row] -= 1
+                    if grace[row] <= 0:
                         finish[row] = "stop"
                         continue
+                elif stop_strings and t < len(pieces) and any(c in pieces[t] for c in stop_chars):
+                    tail = self.tokenizer.decode(completion[row][-16:])
+                    if any(s in tail for s in stop_strings):
+                        grace[row] = params.stop_grace
+                        if params.stop_grace <= 0:
+                            finish[row] = "stop"
+                            continue
                 keep.append(b)
             if not keep or step == params.max_new_tokens - 1:
                 break
@@ -315,7 +337,7 @@ class HFEngine:
             last_pos = last_pos + 1
             out = model(
                 input_ids=tokens[:, None], attention_mask=mask, position_ids=last_pos[:, None],
-                past_key_values=cache, use_cache=True,
+                **with_cache(model, cache), use_cache=True,
             )
             logits = out.logits[:, -1, :]
 
@@ -328,4 +350,6 @@ class HFEngine:
     def decode(self, ids: list[int]) -> str:
         if ids and ids[-1] in self.eos_ids:
             ids = ids[:-1]
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        # Special tokens other than the final EOS stay visible: a completion that runs on into
+        # `<|im_start|>user…` must not read as cleanly ended to the format reward.
+        return self.tokenizer.decode(ids, skip_special_tokens=False)

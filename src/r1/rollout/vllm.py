@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,25 @@ def _finish(reason: Any) -> str:
     return "length" if reason == "length" else "stop"
 
 
+def _grace(engine: Any, prompt_ids: list[list[int]], n: int, params: SamplingParams, gen: Generation,
+           on_string: list[bool]) -> Generation:
+    """`params.stop_grace`: vLLM has no "a few tokens more after a stop string", so the rows
+    that ended on one are continued (prompt + completion, prefix-cached) for up to that many
+    tokens, ending at EOS. Same sampler, so their log-probs stay the sampler's."""
+    rows = [i for i, hit in enumerate(on_string) if hit and len(gen.completion_ids[i]) < params.max_new_tokens]
+    if params.stop_grace <= 0 or not rows:
+        return gen
+    more = engine.generate([prompt_ids[i // n] + gen.completion_ids[i] for i in rows], 1, replace(
+        params, max_new_tokens=params.stop_grace, stop=(), stop_grace=0, seed=params.seed + 1,
+        row_offset=0, total_rows=None))
+    for k, i in enumerate(rows):
+        gen.completion_ids[i] = gen.completion_ids[i] + more.completion_ids[k]
+        gen.logprobs[i] = gen.logprobs[i] + more.logprobs[k]
+        gen.texts[i] = gen.texts[i] + more.texts[k]
+    gen.seconds += more.seconds
+    return gen
+
+
 class VLLMEngine:
     """Colocated vLLM. See the module docstring."""
 
@@ -221,7 +241,7 @@ class VLLMEngine:
                                      _vllm_params(params, n), use_tqdm=False)
         finally:
             self._sleep()
-        ids, lps, fins, texts = [], [], [], []
+        ids, lps, fins, texts, on_string = [], [], [], [], []
         for out in outs:  # in prompt order; each with its n samples
             for c in out.outputs:
                 toks = list(c.token_ids)
@@ -229,8 +249,10 @@ class VLLMEngine:
                 lps.append([float(d[t].logprob) for d, t in zip(c.logprobs or [], toks)])
                 fins.append(_finish(c.finish_reason))
                 texts.append(c.text)
-        return Generation(completion_ids=ids, logprobs=lps, finish_reasons=fins,
-                          seconds=time.perf_counter() - t0, texts=texts)
+                on_string.append(isinstance(c.stop_reason, str))
+        gen = Generation(completion_ids=ids, logprobs=lps, finish_reasons=fins,
+                         seconds=time.perf_counter() - t0, texts=texts)
+        return _grace(self, prompt_ids, n, params, gen, on_string)
 
 
 class VLLMServerEngine:
@@ -279,7 +301,7 @@ class VLLMServerEngine:
         if r.status_code >= 400:
             raise R1Error(f"vLLM server: {r.status_code} {r.text[:300]}")
         choices = sorted(r.json()["choices"], key=lambda c: c["index"])  # index = prompt * n + sample
-        ids, lps, fins, texts = [], [], [], []
+        ids, lps, fins, texts, on_string = [], [], [], [], []
         for c in choices:
             lp = c.get("logprobs") or {}
             toks = [int(t.removeprefix("token_id:")) for t in lp.get("tokens", [])]
@@ -287,5 +309,7 @@ class VLLMServerEngine:
             lps.append([float(x) for x in lp.get("token_logprobs", [])])
             fins.append(_finish(c.get("finish_reason")))
             texts.append(c["text"])
-        return Generation(completion_ids=ids, logprobs=lps, finish_reasons=fins,
-                          seconds=time.perf_counter() - t0, texts=texts)
+            on_string.append(isinstance(c.get("stop_reason"), str))
+        gen = Generation(completion_ids=ids, logprobs=lps, finish_reasons=fins,
+                         seconds=time.perf_counter() - t0, texts=texts)
+        return _grace(self, prompt_ids, n, params, gen, on_string)

@@ -142,7 +142,7 @@ class HFBatchEngine:
                  max_queue: int = 256, max_prefill_tokens: int = 4096, seed: int = 0):
         import torch
 
-        from r1.rollout.hf import eos_ids, pack_linears, packed_linear_available, use_decode_attention
+        from r1.rollout.hf import eos_ids, pack_linears, packed_linear_available, use_decode_attention, with_cache
 
         if max_batch < 1 or max_queue < 0:
             raise R1Error("max_batch must be >= 1 and max_queue >= 0")
@@ -155,6 +155,7 @@ class HFBatchEngine:
         self.max_model_len = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self.max_batch, self.max_queue, self.max_prefill_tokens = max_batch, max_queue, max_prefill_tokens
         self.eos_ids = eos_ids(model, tokenizer)
+        self.cache_kw = with_cache(model, None)  # {keyword: None}: how forward takes the KV cache
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._gen = torch.Generator(device=self.device).manual_seed(seed)
         self._pending: collections.deque[RequestHandle] = collections.deque()
@@ -320,7 +321,7 @@ class HFBatchEngine:
         room = max(h.request.max_tokens for h in handles)
         cache = preallocated_cache(self.model, ids.shape[1] + room)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+                         **dict.fromkeys(self.cache_kw, cache), use_cache=True, logits_to_keep=1)
         new = _Batch(rows=rows, cache=cache, mask=mask, last_pos=positions[:, -1], logits=out.logits[:, -1, :])
         old = self._batch
         if not old.rows:
@@ -446,7 +447,8 @@ class HFBatchEngine:
         batch.mask = torch.cat([batch.mask, batch.mask.new_ones((batch.mask.shape[0], 1))], dim=1)
         batch.last_pos = batch.last_pos + 1
         out = self.model(input_ids=token_t[:, None], attention_mask=batch.mask,
-                         position_ids=batch.last_pos[:, None], past_key_values=batch.cache, use_cache=True)
+                         position_ids=batch.last_pos[:, None], **dict.fromkeys(self.cache_kw, batch.cache),
+                         use_cache=True)
         batch.logits = out.logits[:, -1, :]
 
     @staticmethod

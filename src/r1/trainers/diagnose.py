@@ -3,7 +3,8 @@ group's rewards equal), say why from what was sampled, and which config keys add
 
 The causes, checked in this order (several can hold at once):
 - the completions are cut at `rollout.max_new_tokens` before they finish;
-- the format never matches (the closest completion is shown);
+- the format never matches (the closest completion is shown), or matches up to `</answer>`
+  but the model writes on instead of ending there;
 - answers are extracted but never verified (gold/extracted pairs are shown);
 - the task is too hard (no group solves anything) or too easy (every group solves all).
 """
@@ -51,7 +52,16 @@ def diagnose(rollouts: list[Rollout], task: Any, cfg: Any) -> list[tuple[str, st
             ["rollout.max_new_tokens", "rollout.stop", "algorithm.mask_truncated", "prompt.template (ask for "
              "short reasoning)"]))
     strict = sum(is_strict_format(c) for c in completions)
-    if strict == 0:
+    trailing = [c for c in completions if not is_strict_format(c) and "</answer>" in c
+                and is_strict_format(c[: c.rindex("</answer>") + len("</answer>")])]
+    if strict == 0 and trailing:
+        causes.append((
+            f"the format matched up to `</answer>` in {len(trailing)} of {n} completions, but each went on "
+            f"writing after it instead of ending (EOS) within rollout.stop_grace_tokens "
+            f"({cfg.rollout.stop_grace_tokens})", f"one ends: `…{_clip(trailing[0][-160:])}`",
+            ["rollout.stop_grace_tokens (0: cut every sample at the stop string; the model then never "
+             "learns to stop)", "rewards.tag_count (partial credit per tag)"]))
+    elif strict == 0:
         causes.append((
             f"the format never matched (0 of {n} completions are `<think>…</think><answer>…</answer>`)",
             f"the closest completion:\n\n```\n{_clip(_closest_to_format(completions), 500)}\n```",

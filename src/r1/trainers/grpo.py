@@ -30,11 +30,12 @@ from r1.algorithms.losses import agg_loss, clipped_surrogate, masked_mean
 from r1.config import Config, dump_config
 from r1.data.prompts import is_strict_format
 from r1.data.tasks import get_task
+from r1.data.tasks.base import curriculum_levels
 from r1.errors import R1Error
 from r1.eval.heldout import PromptBuilder, evaluate, has_reflection
 from r1.models import default_device
 from r1.rewards import registry as rewards
-from r1.rollout.hf import HFEngine
+from r1.rollout.hf import HFEngine, eos_ids, with_cache
 from r1.padding import left_pad, right_pad  # noqa: F401  (re-exported for callers)
 from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
@@ -114,14 +115,14 @@ def shared_prefix_logprobs(model, prompts: list[list[int]], completions: list[li
     ids_p, mask_p, ids_c, cmask = ids_p.to(device), mask_p.to(device), ids_c.to(device), cmask.to(device)
     cache = DynamicCache(config=model.config)
     pos_p = (mask_p.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids_p, attention_mask=mask_p, position_ids=pos_p, past_key_values=cache,
+    out = model(input_ids=ids_p, attention_mask=mask_p, position_ids=pos_p, **with_cache(model, cache),
                 use_cache=True, logits_to_keep=1)
     first = out.logits[:, -1:, :].repeat_interleave(group, dim=0)  # predicts completion token 0
     cache.batch_repeat_interleave(group)
     mask_rep = mask_p.repeat_interleave(group, dim=0)
     attn = torch.cat([mask_rep, cmask.long()], dim=1)
     pos_c = mask_rep.sum(-1, keepdim=True) + torch.arange(lc, device=device)[None, :]
-    rest = model(input_ids=ids_c, attention_mask=attn, position_ids=pos_c, past_key_values=cache,
+    rest = model(input_ids=ids_c, attention_mask=attn, position_ids=pos_c, **with_cache(model, cache),
                  use_cache=True, logits_to_keep=lc).logits[:, :-1, :]
     logp, entropy = token_logprobs(torch.cat([first, rest], dim=1), ids_c, temperature, with_entropy)
     return logp, entropy, cmask
@@ -144,6 +145,8 @@ class GRPOTrainer:
         if not self.train_set:  # e.g. train_size 0 ("all the rest") with every problem held out
             raise R1Error(f"task {cfg.task.name!r} produced no training problems ({len(self.heldout)} held out by "
                           f"task.heldout_size {cfg.task.heldout_size}; lower it)")
+        c = cfg.task.curriculum
+        self.levels = curriculum_levels(self.train_set, c.key, c.cumulative) if c else None
         self.device = self.dist.device or default_device()
         self.dist.shard(list(range(cfg.rollout.prompts_per_step)))  # P must split evenly over the ranks
         fsdp = self.dist.fsdp
@@ -176,6 +179,7 @@ class GRPOTrainer:
         except ValueError as e:
             raise R1Error(f"prompt: {e}") from None
         self.weights = dict(cfg.rewards)
+        self.eos = eos_ids(self.model, self.tokenizer)  # the ids that end a sample (its own stop)
 
     def make_engine(self, bf16: bool):
         r = self.cfg.rollout
@@ -203,11 +207,19 @@ class GRPOTrainer:
         return self.policy.autocast_ctx()
 
     # ------------------------------------------------------------------ data
+    def curriculum_level(self, step: int) -> int | None:
+        """`task.curriculum`: the level of `step`, rising in equal parts of `steps`."""
+        if self.levels is None:
+            return None
+        return min(len(self.levels) - 1, step * len(self.levels) // self.cfg.task.curriculum.steps)
+
     def step_examples(self, step: int, refill: int = 0):
-        """The step's prompts; refill round k > 0 draws from an independent seeded stream."""
+        """The step's prompts (from the step's curriculum level, if any); refill round k > 0
+        draws from an independent seeded stream."""
         seed = self.cfg.seed + 1_000_033 * refill
-        return [self.train_set[i] for i in step_indices(len(self.train_set), self.cfg.rollout.prompts_per_step,
-                                                         seed, step)]
+        pool = range(len(self.train_set)) if self.levels is None else self.levels[self.curriculum_level(step)]
+        return [self.train_set[pool[i]] for i in step_indices(len(pool), self.cfg.rollout.prompts_per_step,
+                                                               seed, step)]
 
     # ------------------------------------------------------------------ stages
     def generate(self, step: int, refill: int = 0) -> Rollout:
@@ -216,7 +228,8 @@ class GRPOTrainer:
         examples = self.dist.shard(self.step_examples(step, refill))
         prompt_ids = [self.prompts.ids(ex.question) for ex in examples]
         params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                                stop=tuple(r.stop), seed=self.cfg.seed * 7919 + step + 104_729 * refill,
+                                stop=tuple(r.stop), stop_grace=r.stop_grace_tokens,
+                                seed=self.cfg.seed * 7919 + step + 104_729 * refill,
                                 row_offset=self.dist.rank * len(examples) * r.group_size,
                                 total_rows=r.prompts_per_step * r.group_size)
         self.model.eval()
@@ -447,7 +460,8 @@ class GRPOTrainer:
             result = evaluate(self.engine, self.prompts, self.task, self.heldout, samples=e.samples,
                               temperature=e.temperature, top_p=e.top_p,
                               max_new_tokens=e.max_new_tokens or r.max_new_tokens, stop=tuple(r.stop),
-                              seed=self.cfg.seed + 12345, batch_size=e.batch_size)
+                              stop_grace=r.stop_grace_tokens, seed=self.cfg.seed + 12345,
+                              batch_size=e.batch_size)
         rows = result.pop("rows")
         (self.out / "eval").mkdir(exist_ok=True)
         with open(self.out / "eval" / f"heldout_{tag}.jsonl", "w") as f:
@@ -481,6 +495,8 @@ class GRPOTrainer:
             "response_length_mean": statistics.fmean(lengths),
             "response_length_max": max(lengths),
             "truncated_frac": sum(f == "length" for f in gen.finish_reasons) / n,
+            "eos_rate": sum(bool(c) and c[-1] in self.eos for c in gen.completion_ids) / n,
+            **({} if self.levels is None else {"curriculum_level": self.curriculum_level(step)}),
             "zero_variance_groups": int((~keep).view(-1, rollout.group_size).all(1).sum().item()),
             "unscored": sum(not s for s in rollout.scored) if rollout.scored else 0,
             **failures.metrics(),
@@ -611,7 +627,13 @@ class GRPOTrainer:
         return None
 
     def save_model(self) -> None:
-        self.policy.save(self.out / "model")
+        """The policy, with the generation settings it is evaluated with (so that transformers,
+        vLLM and other tools sample it as r1 does, and stop at every id that ends it)."""
+        e, r = self.cfg.eval, self.cfg.rollout
+        self.policy.save(self.out / "model", generation={
+            "eos_token_id": sorted(self.eos), "do_sample": e.temperature > 0,
+            "temperature": e.temperature, "top_p": e.top_p, "max_new_tokens": e.max_new_tokens or r.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id})
 
 
 def concat_rollouts(ros: list[Rollout]) -> Rollout:

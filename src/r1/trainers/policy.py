@@ -202,9 +202,10 @@ class Policy:
         self.refresh_compute_weights()
         return norm
 
-    def save(self, target: Path) -> None:
+    def save(self, target: Path, generation: dict | None = None) -> None:
         """An HF folder (LoRA merged), written beside and renamed into place (by rank 0;
-        with FSDP every rank must call it: the weights are gathered first)."""
+        with FSDP every rank must call it: the weights are gathered first). `generation`
+        updates the folder's generation_config.json."""
         state = None
         if self.fsdp is not None:
             state = self.checkpoint_states()[0]
@@ -218,5 +219,9 @@ class Policy:
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp, state_dict=state)
         self.tokenizer.save_pretrained(tmp)
+        if generation:
+            config = copy.deepcopy(model.generation_config)
+            config.update(**generation)
+            config.save_pretrained(tmp)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from r1.data.prompts import extract_answer
+from r1.errors import R1Error
 
 
 class TaskParams(BaseModel):
@@ -78,3 +79,15 @@ def split_pool(pool: list[Example], train_size: int, heldout_size: int, seed: in
     if train_size > 0:
         train = train[:train_size]
     return train, heldout
+
+
+def curriculum_levels(examples: list[Example], key: str, cumulative: bool) -> list[list[int]]:
+    """Indices of `examples` per curriculum level, easiest first: the examples whose
+    ``meta[key]`` is that level's value (and, `cumulative`, every easier one's too)."""
+    missing = next((ex for ex in examples if not isinstance(ex.meta.get(key), (int, float))), None)
+    if missing is not None:
+        raise R1Error(f"task.curriculum.key: training example {missing.id} has no numeric meta field {key!r} "
+                      f"(it has {sorted(missing.meta) or 'none'})")
+    values = sorted({ex.meta[key] for ex in examples})
+    return [[i for i, ex in enumerate(examples) if (ex.meta[key] <= v if cumulative else ex.meta[key] == v)]
+            for v in values]
