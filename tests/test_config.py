@@ -56,7 +56,8 @@ def test_shipped_recipes_and_presets_validate():
             Pipeline(read_yaml(recipe), "/nonexistent", source=str(recipe))  # validates; runs nothing
         else:
             load_config(recipe)
-    assert {"smollm2", "tiny"} <= set(preset_names())
+    assert {"smollm2", "reasoning", "tiny"} <= set(preset_names())
+    assert (root / "recipes" / "r1-zero-reasoning-smollm2.yaml").resolve() == preset_path("reasoning").resolve()
     for name in preset_names():
         load_config(preset_path(name))
 

@@ -318,7 +318,7 @@ def test_a_non_finite_advantage_or_gradient_stops_with_a_clear_error_and_intact_
     from r1.models import build_tiny
 
     fresh, _ = build_tiny()  # the weights the run started from
-    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), tr.model.parameters()))
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(fresh.parameters(), tr.model.parameters()))
     monkeypatch.undo()
     tr = GRPOTrainer(cfg, tmp_path / "b")
     tr.setup()
@@ -517,6 +517,11 @@ def test_report_shows_the_signature_analytics(tmp_path, varied_reward):
         assert (out / "plots" / name).stat().st_size > 5000, name
     report = (out / "report.md").read_text()
     assert "![accuracy and response length](plots/signature.png)" in report
+    lengths = [json.loads(x)["response_length_mean"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    sig = json.loads((out / "summary.json").read_text())["length_signature"]
+    rolling = [sum(lengths[max(0, i - 4):i + 1]) / len(lengths[max(0, i - 4):i + 1]) for i in range(len(lengths))]
+    assert sig["low"] == pytest.approx(min(rolling)) and sig["last_tenth"] == pytest.approx(lengths[-1])
+    assert f"**{sig['ratio']:.2f}×** its low" in report
     table = report.split("## Accuracy by response length")[1].split("\n\n")[1].splitlines()
     assert table[0].startswith("| evaluation | tokens |") and sum(r.startswith("| before |") for r in table) >= 2
     through = report.split("## One held-out problem through training: ")[1]

@@ -153,6 +153,21 @@ def _same_problem_over_time(out: Path) -> list[str]:
     return lines
 
 
+def length_signature(rows: list[dict], window: int = 5) -> dict:
+    """R1-Zero's length signature in the training rollouts: the lowest `window`-step rolling
+    mean of the response length, and the mean over the last tenth of the steps."""
+    lengths = [r["response_length_mean"] for r in rows if r.get("response_length_mean") is not None]
+    if not lengths:
+        return {}
+    rolling = [sum(lengths[max(0, i - window + 1):i + 1]) / len(lengths[max(0, i - window + 1):i + 1])
+               for i in range(len(lengths))]
+    low = min(range(len(rolling)), key=rolling.__getitem__)
+    tail = lengths[-max(1, len(lengths) // 10):]
+    last = sum(tail) / len(tail)
+    return {"low": rolling[low], "low_step": low + 1, "last_tenth": last,
+            "ratio": last / rolling[low] if rolling[low] else None, "window": window}
+
+
 def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
     rows = read_metrics(out / "metrics.jsonl")
     write_plots(out, rows, history)
@@ -169,6 +184,7 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
         "heldout_after": after,
         "heldout_history": [{k: h.get(k) for k in ("step",) + SUMMARY_KEYS} for h in history],
         "train_seconds": seconds,
+        "length_signature": length_signature(rows),
         "final_step": rows[-1] if rows else {},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -195,10 +211,17 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
     lines += [
         "",
         "Accuracy needs the answer inside `<answer>` tags and verified by the task; lenient accuracy "
-        "takes the last number (or `\\boxed{}`) anywhere, tags or not. Ends with EOS: the sample stopped by "
-        "itself within `rollout.stop_grace_tokens` of the stop string (what tools without r1's stop strings see); "
-        "text other than whitespace after `</answer>` fails the format.",
+        "takes the last number (or `\\boxed{}`) anywhere, tags or not. Ends with EOS: the sample ended with "
+        "EOS by itself, at most `rollout.stop_grace_tokens` tokens after a stop string (what tools without r1's "
+        "stop strings see); text other than whitespace after `</answer>` fails the format.",
         "",
+    ]
+    sig = summary["length_signature"]
+    if sig.get("ratio"):
+        lines += [f"Response length in the training rollouts: lowest {sig['window']}-step mean {sig['low']:.1f} "
+                  f"tokens (step {sig['low_step']}), mean over the last tenth of the steps {sig['last_tenth']:.1f}: "
+                  f"**{sig['ratio']:.2f}×** its low (R1-Zero's signature is a rise with accuracy, ≥ 1.5×).", ""]
+    lines += [
         "## Plots",
         "",
         "![reward](plots/reward.png)",

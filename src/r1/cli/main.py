@@ -30,7 +30,7 @@ def _run_grpo(cfg, out: str, resume: bool) -> None:
 
 @app.command()
 def zero(
-    preset: str = typer.Option("smollm2", help="built-in preset: smollm2 (the embedded default) or tiny"),
+    preset: str = typer.Option("smollm2", help="built-in preset: smollm2 (the embedded default), reasoning (a multi-step task, ~15 min) or tiny"),
     task: Optional[str] = typer.Option(None, help="task name (countdown, arithmetic, gsm8k, math)"),
     steps: Optional[int] = typer.Option(None, help="number of GRPO steps"),
     out: Optional[str] = typer.Option(None, help="output directory (default runs/zero-PRESET)"),
