@@ -97,6 +97,33 @@ def test_the_saved_model_samples_in_plain_transformers_as_in_r1(tmp_path):
         assert theirs == mine  # the same tokens, ended by the same EOS ids (or both at the limit)
 
 
+def test_text_after_the_stop_string_can_only_lose_reward(tmp_path):
+    """With stop_grace_tokens the rewards judge the text up to the stop string: a tag written
+    after it earns nothing (a run once learnt to add the missing `</think>` there for
+    tag_count), and a sample that wrote on, or did not end with EOS, scores 0 on format."""
+    from r1.rewards import registry
+    from r1.types import Generation
+
+    tr = GRPOTrainer(tiny_cfg("train.steps=1"), tmp_path / "run")
+    tr.setup()
+    eos = min(tr.eos)
+    texts = ["x</think><answer>7</answer>", "x</think><answer>7</answer>\n",
+             "<answer>7</answer> </think> </", "x</think><answer>7</answer>", "no stop string"]
+    ids = [[5, eos], [5, 6, eos], [5, 6, 7], [5, 6, 7], [5, eos]]
+    gen = Generation(completion_ids=ids, logprobs=[[0.0] * len(i) for i in ids], finish_reasons=["stop"] * 5,
+                     texts=texts)
+    judged, ran_on = tr.judged_texts(gen)
+    assert judged[2] == tr.prefill + "<answer>7</answer>" and judged[1] == tr.prefill + "x</think><answer>7</answer>"
+    assert ran_on == [False, False, True, True, False]  # 3: wrote on; 4: stopped at the string, no EOS
+    per, _, _ = registry.score(judged, [tr.train_set[0]] * 5, tr.task, {"format": 1.0, "tag_count": 1.0},
+                               ran_on=ran_on)
+    assert per["format"] == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert per["tag_count"][2] == 0.75  # the `</think>` written after `</answer>` does not count
+    tr.cfg.rollout.stop_grace_tokens = 0  # the old behaviour: everything judged, nothing ran on
+    judged0, ran_on0 = tr.judged_texts(gen)
+    assert judged0 == [tr.prefill + t for t in texts] and not any(ran_on0)
+
+
 def test_curriculum_moves_the_prompts_from_easy_to_hard(tmp_path):
     """task.curriculum: the training prompts of step s come from level s * levels // steps
     (arithmetic: the number of operands), the held-out set stays the whole mix."""
@@ -472,7 +499,9 @@ def test_flat_reward_is_diagnosed_with_its_cause(tmp_path, case):
 
             def generate(step, refill=0):
                 ro = real(step, refill)
-                ro.completions = [text] * ro.size
+                ro.generation.texts = [text.removeprefix("<think>")] * ro.size  # the prefill opens it
+                ro.generation.completion_ids = [[5, 6, min(tr.eos)]] * ro.size  # ended with EOS
+                ro.completions, ro.ran_on = tr.judged_texts(ro.generation)
                 return ro
             tr.generate = generate
         return patch

@@ -130,3 +130,20 @@ def test_none_is_kept_by_score_and_counts_zero_in_its_total():
         assert per["test_none"] == [None, 1.0] and total == [0.0, 2.0] and failures.total == 0
     finally:
         registry.REWARDS.pop("test_none")
+
+
+def test_per_sample_context_is_sliced_when_a_reward_is_retried_one_by_one():
+    from r1.rewards import registry
+
+    @registry.register("test_batch_shy")
+    def batch_shy(completions, examples, task, ran_on, lengths):
+        if len(completions) > 1:
+            raise RuntimeError("only one at a time")
+        return [float(ran_on[0]) + lengths[0]]
+
+    try:
+        per, _, failures = registry.score(["a", "b", "c"], [None] * 3, None, {"test_batch_shy": 1.0},
+                                          lengths=[10, 20, 30], ran_on=[True, False, True])
+        assert per["test_batch_shy"] == [11.0, 20.0, 31.0] and failures.total == 0
+    finally:
+        registry.REWARDS.pop("test_batch_shy")

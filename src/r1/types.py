@@ -48,7 +48,10 @@ class Rollout:
     prompt_ids: list[list[int]]  # [P][Lp] tokenised prompts (prefill included)
     group_size: int  # G
     generation: Generation  # B = P * G completions
-    completions: list[str]  # [B] prefill + generated text: what rewards judge
+    completions: list[str]  # [B] prefill + generated text up to the stop string: what rewards judge
+    # [B] True: the sample went on after its stop string instead of ending with EOS (with
+    # `stop_grace` > 0); that text is not in `completions`, and the format reward scores 0
+    ran_on: list[bool] = field(default_factory=list)
     rewards: dict[str, list[float | None]] = field(default_factory=dict)  # per reward fn: [B], None = unscored
     total_reward: list[float] = field(default_factory=list)  # [B] weighted sum
     scored: list[bool] = field(default_factory=list)  # [B] False: no reward could score it (left out)

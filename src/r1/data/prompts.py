@@ -136,6 +136,16 @@ def extract_answer(text: str, *, fallback: str = "none") -> str | None:
     raise ValueError(f"unknown answer fallback {fallback!r}: use none, boxed or last_number")
 
 
+def split_at_stop(text: str, stops) -> tuple[str, str | None]:
+    """(text up to and including the first stop string, what follows it); (text, None) when
+    no stop string occurs."""
+    hits = [(i, s) for s in stops if s and (i := text.find(s)) >= 0]
+    if not hits:
+        return text, None
+    i, stop = min(hits)
+    return text[: i + len(stop)], text[i + len(stop):]
+
+
 def is_strict_format(text: str) -> bool:
     """``<think>…</think>`` then ``<answer>…</answer>``, each tag exactly once, nothing around."""
     if not _STRICT_FORMAT_RE.match(text):

@@ -9,9 +9,12 @@ TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
 @register("format")
-def format_reward(completions, examples=None, task=None):
-    """1.0 for exactly ``<think>…</think> <answer>…</answer>``, else 0.0."""
-    return [1.0 if is_strict_format(c) else 0.0 for c in completions]
+def format_reward(completions, examples=None, task=None, ran_on=None):
+    """1.0 for exactly ``<think>…</think> <answer>…</answer>``, else 0.0; also 0.0 for a
+    sample that went on after its stop string instead of ending (`ran_on`, from the trainer
+    with `rollout.stop_grace_tokens`): R1's template ends with the end of the sequence."""
+    ran_on = ran_on or [False] * len(completions)
+    return [1.0 if is_strict_format(c) and not r else 0.0 for c, r in zip(completions, ran_on)]
 
 
 @register("tag_count")

@@ -153,6 +153,9 @@ def _finite_or_none(value: Any) -> tuple[float | None, bool]:
     return (v, True) if math.isfinite(v) else (None, False)
 
 
+PER_SAMPLE = ("lengths", "ran_on")  # context entries with one value per completion
+
+
 def _safe_call(name: str, fn: RewardFn, params: dict[str, Any], context: dict[str, Any],
                completions, examples, task) -> tuple[list[float], int, int]:
     """(scores, samples whose scoring raised, samples scored with a non-finite value); a
@@ -167,7 +170,7 @@ def _safe_call(name: str, fn: RewardFn, params: dict[str, Any], context: dict[st
         log.warning("reward %s failed on the batch (%s); scoring one by one", name, e)
         out = []
         for i, (c, ex) in enumerate(zip(completions, examples)):
-            one = dict(context, lengths=None if context.get("lengths") is None else [context["lengths"][i]])
+            one = {k: [v[i]] if k in PER_SAMPLE and v is not None else v for k, v in context.items()}
             try:
                 out.append(_bind(fn, params, one)([c], [ex], task)[0])
             except Exception as e1:
@@ -190,7 +193,7 @@ def _safe_call(name: str, fn: RewardFn, params: dict[str, Any], context: dict[st
 def score(
     completions: Sequence[str], examples: Sequence, task, weights: dict[str, float],
     params: dict[str, dict[str, Any]] | None = None, lengths: Sequence[int] | None = None,
-    max_tokens: int | None = None,
+    max_tokens: int | None = None, ran_on: Sequence[bool] | None = None,
 ) -> tuple[dict[str, list[float]], list[float], Failures]:
     """Run every weighted reward. Returns (per-reward scores, weighted total, failures): a
     score is a finite float or None ("cannot be scored"), which counts as 0 in this total
@@ -198,7 +201,8 @@ def score(
     per: dict[str, list[float]] = {}
     failures = Failures()
     total = [0.0] * len(completions)
-    context = {"lengths": list(lengths) if lengths is not None else None, "max_tokens": max_tokens}
+    context = {"lengths": list(lengths) if lengths is not None else None, "max_tokens": max_tokens,
+               "ran_on": list(ran_on) if ran_on is not None else None}
     for name, weight in weights.items():
         values, raised, nonfinite = _safe_call(name, get_reward(name), (params or {}).get(name, {}), context,
                                                list(completions), list(examples), task)

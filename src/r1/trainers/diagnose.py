@@ -51,12 +51,13 @@ def diagnose(rollouts: list[Rollout], task: Any, cfg: Any) -> list[tuple[str, st
             "they finished", f"a cut completion ends: `…{_clip(completions[finishes.index('length')][-120:])}`",
             ["rollout.max_new_tokens", "rollout.stop", "algorithm.mask_truncated", "prompt.template (ask for "
              "short reasoning)"]))
-    strict = sum(is_strict_format(c) for c in completions)
-    trailing = [c for c in completions if not is_strict_format(c) and "</answer>" in c
-                and is_strict_format(c[: c.rindex("</answer>") + len("</answer>")])]
+    ran_on = [f for r in rollouts for f in (r.ran_on or [False] * r.size)]
+    texts = [t for r in rollouts for t in r.generation.texts]
+    strict = sum(is_strict_format(c) and not ro for c, ro in zip(completions, ran_on))
+    trailing = [texts[i] for i, (c, ro) in enumerate(zip(completions, ran_on)) if ro and is_strict_format(c)]
     if strict == 0 and trailing:
         causes.append((
-            f"the format matched up to `</answer>` in {len(trailing)} of {n} completions, but each went on "
+            f"the format matched up to the stop string in {len(trailing)} of {n} completions, but each went on "
             f"writing after it instead of ending (EOS) within rollout.stop_grace_tokens "
             f"({cfg.rollout.stop_grace_tokens})", f"one ends: `…{_clip(trailing[0][-160:])}`",
             ["rollout.stop_grace_tokens (0: cut every sample at the stop string; the model then never "

@@ -28,7 +28,7 @@ from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
 from r1.algorithms.kl import KL_ESTIMATORS
 from r1.algorithms.losses import agg_loss, clipped_surrogate, masked_mean
 from r1.config import Config, dump_config
-from r1.data.prompts import is_strict_format
+from r1.data.prompts import is_strict_format, split_at_stop
 from r1.data.tasks import get_task
 from r1.data.tasks.base import curriculum_levels
 from r1.errors import R1Error
@@ -235,15 +235,31 @@ class GRPOTrainer:
         self.model.eval()
         with self.autocast_ctx() if getattr(self.engine, "model", None) is self.model else contextlib.nullcontext():
             gen: Generation = self.engine.generate(prompt_ids, r.group_size, params)
+        judged, ran_on = self.judged_texts(gen)
         return Rollout(examples=examples, prompt_ids=prompt_ids, group_size=r.group_size,
-                       generation=gen, completions=[self.prefill + t for t in gen.texts])
+                       generation=gen, completions=judged, ran_on=ran_on)
+
+    def judged_texts(self, gen: Generation) -> tuple[list[str], list[bool]]:
+        """What the rewards judge, and which samples ran on. With `stop_grace_tokens` the
+        text after a stop string is cut off (it can earn nothing: a tag written there must
+        not count) and a sample that wrote anything there but whitespace, or did not end
+        with EOS, ran on (its format reward is 0)."""
+        if self.cfg.rollout.stop_grace_tokens <= 0:
+            return [self.prefill + t for t in gen.texts], [False] * len(gen.texts)
+        texts, ran_on = [], []
+        for text, ids in zip(gen.texts, gen.completion_ids):
+            head, tail = split_at_stop(text, self.cfg.rollout.stop)
+            texts.append(self.prefill + head)
+            ran_on.append(tail is not None and (bool(tail.strip()) or not ids or ids[-1] not in self.eos))
+        return texts, ran_on
 
     def score(self, rollout: Rollout) -> rewards.Failures:
         g = rollout.group_size
         examples = [ex for ex in rollout.examples for _ in range(g)]
         per, total, failures = rewards.score(
             rollout.completions, examples, self.task, self.weights, self.cfg.reward_params,
-            lengths=[len(c) for c in rollout.generation.completion_ids], max_tokens=self.cfg.rollout.max_new_tokens)
+            lengths=[len(c) for c in rollout.generation.completion_ids], max_tokens=self.cfg.rollout.max_new_tokens,
+            ran_on=rollout.ran_on or None)
         rollout.rewards = per
         if self.cfg.algorithm.unscored == "exclude":
             total, rollout.scored = rewards.combine(per, self.weights, rollout.group_size)
@@ -490,7 +506,9 @@ class GRPOTrainer:
         acc = [a or 0.0 for a in acc]
         row.update({
             "accuracy": sum(acc) / n,
-            "format_rate": sum(is_strict_format(c) for c in rollout.completions) / n,
+            "format_rate": sum(is_strict_format(c) and not r
+                               for c, r in zip(rollout.completions, rollout.ran_on or [False] * n)) / n,
+            "ran_on": sum(rollout.ran_on) / n if rollout.ran_on else 0.0,
             "reflection_rate": sum(has_reflection(c) for c in rollout.completions) / n,
             "response_length_mean": statistics.fmean(lengths),
             "response_length_max": max(lengths),
@@ -582,7 +600,7 @@ class GRPOTrainer:
                         history.append({"step": done, **mid})
                         row["heldout/accuracy"], row["heldout/format_rate"] = mid["accuracy"], mid["format_rate"]
                     tracker.log(row)
-                    tracker.log_rollouts(rollout_rows(done, whole))
+                    tracker.log_rollouts(rollout_rows(done, whole, self.cfg.rollout.stop))
                     progress.update(1, f"reward {row['reward']:.3f} acc {row['accuracy']:.2f} "
                                        f"fmt {row['format_rate']:.2f} len {row['response_length_mean']:.0f}")
                 if done % cfg.train.save_every == 0 or done == cfg.train.steps:
@@ -648,7 +666,7 @@ def concat_rollouts(ros: list[Rollout]) -> Rollout:
         group_size=ros[0].group_size, generation=gen, completions=[c for r in ros for c in r.completions],
         rewards={k: [v for r in ros for v in r.rewards[k]] for k in ros[0].rewards},
         total_reward=[v for r in ros for v in r.total_reward], advantages=[v for r in ros for v in r.advantages],
-        scored=[v for r in ros for v in r.scored])
+        scored=[v for r in ros for v in r.scored], ran_on=[v for r in ros for v in r.ran_on])
 
 
 def non_finite_loss(loss, logp, old, adv, ref_lp, cmask) -> str:
@@ -662,11 +680,14 @@ def non_finite_loss(loss, logp, old, adv, ref_lp, cmask) -> str:
             "the weights were not updated, and the last checkpoint is intact")
 
 
-def rollout_rows(step: int, rollout: Rollout) -> list[dict]:
+def rollout_rows(step: int, rollout: Rollout, stops=()) -> list[dict]:
+    """One log row per sample; a sample that ran on shows what it wrote after the stop string."""
     g = rollout.group_size
     return [{
         "step": step, "id": rollout.examples[i // g].id, "sample": i % g,
         "completion": rollout.completions[i], "reward": rollout.total_reward[i],
         "advantage": rollout.advantages[i], "finish": rollout.generation.finish_reasons[i],
+        **({"ran_on": split_at_stop(rollout.generation.texts[i], stops)[1]}
+           if rollout.ran_on and rollout.ran_on[i] else {}),
         **{f"rewards/{k}": v[i] for k, v in rollout.rewards.items()},
     } for i in range(rollout.size)]
