@@ -190,10 +190,12 @@ def test_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatch
         return real_save(obj, f, *a, **k)
 
     monkeypatch.setattr(torch, "save", dying_save)
-    with pytest.raises(OSError):
+    from r1.errors import R1Error
+
+    with pytest.raises(R1Error, match="disk full.*step-000001 is intact: resume from it"):
         ckpt.save_checkpoint(root, 2, model, opt, sched, {})
     assert ckpt.latest_checkpoint(root).name == "step-000001"
-    assert not (root / "step-000002").exists()
+    assert not (root / "step-000002").exists() and not (root / ".tmp-step-000002").exists()
 
 
 @pytest.mark.slow

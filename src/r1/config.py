@@ -94,8 +94,9 @@ class RolloutConfig(_Strict):
     stop: list[str] = Field(default_factory=lambda: ["</answer>"])
     stop_grace_tokens: int = Field(
         4, ge=0, description="after a stop string, up to this many more tokens are sampled for the model to end "
-        "with EOS by itself; text other than whitespace there fails the strict format, so the model learns to "
-        "stop (0: the stop string ends every sample, and the trained model never learns to)")
+        "with EOS by itself; a sample that writes anything but whitespace there, or does not end, scores 0 on "
+        "the format reward, and rewards judge only the text up to the stop string, so the model learns to stop "
+        "(0: the stop string ends every sample, and the trained model never learns to)")
     engine: Literal["hf", "vllm", "vllm-server"] = Field(
         "hf", description="hf: r1's transformers engine; vllm: vLLM colocated in the trainer (GPU, extra gpu); "
         "vllm-server: a vLLM server started with r1's worker extension")

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from r1.errors import R1Error
+
 LATEST = "latest"
 
 
@@ -70,18 +72,25 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: d
     tmp = root / f".tmp-step-{step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    for name, obj in (
-        ("model.pt", trainable_state(model) if model_state is None else model_state),
-        ("optimizer.pt", optimizer.state_dict() if optim_state is None else optim_state),
-        ("scheduler.pt", scheduler.state_dict()),
-        ("rng.pt", rng_state()),
-    ):
-        with open(tmp / name, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-    _write_atomic(tmp / "state.json", json.dumps({"step": step, **state}, indent=1))
-    _fsync_dir(tmp)
+    try:
+        for name, obj in (
+            ("model.pt", trainable_state(model) if model_state is None else model_state),
+            ("optimizer.pt", optimizer.state_dict() if optim_state is None else optim_state),
+            ("scheduler.pt", scheduler.state_dict()),
+            ("rng.pt", rng_state()),
+        ):
+            with open(tmp / name, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+        _write_atomic(tmp / "state.json", json.dumps({"step": step, **state}, indent=1))
+        _fsync_dir(tmp)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as "unexpected pos …"
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(root)
+        raise R1Error(f"could not write the checkpoint of step {step} to {root} ({e}; is the disk full?); "
+                      + (f"{previous.name} is intact: resume from it with --resume" if previous
+                         else "no earlier checkpoint exists")) from e
     if final.exists():
         _discard(final)
     os.replace(tmp, final)
@@ -148,8 +157,6 @@ def prepare_run_dir(out: Path, resume: bool) -> bool:
     """Create `out`; refuse to overwrite a run without --resume. Returns whether to resume
     (False, with a warning, when --resume finds no checkpoint)."""
     import logging
-
-    from r1.errors import R1Error
 
     ckpts = out / "checkpoints"
     has_run = ckpts.exists() and latest_checkpoint(ckpts) is not None
