@@ -159,8 +159,7 @@ def length_signature(rows: list[dict], window: int = 5) -> dict:
     lengths = [r["response_length_mean"] for r in rows if r.get("response_length_mean") is not None]
     if not lengths:
         return {}
-    rolling = [sum(lengths[max(0, i - window + 1):i + 1]) / len(lengths[max(0, i - window + 1):i + 1])
-               for i in range(len(lengths))]
+    rolling = _smooth(lengths, window)
     low = min(range(len(rolling)), key=rolling.__getitem__)
     tail = lengths[-max(1, len(lengths) // 10):]
     last = sum(tail) / len(tail)
