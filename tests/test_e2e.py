@@ -124,6 +124,39 @@ def test_text_after_the_stop_string_can_only_lose_reward(tmp_path):
     assert judged0 == [tr.prefill + t for t in texts] and not any(ran_on0)
 
 
+def test_the_heldout_evaluation_judges_as_training_does(tmp_path):
+    """The held-out evaluation cuts the text at the stop string like the rewards do: a sample
+    that answered, then wrote on (a second, different answer) keeps its first answer's verdict
+    but fails the format; one that ended with EOS passes it and counts in `eos_rate`."""
+    from r1.eval.heldout import evaluate
+    from r1.types import Generation
+
+    tr = GRPOTrainer(tiny_cfg("train.steps=1"), tmp_path / "run")
+    tr.setup()
+    eos, ex = min(tr.eos), tr.heldout[0]
+    right, wrong = ex.answer, str(int(ex.answer) + 1)
+    head = ("" if "<think>" in tr.prefill else "<think>") + "x</think>"
+    texts = [f"{head}<answer>{right}</answer>", f"{head}<answer>{right}</answer> <answer>{wrong}</answer>",
+             f"{head}<answer>{wrong}</answer>"]
+    ids = [[5, eos], [5, 6, 7], [5, eos]]
+
+    class Fixed:
+        eos_ids = tr.eos
+
+        def generate(self, prompt_ids, n, params):
+            assert params.stop_grace == 4 and n == 3
+            return Generation(completion_ids=ids, logprobs=[[0.0] * len(i) for i in ids],
+                              finish_reasons=["stop", "length", "stop"], texts=texts)
+
+    kw = dict(samples=3, temperature=1.0, top_p=1.0, max_new_tokens=8, stop=("</answer>",), seed=0)
+    m = evaluate(Fixed(), tr.prompts, tr.task, [ex], stop_grace=4, **kw)
+    rows = m["rows"]
+    assert [r["correct"] for r in rows] == [True, True, False]
+    assert [r["format"] for r in rows] == [True, False, True]
+    assert [r["eos"] for r in rows] == [True, False, True] and m["eos_rate"] == 2 / 3
+    assert rows[1]["completion"].endswith(f"<answer>{wrong}</answer>")  # the row keeps what it wrote
+
+
 def test_curriculum_moves_the_prompts_from_easy_to_hard(tmp_path):
     """task.curriculum: the training prompts of step s come from level s * levels // steps
     (arithmetic: the number of operands), the held-out set stays the whole mix."""

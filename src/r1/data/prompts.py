@@ -120,6 +120,10 @@ def extract_answer(text: str, *, fallback: str = "none") -> str | None:
     last ``\boxed{}``; ``"last_number"`` takes the last ``\boxed{}`` or else the last
     number anywhere (GSM8K-style lenient extraction).
     """
+    if fallback == "math":  # tags, then \boxed{}, then Math-Verify's extraction (a worker process)
+        from r1.data.verify import extract
+
+        return extract(text)
     span = answer_span(text)
     if span is not None:
         inner = last_boxed(span)
@@ -133,7 +137,7 @@ def extract_answer(text: str, *, fallback: str = "none") -> str | None:
         return None
     if fallback == "last_number":
         return last_number(text)
-    raise ValueError(f"unknown answer fallback {fallback!r}: use none, boxed or last_number")
+    raise ValueError(f"unknown answer fallback {fallback!r}: use none, boxed, last_number or math")
 
 
 def split_at_stop(text: str, stops) -> tuple[str, str | None]:
@@ -144,6 +148,28 @@ def split_at_stop(text: str, stops) -> tuple[str, str | None]:
         return text, None
     i, stop = min(hits)
     return text[: i + len(stop)], text[i + len(stop):]
+
+
+def ends_with_eos(ids, eos) -> bool:
+    """True when a sample's last token id is one of `eos` (it ended by itself)."""
+    return bool(ids) and ids[-1] in eos
+
+
+def judge_texts(texts, completion_ids, *, stops, eos, grace: int, prefill: str = "") -> tuple[list[str], list[bool]]:
+    """What rewards and evaluations judge, and which samples ran on.
+
+    Without a stop grace (`grace` <= 0) the text is judged whole (the sampler cut it at the
+    stop string). With one, the text after the first stop string is cut off (it can earn
+    nothing: a tag written there must not count) and a sample that wrote anything there but
+    whitespace, or did not end with EOS, ran on (strict format fails)."""
+    if grace <= 0:
+        return [prefill + t for t in texts], [False] * len(texts)
+    judged, ran_on = [], []
+    for text, ids in zip(texts, completion_ids):
+        head, tail = split_at_stop(text, stops)
+        judged.append(prefill + head)
+        ran_on.append(tail is not None and (bool(tail.strip()) or not ends_with_eos(ids, eos)))
+    return judged, ran_on
 
 
 def is_strict_format(text: str) -> bool:

@@ -6,7 +6,7 @@ import re
 import statistics
 from dataclasses import dataclass
 
-from r1.data.prompts import extract_answer, is_strict_format
+from r1.data.prompts import ends_with_eos, extract_answer, is_strict_format, judge_texts
 from r1.types import SamplingParams
 
 REFLECTION_RE = re.compile(
@@ -58,7 +58,10 @@ def evaluate(engine, prompts: PromptBuilder, task, examples, *, samples: int, te
                                 top_p=top_p, stop=stop, seed=seed + start, stop_grace=stop_grace)
         gen = engine.generate(ids, samples, params)
         prefill = prompts.render("x").prefill
-        completions = [prefill + text for text in gen.texts]
+        # judged as training judges them: with a grace, only up to the stop string, and a
+        # sample that wrote on after it fails the format
+        completions, ran_on = judge_texts(gen.texts, gen.completion_ids, stops=stop, eos=eos or (),
+                                          grace=stop_grace if eos else 0, prefill=prefill)
         exs = [chunk[i // samples] for i in range(len(completions))]
         answers = [task.extract(c) for c in completions]
         correct = task.verify_batch(answers, exs)
@@ -67,10 +70,11 @@ def evaluate(engine, prompts: PromptBuilder, task, examples, *, samples: int, te
         for i, (ex, completion) in enumerate(zip(exs, completions)):
             rows.append({
                 "id": ex.id, "sample": i % samples, "question": ex.question, "gold": ex.answer,
-                "completion": completion, "answer": answers[i], "correct": bool(correct[i]),
+                "completion": prefill + gen.texts[i], "answer": answers[i], "correct": bool(correct[i]),
                 "lenient_correct": bool(lenient[i]),
-                "format": is_strict_format(completion), "tokens": len(gen.completion_ids[i]),
-                "eos": bool(eos and gen.completion_ids[i] and gen.completion_ids[i][-1] in eos),
+                "format": is_strict_format(completion) and not ran_on[i], "tokens": len(gen.completion_ids[i]),
+                "eos": bool(eos) and ends_with_eos(gen.completion_ids[i], eos),
+                "reflection": has_reflection(completion),
             })
     n = max(len(rows), 1)
     lengths = [r["tokens"] for r in rows] or [0]
@@ -79,7 +83,7 @@ def evaluate(engine, prompts: PromptBuilder, task, examples, *, samples: int, te
         "format_rate": sum(r["format"] for r in rows) / n,
         "lenient_accuracy": sum(r["lenient_correct"] for r in rows) / n,
         "mean_length": statistics.fmean(lengths),
-        "reflection_rate": sum(has_reflection(r["completion"]) for r in rows) / n,
+        "reflection_rate": sum(r["reflection"] for r in rows) / n,
         **({"eos_rate": sum(r["eos"] for r in rows) / n} if stop_grace > 0 and eos else {}),
         "problems": len(examples),
         "samples_per_problem": samples,

@@ -142,7 +142,7 @@ class HFBatchEngine:
                  max_queue: int = 256, max_prefill_tokens: int = 4096, seed: int = 0):
         import torch
 
-        from r1.rollout.hf import eos_ids, pack_linears, packed_linear_available, use_decode_attention, with_cache
+        from r1.rollout.hf import eos_ids, pack_linears, packed_linear_available, use_decode_attention
 
         if max_batch < 1 or max_queue < 0:
             raise R1Error("max_batch must be >= 1 and max_queue >= 0")
@@ -155,7 +155,6 @@ class HFBatchEngine:
         self.max_model_len = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self.max_batch, self.max_queue, self.max_prefill_tokens = max_batch, max_queue, max_prefill_tokens
         self.eos_ids = eos_ids(model, tokenizer)
-        self.cache_kw = with_cache(model, None)  # {keyword: None}: how forward takes the KV cache
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._gen = torch.Generator(device=self.device).manual_seed(seed)
         self._pending: collections.deque[RequestHandle] = collections.deque()
@@ -309,7 +308,7 @@ class HFBatchEngine:
         import torch
 
         from r1.padding import left_pad
-        from r1.rollout.hf import preallocated_cache
+        from r1.rollout.hf import preallocated_cache, with_cache
 
         ids, mask = left_pad([h.request.prompt_ids for h in handles], self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
@@ -321,7 +320,7 @@ class HFBatchEngine:
         room = max(h.request.max_tokens for h in handles)
         cache = preallocated_cache(self.model, ids.shape[1] + room)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         **dict.fromkeys(self.cache_kw, cache), use_cache=True, logits_to_keep=1)
+                         **with_cache(self.model, cache), use_cache=True, logits_to_keep=1)
         new = _Batch(rows=rows, cache=cache, mask=mask, last_pos=positions[:, -1], logits=out.logits[:, -1, :])
         old = self._batch
         if not old.rows:
@@ -401,6 +400,8 @@ class HFBatchEngine:
     def _step(self) -> None:
         import torch
 
+        from r1.rollout.hf import with_cache
+
         batch = self._batch
         tokens, errors = self._sample(batch.logits)
         logprobs = self._logprobs(batch.logits, tokens)
@@ -447,7 +448,7 @@ class HFBatchEngine:
         batch.mask = torch.cat([batch.mask, batch.mask.new_ones((batch.mask.shape[0], 1))], dim=1)
         batch.last_pos = batch.last_pos + 1
         out = self.model(input_ids=token_t[:, None], attention_mask=batch.mask,
-                         position_ids=batch.last_pos[:, None], **dict.fromkeys(self.cache_kw, batch.cache),
+                         position_ids=batch.last_pos[:, None], **with_cache(self.model, batch.cache),
                          use_cache=True)
         batch.logits = out.logits[:, -1, :]
 

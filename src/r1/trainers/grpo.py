@@ -28,7 +28,7 @@ from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
 from r1.algorithms.kl import KL_ESTIMATORS
 from r1.algorithms.losses import agg_loss, clipped_surrogate, masked_mean
 from r1.config import Config, dump_config
-from r1.data.prompts import is_strict_format, split_at_stop
+from r1.data.prompts import ends_with_eos, is_strict_format, judge_texts, split_at_stop
 from r1.data.tasks import get_task
 from r1.data.tasks.base import curriculum_levels
 from r1.errors import R1Error
@@ -240,18 +240,9 @@ class GRPOTrainer:
                        generation=gen, completions=judged, ran_on=ran_on)
 
     def judged_texts(self, gen: Generation) -> tuple[list[str], list[bool]]:
-        """What the rewards judge, and which samples ran on. With `stop_grace_tokens` the
-        text after a stop string is cut off (it can earn nothing: a tag written there must
-        not count) and a sample that wrote anything there but whitespace, or did not end
-        with EOS, ran on (its format reward is 0)."""
-        if self.cfg.rollout.stop_grace_tokens <= 0:
-            return [self.prefill + t for t in gen.texts], [False] * len(gen.texts)
-        texts, ran_on = [], []
-        for text, ids in zip(gen.texts, gen.completion_ids):
-            head, tail = split_at_stop(text, self.cfg.rollout.stop)
-            texts.append(self.prefill + head)
-            ran_on.append(tail is not None and (bool(tail.strip()) or not ids or ids[-1] not in self.eos))
-        return texts, ran_on
+        """What the rewards judge, and which samples ran on (`data.prompts.judge_texts`)."""
+        return judge_texts(gen.texts, gen.completion_ids, stops=self.cfg.rollout.stop, eos=self.eos,
+                           grace=self.cfg.rollout.stop_grace_tokens, prefill=self.prefill)
 
     def score(self, rollout: Rollout) -> rewards.Failures:
         g = rollout.group_size
@@ -513,7 +504,7 @@ class GRPOTrainer:
             "response_length_mean": statistics.fmean(lengths),
             "response_length_max": max(lengths),
             "truncated_frac": sum(f == "length" for f in gen.finish_reasons) / n,
-            "eos_rate": sum(bool(c) and c[-1] in self.eos for c in gen.completion_ids) / n,
+            "eos_rate": sum(ends_with_eos(c, self.eos) for c in gen.completion_ids) / n,
             **({} if self.levels is None else {"curriculum_level": self.curriculum_level(step)}),
             "zero_variance_groups": int((~keep).view(-1, rollout.group_size).all(1).sum().item()),
             "unscored": sum(not s for s in rollout.scored) if rollout.scored else 0,
