@@ -69,7 +69,7 @@ def _normalise(text: str) -> str:
 
 
 def _verifier(cfg: FilterConfig):
-    from r1.data.prompts import extract_answer, split_reasoning
+    from r1.data.prompts import split_reasoning
     from r1.data.tasks.base import Example
 
     if cfg.task:
@@ -82,15 +82,10 @@ def _verifier(cfg: FilterConfig):
                          meta=row.get("meta") or {})
             return bool(task.score(row["completion"], ex))
     else:
-        from r1.rewards.accuracy import answers_match
+        from r1.data.verify import answers_match
 
-        def check(row: dict) -> bool:
-            _, answer_part = split_reasoning(row["completion"])
-            for fallback in ("none", "boxed", "last_number"):  # <answer> tags, then \\boxed{}, then a number
-                answer = extract_answer(answer_part, fallback=fallback)
-                if answer is not None:
-                    return answers_match(str(row.get("gold", "")), answer)
-            return False
+        def check(row: dict) -> bool:  # <answer> tags, then \\boxed{}, then Math-Verify's extraction
+            return answers_match(str(row.get("gold", "")), split_reasoning(row["completion"])[1])
     return check
 
 

@@ -22,7 +22,9 @@ class Benchmark:
     subset: str | None = None
     split: str = "test"
     suffix: str = MATH_SUFFIX  # appended to the problem (R1's usage rule for math)
-    fallback: str = "boxed"  # answer extraction when there is no <answer> tag ("task": the task's own)
+    # answer extraction when there is no <answer> tag: "math" is \boxed{} then Math-Verify's
+    # extraction ("final answer is $…$", LaTeX, numbers); "task": the task's own
+    fallback: str = "math"
 
 
 BENCHMARKS = {
@@ -32,7 +34,7 @@ BENCHMARKS = {
         Benchmark("aime24", "math", "HuggingFaceH4/aime_2024", split="train"),
         Benchmark("aime25", "math", "yentinglin/aime_2025", split="train"),
         Benchmark("amc23", "math", "math-ai/amc23"),
-        Benchmark("gsm8k", "gsm8k", "openai/gsm8k", "main", fallback="last_number"),
+        Benchmark("gsm8k", "gsm8k", "openai/gsm8k", "main"),
         Benchmark("arithmetic", "arithmetic", suffix="", fallback="last_number"),
         Benchmark("countdown", "countdown", suffix="", fallback="none"),
         # the task writes the instruction; the answer is the last ```python block, run against the tests

@@ -18,7 +18,6 @@ from r1.config import SamplingSettings
 from r1.data.prompts import extract_answer, split_reasoning
 from r1.errors import R1Error
 from r1.eval.metrics import majority_vote, mean_ci95, pass_at_k
-from r1.rewards.accuracy import answers_match
 from r1.tracking import read_metrics
 from r1.types import SamplingParams
 
@@ -94,7 +93,9 @@ def _question(ex, suffix: str) -> str:
     return f"{ex.question.strip()}\n{suffix}" if suffix else ex.question.strip()
 
 
-def compute_metrics(rows: list[dict], examples, samples: int) -> dict:
+def compute_metrics(rows: list[dict], examples, samples: int, task) -> dict:
+    """pass@1 (with its 95% interval), pass@k and cons@k (answers grouped by `task.equivalent`,
+    the vote judged by `task.verify`), format and length figures."""
     by_id: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_id[r["id"]].append(r)
@@ -109,8 +110,8 @@ def compute_metrics(rows: list[dict], examples, samples: int) -> dict:
         for k in ks:
             if k <= n:
                 passk[k].append(pass_at_k(n, c, k))
-        voted = majority_vote([r["answer"] for r in group], answers_match)
-        cons.append(1.0 if voted is not None and answers_match(ex.answer, voted) else 0.0)
+        voted = majority_vote([r["answer"] for r in group], task.equivalent)
+        cons.append(1.0 if voted is not None and task.verify(voted, ex) else 0.0)
     mean, low, high = mean_ci95(per_problem)
     lengths = [r["tokens"] for r in rows] or [0]
     metrics = {
@@ -207,7 +208,7 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
 
     from r1.tracking import collect_versions
 
-    metrics = compute_metrics(rows, examples, k)
+    metrics = compute_metrics(rows, examples, k, task)
     result = {
         "benchmark": cfg.benchmark,
         "model": cfg.model,

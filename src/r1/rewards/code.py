@@ -36,6 +36,19 @@ def extract_code(completion: str) -> str | None:
     return (py or [code for _, code in blocks])[-1]
 
 
+def same_program(a: str | None, b: str | None) -> bool:
+    """The same code, formatting, comments and docstring quoting aside (their syntax trees are
+    equal); texts that do not parse are compared with whitespace collapsed."""
+    import ast
+
+    if a is None or b is None:
+        return False
+    try:
+        return ast.dump(ast.parse(a)) == ast.dump(ast.parse(b))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return " ".join(a.split()) == " ".join(b.split())
+
+
 def humaneval_program(code: str, meta: dict[str, Any], nonce: str = "") -> str:
     """code + test + check(entry_point); the prompt (signature, imports) goes first when the
     code does not define the entry point itself. With a nonce, the program prints it after

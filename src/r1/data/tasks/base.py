@@ -51,6 +51,13 @@ class Task:
     def extract(self, completion: str) -> str | None:
         return extract_answer(completion, fallback=self.fallback)
 
+    def equivalent(self, a: str, b: str) -> bool:
+        """Whether two answers to the same problem are the same answer (cons@k votes with it):
+        mathematical equivalence, as `verify` judges an answer against the gold one."""
+        from r1.data.verify import answers_match
+
+        return answers_match(a, b)
+
     def score(self, completion: str, example: Example) -> bool:
         return self.verify(self.extract(completion), example)
 

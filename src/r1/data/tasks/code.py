@@ -42,6 +42,12 @@ class HumanEvalTask(_FileTask):
 
         return extract_code(completion)
 
+    def equivalent(self, a, b) -> bool:
+        """Two programs are one answer when their code is the same, formatting and comments aside."""
+        from r1.rewards.code import same_program
+
+        return same_program(a, b)
+
     def verify(self, prediction, example) -> bool:
         return self.verify_batch([prediction], [example])[0]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import operator
 import random
-from collections import Counter
 from fractions import Fraction
 
 from pydantic import Field
@@ -53,17 +52,23 @@ def safe_eval(expr: str, numbers: list[int] | None = None) -> Fraction:
     return _walk(tree, numbers if numbers is not None else [])
 
 
-def check_equation(answer: str | None, nums: list[int], target: int) -> bool:
-    """True when `answer` uses exactly `nums` and evaluates to `target`."""
+def equation_value(answer: str | None) -> tuple[Fraction, tuple[int, ...]] | None:
+    """(value, the numbers used, sorted) of an equation's left side; None if it is no equation."""
     if not answer:
-        return False
+        return None
     expr = answer.split("=")[0] if answer.count("=") == 1 else answer
     used: list[int] = []
     try:
         value = safe_eval(expr, used)
     except (UnsafeExpression, ZeroDivisionError, OverflowError, RecursionError, ValueError):
-        return False
-    return Counter(used) == Counter(nums) and value == target
+        return None
+    return value, tuple(sorted(used))
+
+
+def check_equation(answer: str | None, nums: list[int], target: int) -> bool:
+    """True when `answer` uses exactly `nums` and evaluates to `target`."""
+    got = equation_value(answer)
+    return got is not None and got == (target, tuple(sorted(nums)))
 
 
 class CountdownParams(TaskParams):
@@ -120,3 +125,8 @@ class CountdownTask(Task):
 
     def verify(self, prediction, example):
         return check_equation(prediction, example.meta["numbers"], example.meta["target"])
+
+    def equivalent(self, a, b):
+        """Two equations are one answer when they use the same numbers for the same value."""
+        va = equation_value(a)
+        return va is not None and va == equation_value(b)

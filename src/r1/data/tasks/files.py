@@ -13,7 +13,7 @@ from r1.data.jsonl import read_jsonl
 from r1.data.prompts import last_boxed
 from r1.data.tasks.base import Example, Task, TaskParams, split_pool
 from r1.errors import R1Error
-from r1.rewards.accuracy import answers_match
+from r1.data.verify import answers_match
 
 
 class FileParams(TaskParams):

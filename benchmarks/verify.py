@@ -1,0 +1,99 @@
+"""Verification speed: r1's `answers_match` (fast paths, worker process, cache) against
+Math-Verify's `parse` + `verify` called directly, side by side in one run, on MATH-500's
+gold answers:
+
+* ``same``: each gold against itself (r1's same-string fast path);
+* ``boxed``: each gold against ``The answer is $\\boxed{gold}$.`` (Math-Verify's work);
+* ``perturbed``: each gold against itself with its first digit changed (a wrong answer);
+* ``again``: the ``boxed`` pairs again (a GRPO group repeats answers; r1 caches verdicts,
+  Math-Verify its LaTeX parses).
+
+Each set starts cold on both sides (caches emptied, r1's worker restarted outside the timing).
+
+It also lists the golds that r1 does not accept in their boxed spelling (should be none).
+
+    python benchmarks/verify.py [--data ../shared/data/math500.jsonl] [--limit 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def perturb(gold: str) -> str:
+    m = re.search(r"\d", gold)
+    if not m:
+        return gold + "+1"
+    d = str((int(m.group()) + 1) % 10)
+    return gold[: m.start()] + d + gold[m.end():]
+
+
+def timed(fn, pairs) -> tuple[float, list[bool]]:
+    t0 = time.perf_counter()
+    verdicts = [fn(g, t) for g, t in pairs]
+    return time.perf_counter() - t0, verdicts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "math500.jsonl"))
+    ap.add_argument("--limit", type=int, default=500)
+    args = ap.parse_args()
+
+    from math_verify import parse, verify
+
+    from r1.data import verify as V
+
+    golds = [json.loads(line)["answer"] for line in Path(args.data).read_text().splitlines()[: args.limit]]
+    sets = {
+        "same": [(g, g) for g in golds],
+        "boxed": [(g, f"The answer is $\\boxed{{{g}}}$.") for g in golds],
+        "perturbed": [(g, f"The answer is $\\boxed{{{perturb(g)}}}$.") for g in golds],
+    }
+
+    def reference(gold, text):
+        return bool(verify(parse(f"${gold}$"), parse(text)))
+
+    import math_verify.parser as mvp
+
+    def cold() -> None:
+        """Both sides start each set with empty caches (Math-Verify's LaTeX/expression
+        caches here, r1's verdicts and its worker's), r1's worker already started."""
+        mvp.parse_latex_cached.cache_clear()
+        mvp.parse_expr_cached.cache_clear()
+        V._POOL.close()
+        V._cache.clear()
+        V.answers_match("1", "\\frac{2}{2}")
+
+    rows, result = [], {}
+    for name, pairs in sets.items():
+        cold()
+        s_ref, v_ref = timed(reference, pairs)
+        s_r1, v_r1 = timed(V.answers_match, pairs)
+        rows.append((name, len(pairs) / s_r1, len(pairs) / s_ref, sum(v_r1), sum(v_ref)))
+        result[name] = {"r1_per_s": len(pairs) / s_r1, "math_verify_per_s": len(pairs) / s_ref,
+                        "r1_true": sum(v_r1), "math_verify_true": sum(v_ref)}
+        if name == "boxed":  # the same pairs again, both sides' caches warm
+            s_ref2, _ = timed(reference, pairs)
+            s_cached, _ = timed(V.answers_match, pairs)
+            rows.append(("again", len(pairs) / s_cached, len(pairs) / s_ref2, sum(v_r1), sum(v_ref)))
+            result["again"] = {"r1_per_s": len(pairs) / s_cached, "math_verify_per_s": len(pairs) / s_ref2}
+            missed = [g for (g, _), ok in zip(pairs, v_r1) if not ok]
+    print(f"{len(golds)} MATH-500 gold answers; verifications per second")
+    print(f"{'pairs':10} {'r1':>10} {'Math-Verify':>12} {'ratio':>7} {'r1 true':>8} {'MV true':>8}")
+    for name, ours, ref, t_ours, t_ref in rows:
+        print(f"{name:10} {ours:10.0f} {ref:12.0f} {ours / ref:6.1f}x {t_ours:8d} {t_ref:8d}")
+    print(f"golds r1 does not accept in their boxed spelling: {len(missed)}", *missed[:20], sep="\n  ")
+    print(f"r1 counters: {V.stats()}")
+    result["missed"] = missed
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
