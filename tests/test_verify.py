@@ -151,3 +151,20 @@ def test_a_forked_child_starts_its_own_workers():
     assert os.read(rfd, 1) == b"1"
     assert answers_match("\\frac{3}{4}", "$0.75$")  # and the parent's still answer
     assert {worker.process.pid for worker in V._POOL._idle} == parents
+
+
+def test_a_verifier_that_cannot_start_is_a_clear_error_not_zero_reward(monkeypatch):
+    """A missing Math-Verify must stop a run with its reason, not score every answer 0."""
+    from r1.data.tasks import get_task
+    from r1.data.tasks.base import Example
+    from r1.errors import R1Error
+    from r1.rewards import registry
+
+    monkeypatch.setattr(V, "_WORKER_CODE", "import sys; sys.exit('No module named math_verify')")
+    monkeypatch.setattr(V, "_POOL", V._Pool(2))
+    V._cache.clear()
+    with pytest.raises(R1Error, match="could not start: No module named math_verify"):
+        answers_match("\\frac{1}{2}", "0.5")
+    task, ex = get_task("gsm8k", {"path": "unused.jsonl"}), Example("e", "q", "\\frac{1}{2}")
+    with pytest.raises(R1Error, match="could not start"):
+        registry.score(["<answer>0.5</answer>"], [ex], task, {"accuracy": 1.0})

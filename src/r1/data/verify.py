@@ -26,9 +26,11 @@ import functools
 import logging
 import re
 import threading
+import tempfile
 import time
 
 from r1.data.prompts import answer_span, extract_answer
+from r1.errors import R1Error
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +231,9 @@ def _serve() -> None:
         out.send(result)
 
 
+_WORKER_CODE = "from r1.data.verify import _serve; _serve()"
+
+
 class _Worker:
     """One worker process (a fresh interpreter: nothing of the caller's state, no re-run of
     its main module) and the two ends of its pipes."""
@@ -242,9 +247,10 @@ class _Worker:
 
         src = str(Path(__file__).resolve().parents[2])  # where this r1 is imported from
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+        self.stderr = tempfile.TemporaryFile()  # what it says if it cannot start
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from r1.data.verify import _serve; _serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+            [sys.executable, "-c", _WORKER_CODE],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env)
         self.send_conn = Connection(os.dup(self.process.stdin.fileno()), readable=False)
         self.recv_conn = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdin.close()
@@ -252,8 +258,16 @@ class _Worker:
         self.ready = False
 
     def wait_ready(self, seconds: float) -> bool:
+        """True once the worker has Math-Verify loaded; an R1Error if it cannot start."""
         if not self.ready and self.recv_conn.poll(max(seconds, 0.0)):
-            self.ready = self.recv_conn.recv() == "ready"
+            try:
+                self.ready = self.recv_conn.recv() == "ready"
+            except (EOFError, OSError):
+                self.process.wait()
+                self.stderr.seek(0)
+                said = self.stderr.read().decode(errors="replace").strip().splitlines()
+                raise R1Error("the answer verifier (Math-Verify, in a worker process) could not start: "
+                              + (said[-1] if said else f"exit code {self.process.returncode}")) from None
         return self.ready
 
     def alive(self) -> bool:
@@ -264,6 +278,7 @@ class _Worker:
         self.process.wait()
         self.send_conn.close()
         self.recv_conn.close()
+        self.stderr.close()
 
 
 class _Pool:
@@ -306,7 +321,9 @@ class _Pool:
                 worker = None
                 _STATS["timeouts"] += 1
                 return False, None
-            worker.send_conn.send((op, (*args, max(1, int(timeout)))))
+            # Math-Verify's own (SIGALRM) timeouts, a little shorter, let a worker survive slow
+            # Python-level work; the hard deadline here covers the rest
+            worker.send_conn.send((op, (*args, max(1, int(timeout * 0.8)))))
             if worker.recv_conn.poll(max(deadline - time.monotonic(), 0.0)):
                 result = worker.recv_conn.recv()
                 with self._lock:

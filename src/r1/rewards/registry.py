@@ -166,6 +166,8 @@ def _safe_call(name: str, fn: RewardFn, params: dict[str, Any], context: dict[st
         out = list(_bind(fn, params, context)(completions, examples, task))
         if len(out) != len(completions):
             raise ValueError(f"returned {len(out)} scores for {len(completions)} completions")
+    except R1Error:  # the user's setup (a verifier that cannot start), not a bug: stop with it
+        raise
     except Exception as e:  # a reward bug must not kill a training run
         log.warning("reward %s failed on the batch (%s); scoring one by one", name, e)
         out = []
@@ -173,6 +175,8 @@ def _safe_call(name: str, fn: RewardFn, params: dict[str, Any], context: dict[st
             one = {k: [v[i]] if k in PER_SAMPLE and v is not None else v for k, v in context.items()}
             try:
                 out.append(_bind(fn, params, one)([c], [ex], task)[0])
+            except R1Error:
+                raise
             except Exception as e1:
                 log.warning("reward %s failed on one sample: %s", name, e1)
                 out.append(0.0)
