@@ -39,12 +39,14 @@ def _numbers() -> list[tuple[str, str, bool, str]]:
         ("3.14", ["3.14", "3.140"], "3.15"),
         ("\\frac{9}{4}", ["2.25", "9/4", "\\frac94"], "\\frac{4}{9}"),
     ]:
-        for s in spellings:
-            for text in _wrap(s):
-                out.append((gold, text, True, "number"))
-        for text in _wrap(wrong):
-            out.append((gold, text, False, "number"))
+        out += _written(gold, spellings, [wrong], "number")
     return out
+
+
+def _written(gold: str, rights: list[str], wrongs: list[str], kind: str) -> list[tuple[str, str, bool, str]]:
+    """Every right and wrong spelling in every way of writing it, labelled."""
+    return [(gold, text, label, kind) for spellings, label in ((rights, True), (wrongs, False))
+            for s in spellings for text in _wrap(s)]
 
 
 def _structures() -> list[tuple[str, str, bool, str]]:
@@ -75,15 +77,7 @@ def _structures() -> list[tuple[str, str, bool, str]]:
         ("10\\%", ["10\\%", "10"], ["20\\%"], "percent"),
         ("\\infty", ["\\infty"], ["-\\infty"], "infinity"),
     ]
-    out = []
-    for gold, rights, wrongs, kind in cases:
-        for s in rights:
-            for text in _wrap(s):
-                out.append((gold, text, True, kind))
-        for s in wrongs:
-            for text in _wrap(s):
-                out.append((gold, text, False, kind))
-    return out
+    return [case for gold, rights, wrongs, kind in cases for case in _written(gold, rights, wrongs, kind)]
 
 
 def _prose() -> list[tuple[str, str, bool, str]]:
