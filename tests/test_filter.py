@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from r1.data.filter import FilterConfig, reject, well_formed
+from r1.pipeline.filter import FilterConfig, reject, well_formed
 
 GOOD = "<think>\nWe add 2 and 3 to get 5.\n</think>\n\nThe answer is \\boxed{5}."
 

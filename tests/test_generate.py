@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from r1.data.generate import GenerateConfig, run_generate
+from r1.pipeline.generate import GenerateConfig, run_generate
 from r1.errors import R1Error
 
 
@@ -100,7 +100,7 @@ def test_api_generation_retries_429_and_5xx_and_keeps_the_reasoning(tmp_path, pr
     assert r["reasoning"] == "3 plus 3 is 6." and r["content"] == "So \\boxed{6}."
     assert r["completion"] == "<think>\n3 plus 3 is 6.\n</think>\nSo \\boxed{6}." and r["model"] == "deepseek-reasoner"
     # what the filter keeps: every sample verifies
-    from r1.data.filter import FilterConfig, reject
+    from r1.pipeline.filter import FilterConfig, reject
 
     assert len(reject(rows, FilterConfig()).kept) == 5  # the two samples of a prompt are identical: deduplicated
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from r1.errors import R1Error
+from r1.errors import R1Error, describe_validation_error
 
 
 class _Strict(BaseModel):
@@ -226,20 +226,6 @@ class Config(_Strict):
         for name in self.rewards:
             check_params(name, self.reward_params.get(name, {}))
         return self
-
-
-def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
-    """One line naming the first bad key, e.g. ``optim.lr: Input should be a valid number``."""
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(first["loc"])) or "config"
-    if first["type"] == "extra_forbidden":
-        return f"config: unknown key {loc!r}"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] in ("missing",):
-        return f"config: {loc}: missing"
-    got = first.get("input")
-    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-    return f"config: {msg}{shown}" if loc == "config" else f"config: {loc}: {msg}{shown}"
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

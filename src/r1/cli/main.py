@@ -158,7 +158,7 @@ def generate(
     enforce_eager: bool = O.EnforceEager,
 ) -> None:
     """Sample reasoning traces (teacher data for `r1 filter` and `r1 sft`); key in OPENAI_API_KEY."""
-    from r1.data.generate import GenerateConfig, run_generate
+    from r1.pipeline.generate import GenerateConfig, run_generate
 
     cfg = GenerateConfig(model=model, api_base=api_base, api_model=api_model, data=data, task=task,
                          samples=samples, limit=limit, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -184,7 +184,7 @@ def filter_(
     import json
     from pathlib import Path
 
-    from r1.data.filter import FilterConfig, reject
+    from r1.pipeline.filter import FilterConfig, reject
     from r1.data.jsonl import read_jsonl, write_jsonl_atomic
 
     rows = read_jsonl(inp, required=("id", "completion"))

@@ -37,9 +37,10 @@ def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, sou
     data path is filled in by `run_distill`."""
     from pydantic import ValidationError
 
-    from r1.config import apply_overrides, build_sft_config, describe_validation_error, merge
-    from r1.data.filter import FilterConfig
-    from r1.data.generate import GenerateConfig
+    from r1.config import apply_overrides, build_sft_config, merge
+    from r1.errors import describe_validation_error
+    from r1.pipeline.filter import FilterConfig
+    from r1.pipeline.generate import GenerateConfig
 
     recipe = apply_overrides(merge({}, recipe), overrides or [])
     unknown = set(recipe) - {"seed", "generate", "filter", "sft", "eval"}
@@ -60,8 +61,8 @@ def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, sou
 
 def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | None = None,
                 progress: bool = True, source: str = "", extra_data: str | None = None) -> dict:
-    from r1.data.filter import reject
-    from r1.data.generate import run_generate
+    from r1.pipeline.filter import reject
+    from r1.pipeline.generate import run_generate
     from r1.data.jsonl import read_jsonl, write_jsonl_atomic
 
     seed, gen_cfg, filt_cfg, sft_cfg, ev = parse_recipe(recipe, overrides, source)

@@ -205,6 +205,11 @@ def preallocated_cache(model: Any, capacity: int) -> Any:
     return cache
 
 
+def is_preallocated(cache: Any) -> bool:
+    """True when every layer of `cache` writes into preallocated buffers (`preallocated_cache`)."""
+    return all(isinstance(layer, _PreallocatedLayer) for layer in cache.layers)
+
+
 def with_cache(model: Any, cache: Any) -> dict:
     """The keyword that hands a KV cache to `model`'s forward: `cache` in transformers >= 5.2x
     (`past_key_values` is deprecated there), `past_key_values` before (vLLM's pinned one)."""

@@ -278,10 +278,10 @@ class HFBatchEngine:
             self._admit_isolated([h])
 
     def _mergeable(self) -> bool:
-        from r1.rollout.hf import _PreallocatedLayer
+        from r1.rollout.hf import is_preallocated
 
         cache = self._batch.cache
-        return cache is None or all(isinstance(layer, _PreallocatedLayer) for layer in cache.layers)
+        return cache is None or is_preallocated(cache)
 
     def _take_pending(self) -> list[RequestHandle]:
         """Under the lock: drop cancelled/expired waiting requests; take as many as fit."""

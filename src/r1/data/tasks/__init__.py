@@ -32,7 +32,7 @@ def get_task(name: str, params: dict[str, Any] | None = None, seed: int = 0):
     try:
         p = cls.Params(**(params or {}))
     except ValidationError as e:
-        from r1.config import describe_validation_error
+        from r1.errors import describe_validation_error
 
         raise R1Error(describe_validation_error(e, prefix="task.params")) from None
     return cls(p, seed=seed)

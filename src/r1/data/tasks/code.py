@@ -1,5 +1,5 @@
 """HumanEval: complete a Python function; verified by running the problem's tests in the
-sandbox (`r1.rewards.code`). JSONL records (the project's shared data or the original
+sandbox (`r1.data.code`). JSONL records (the project's shared data or the original
 HumanEval.jsonl) need `prompt`, `test` and `entry_point`; `canonical_solution` is kept as
 the reference answer. Without a path, the `openai/openai_humaneval` dataset is loaded.
 """
@@ -38,13 +38,13 @@ class HumanEvalTask(_FileTask):
                        answer=str(row.get("canonical_solution", row.get("answer", ""))), meta=meta)
 
     def extract(self, completion: str) -> str | None:
-        from r1.rewards.code import extract_code
+        from r1.data.code import extract_code
 
         return extract_code(completion)
 
     def equivalent(self, a, b) -> bool:
         """Two programs are one answer when their code is the same, formatting and comments aside."""
-        from r1.rewards.code import same_program
+        from r1.data.code import same_program
 
         return same_program(a, b)
 
@@ -52,7 +52,7 @@ class HumanEvalTask(_FileTask):
         return self.verify_batch([prediction], [example])[0]
 
     def verify_batch(self, codes: list[str | None], examples: list[Example]) -> list[bool]:
-        from r1.rewards.code import pass_fractions
+        from r1.data.code import pass_fractions
 
         p = self.params
         fr = pass_fractions(codes, [ex.meta for ex in examples], timeout_s=p.timeout_s, memory_mb=p.memory_mb)

@@ -1,0 +1,83 @@
+"""The package graph is a ladder: imports go down it (or sideways within a rung), never in a
+cycle, never to another package's private names. Read from the source (every import,
+inside functions too), so a new arrow the wrong way fails here, not in a review."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "r1"
+
+# top rung first; README "Layout" draws the same ladder
+LADDER = [
+    {"__main__", "cli"},
+    {"pipeline"},
+    {"trainers", "eval", "serve"},
+    {"config", "rollout", "rewards"},
+    {"data", "report", "tracking"},
+    {"models", "algorithms", "types", "errors", "padding", "sandbox", "presets"},
+]
+RUNG = {unit: i for i, units in enumerate(LADDER) for unit in units}
+
+
+def _unit(module: str) -> str:
+    """r1.data.tasks.code -> data; r1.config -> config."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "r1"
+
+
+def _imports() -> list[tuple[str, str, str, list[str]]]:
+    """(file, importing unit, imported module, names) for every import of r1 in the source."""
+    out = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        module = ".".join(("r1", *rel.with_suffix("").parts)).removesuffix(".__init__")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and \
+                    node.module.split(".")[0] == "r1":
+                out.append((str(rel), _unit(module), node.module, [a.name for a in node.names]))
+            elif isinstance(node, ast.Import):
+                out += [(str(rel), _unit(module), a.name, []) for a in node.names if a.name.split(".")[0] == "r1"]
+    return out
+
+
+def test_every_unit_has_a_rung():
+    units = {_unit(".".join(("r1", *p.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__"))
+             for p in SRC.rglob("*.py")} - {"r1"}
+    assert units <= set(RUNG), f"place {sorted(units - set(RUNG))} on the LADDER (and in the README)"
+
+
+def test_imports_go_down_the_ladder():
+    wrong = [(f, unit, target) for f, unit, target, _ in _imports()
+             if _unit(target) not in ("r1", unit) and RUNG[_unit(target)] < RUNG[unit]]
+    assert not wrong, "imports up the ladder:\n" + "\n".join(f"{f}: {u} -> {t}" for f, u, t in wrong)
+
+
+def test_the_package_graph_has_no_cycle():
+    edges = defaultdict(set)
+    for _, unit, target, _ in _imports():
+        if _unit(target) not in ("r1", unit):
+            edges[unit].add(_unit(target))
+    seen, on_path = set(), []
+
+    def visit(u):
+        if u in on_path:
+            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(u):] + [u]))
+        if u in seen:
+            return
+        on_path.append(u)
+        for v in sorted(edges[u]):
+            visit(v)
+        on_path.pop()
+        seen.add(u)
+
+    for u in sorted(edges):
+        visit(u)
+
+
+def test_no_import_of_another_packages_private_names():
+    private = [(f, target, n) for f, unit, target, names in _imports() for n in names
+               if n.startswith("_") and _unit(target) != unit]
+    assert not private, private
