@@ -22,7 +22,7 @@ import time
 import torch
 
 from r1.models import load_model
-from r1.trainers.grpo import shared_prefix_logprobs
+from r1.trainers.policy import shared_prefix_logprobs
 
 
 def matmul_peak(dtype=torch.bfloat16, n=2048, reps=20) -> float:

@@ -5,7 +5,7 @@ import torch
 
 from r1.rollout.base import RolloutEngine
 from r1.rollout.hf import HFEngine, sample_tokens, with_cache
-from r1.trainers.grpo import completion_logprobs, pad_batch
+from r1.trainers.policy import completion_logprobs, pad_batch
 from r1.types import SamplingParams
 
 

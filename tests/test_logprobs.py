@@ -4,7 +4,7 @@ import copy
 
 import torch
 
-from r1.trainers.grpo import completion_logprobs, pad_batch, shared_prefix_logprobs
+from r1.trainers.policy import completion_logprobs, pad_batch, shared_prefix_logprobs
 
 
 def test_shared_prefix_matches_full_sequences(tiny):

@@ -15,117 +15,32 @@ import functools
 import json
 import logging
 import operator
-import random
 import statistics
-import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
 from r1.algorithms.kl import KL_ESTIMATORS
 from r1.algorithms.losses import agg_loss, clipped_surrogate, masked_mean
 from r1.config import Config, dump_config
-from r1.data.prompts import ends_with_eos, is_strict_format, judge_texts, split_at_stop
+from r1.data.prompts import ends_with_eos, is_strict_format, judge_texts
 from r1.data.tasks import get_task
 from r1.data.tasks.base import curriculum_levels
 from r1.errors import R1Error
 from r1.eval.heldout import PromptBuilder, evaluate, has_reflection
 from r1.models import default_device
 from r1.rewards import registry as rewards
-from r1.rollout.hf import HFEngine, eos_ids, with_cache
-from r1.padding import left_pad, right_pad  # noqa: F401  (re-exported for callers)
+from r1.rollout.hf import HFEngine, eos_ids
 from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
 from r1.trainers.distributed import Dist
-from r1.trainers.policy import Policy, step_indices
+from r1.trainers.policy import Policy, completion_logprobs, pad_batch, shared_prefix_logprobs, step_indices
+from r1.trainers.steps import Timer, concat_rollouts, non_finite_loss, rollout_rows, seed_everything
 from r1.types import Generation, Rollout, SamplingParams
 
 log = logging.getLogger(__name__)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-class Timer:
-    def __init__(self):
-        self.times: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def stage(self, name: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
-
-
-def pad_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
-    """Left-pad prompts, right-pad completions, so every completion starts at column Lp.
-
-    Returns input_ids [b, Lp+Lc], attention_mask [b, Lp+Lc], completion_mask [b, Lc]."""
-    ids_p, mask_p = left_pad(prompts, pad_id)
-    ids_c, cmask = right_pad(completions, pad_id)
-    return torch.cat([ids_p, ids_c], dim=1), torch.cat([mask_p, cmask.long()], dim=1), cmask
-
-
-def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
-    """log softmax(logits / T) at `targets` ([b, L]), and the entropy when asked."""
-    logits = logits.float()
-    if temperature > 0:
-        logits = logits / temperature
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, targets[..., None])[..., 0]
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy
-
-
-def completion_logprobs(model, ids, attn, lc: int, temperature: float, with_entropy: bool = False):
-    """log pi(token) at the Lc completion positions: [b, Lc] (and the entropy [b, Lc]).
-
-    Only the last Lc+1 positions go through the LM head (`logits_to_keep`): the prompt's
-    logits are never materialised."""
-    positions = (attn.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=lc + 1,
-                use_cache=False)
-    return token_logprobs(out.logits[:, :-1, :], ids[:, -lc:], temperature, with_entropy)
-
-
-def shared_prefix_logprobs(model, prompts: list[list[int]], completions: list[list[int]], group: int,
-                           pad_id: int, temperature: float, with_entropy: bool = False, device="cpu"):
-    """Like `completion_logprobs`, but each prompt goes through the model once for its
-    `group` completions: the prompt's keys/values are computed once and repeated (a
-    differentiable repeat, so gradients through the prompt are summed, exactly as if it
-    had been processed G times). Rows: completion j of prompt i at i*group + j.
-
-    Returns (logp [b, Lc], entropy [b, Lc] or None, completion mask [b, Lc])."""
-    from transformers import DynamicCache
-
-    ids_p, mask_p = left_pad(prompts, pad_id)
-    ids_c, cmask = right_pad(completions, pad_id)
-    lc = ids_c.shape[1]
-    ids_p, mask_p, ids_c, cmask = ids_p.to(device), mask_p.to(device), ids_c.to(device), cmask.to(device)
-    cache = DynamicCache(config=model.config)
-    pos_p = (mask_p.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids_p, attention_mask=mask_p, position_ids=pos_p, **with_cache(model, cache),
-                use_cache=True, logits_to_keep=1)
-    first = out.logits[:, -1:, :].repeat_interleave(group, dim=0)  # predicts completion token 0
-    cache.batch_repeat_interleave(group)
-    mask_rep = mask_p.repeat_interleave(group, dim=0)
-    attn = torch.cat([mask_rep, cmask.long()], dim=1)
-    pos_c = mask_rep.sum(-1, keepdim=True) + torch.arange(lc, device=device)[None, :]
-    rest = model(input_ids=ids_c, attention_mask=attn, position_ids=pos_c, **with_cache(model, cache),
-                 use_cache=True, logits_to_keep=lc).logits[:, :-1, :]
-    logp, entropy = token_logprobs(torch.cat([first, rest], dim=1), ids_c, temperature, with_entropy)
-    return logp, entropy, cmask
 
 
 class GRPOTrainer:
@@ -643,42 +558,3 @@ class GRPOTrainer:
             "eos_token_id": sorted(self.eos), "do_sample": e.temperature > 0,
             "temperature": e.temperature, "top_p": e.top_p, "max_new_tokens": e.max_new_tokens or r.max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id})
-
-
-def concat_rollouts(ros: list[Rollout]) -> Rollout:
-    """Rollouts of the same step (ranks, refill rounds) as one, in order."""
-    gen = Generation(
-        completion_ids=[c for r in ros for c in r.generation.completion_ids],
-        logprobs=[lp for r in ros for lp in r.generation.logprobs],
-        finish_reasons=[f for r in ros for f in r.generation.finish_reasons],
-        seconds=sum(r.generation.seconds for r in ros), texts=[t for r in ros for t in r.generation.texts])
-    return Rollout(
-        examples=[e for r in ros for e in r.examples], prompt_ids=[p for r in ros for p in r.prompt_ids],
-        group_size=ros[0].group_size, generation=gen, completions=[c for r in ros for c in r.completions],
-        rewards={k: [v for r in ros for v in r.rewards[k]] for k in ros[0].rewards},
-        total_reward=[v for r in ros for v in r.total_reward], advantages=[v for r in ros for v in r.advantages],
-        scored=[v for r in ros for v in r.scored], ran_on=[v for r in ros for v in r.ran_on])
-
-
-def non_finite_loss(loss, logp, old, adv, ref_lp, cmask) -> str:
-    """Which input made the loss non-finite (rewards and advantages are checked before)."""
-    def bad(t) -> bool:
-        return t is not None and not torch.isfinite(t[cmask.bool()] if t.dim() == 2 else t).all()
-
-    parts = [name for name, t in (("the policy's log-probs", logp), ("pi_old's log-probs", old),
-                                  ("the advantages", adv), ("the reference log-probs", ref_lp)) if bad(t)]
-    return (f"the loss is {loss.item()} (not finite) because of {', '.join(parts) or 'an overflow in the loss'}; "
-            "the weights were not updated, and the last checkpoint is intact")
-
-
-def rollout_rows(step: int, rollout: Rollout, stops=()) -> list[dict]:
-    """One log row per sample; a sample that ran on shows what it wrote after the stop string."""
-    g = rollout.group_size
-    return [{
-        "step": step, "id": rollout.examples[i // g].id, "sample": i % g,
-        "completion": rollout.completions[i], "reward": rollout.total_reward[i],
-        "advantage": rollout.advantages[i], "finish": rollout.generation.finish_reasons[i],
-        **({"ran_on": split_at_stop(rollout.generation.texts[i], stops)[1]}
-           if rollout.ran_on and rollout.ran_on[i] else {}),
-        **{f"rewards/{k}": v[i] for k, v in rollout.rewards.items()},
-    } for i in range(rollout.size)]

@@ -28,6 +28,8 @@ import torch
 from r1.config import ModelConfig, OptimConfig
 from r1.errors import R1Error
 from r1.models import bf16_available, load_model
+from r1.padding import left_pad, right_pad
+from r1.rollout.hf import with_cache
 
 
 def step_indices(n: int, per_step: int, seed: int, step: int) -> list[int]:
@@ -225,3 +227,68 @@ class Policy:
             config.save_pretrained(tmp)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
+
+
+# -- log-probabilities of completions under the policy (or the reference) -----------------
+
+def pad_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
+    """Left-pad prompts, right-pad completions, so every completion starts at column Lp.
+
+    Returns input_ids [b, Lp+Lc], attention_mask [b, Lp+Lc], completion_mask [b, Lc]."""
+    ids_p, mask_p = left_pad(prompts, pad_id)
+    ids_c, cmask = right_pad(completions, pad_id)
+    return torch.cat([ids_p, ids_c], dim=1), torch.cat([mask_p, cmask.long()], dim=1), cmask
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
+    """log softmax(logits / T) at `targets` ([b, L]), and the entropy when asked."""
+    logits = logits.float()
+    if temperature > 0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, targets[..., None])[..., 0]
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+def completion_logprobs(model, ids, attn, lc: int, temperature: float, with_entropy: bool = False):
+    """log pi(token) at the Lc completion positions: [b, Lc] (and the entropy [b, Lc]).
+
+    Only the last Lc+1 positions go through the LM head (`logits_to_keep`): the prompt's
+    logits are never materialised."""
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=lc + 1,
+                use_cache=False)
+    return token_logprobs(out.logits[:, :-1, :], ids[:, -lc:], temperature, with_entropy)
+
+
+def shared_prefix_logprobs(model, prompts: list[list[int]], completions: list[list[int]], group: int,
+                           pad_id: int, temperature: float, with_entropy: bool = False, device="cpu"):
+    """Like `completion_logprobs`, but each prompt goes through the model once for its
+    `group` completions: the prompt's keys/values are computed once and repeated (a
+    differentiable repeat, so gradients through the prompt are summed, exactly as if it
+    had been processed G times). Rows: completion j of prompt i at i*group + j.
+
+    Returns (logp [b, Lc], entropy [b, Lc] or None, completion mask [b, Lc])."""
+    from transformers import DynamicCache
+
+    ids_p, mask_p = left_pad(prompts, pad_id)
+    ids_c, cmask = right_pad(completions, pad_id)
+    lc = ids_c.shape[1]
+    ids_p, mask_p, ids_c, cmask = ids_p.to(device), mask_p.to(device), ids_c.to(device), cmask.to(device)
+    cache = DynamicCache(config=model.config)
+    pos_p = (mask_p.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids_p, attention_mask=mask_p, position_ids=pos_p, **with_cache(model, cache),
+                use_cache=True, logits_to_keep=1)
+    first = out.logits[:, -1:, :].repeat_interleave(group, dim=0)  # predicts completion token 0
+    cache.batch_repeat_interleave(group)
+    mask_rep = mask_p.repeat_interleave(group, dim=0)
+    attn = torch.cat([mask_rep, cmask.long()], dim=1)
+    pos_c = mask_rep.sum(-1, keepdim=True) + torch.arange(lc, device=device)[None, :]
+    rest = model(input_ids=ids_c, attention_mask=attn, position_ids=pos_c, **with_cache(model, cache),
+                 use_cache=True, logits_to_keep=lc).logits[:, :-1, :]
+    logp, entropy = token_logprobs(torch.cat([first, rest], dim=1), ids_c, temperature, with_entropy)
+    return logp, entropy, cmask
