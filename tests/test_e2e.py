@@ -274,25 +274,62 @@ def test_tensorboard_events_are_written(tmp_path):
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
 
 
-@pytest.mark.parametrize("overrides", [
-    ["algorithm.beta=0.04", "algorithm.kl_estimator=k3"],  # frozen reference copy
-    ["model.lora.enabled=true", "model.lora.r=4", "algorithm.beta=0.04"],  # reference = adapters off
-    ["algorithm.mu=2", "algorithm.loss_agg=seq-mean-token-sum-norm", "algorithm.advantage=dr_grpo"],
-    ["model.gradient_checkpointing=true", "optim.micro_batch_size=3", "algorithm.loss_agg=seq-mean-token-mean"],
-], ids=["kl-ref", "lora-kl", "mu2-drgrpo", "ckpt-accum"])
-def test_training_variants(tmp_path, varied_reward, overrides):
-    from r1.models import load_model
+def _wandb_records(path: Path) -> list:
+    """The protobuf records of an offline W&B run file (LevelDB's log format: 32 KiB blocks of
+    chunks, each with a 7-byte header: checksum, length, type full/first/middle/last)."""
+    import struct
 
-    cfg = tiny_cfg("train.steps=2", f"rewards.{varied_reward}=1.0", *overrides)
-    GRPOTrainer(cfg, tmp_path / "run").train()
-    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in rows)
-    if cfg.algorithm.beta > 0:
-        # after the first update the policy has moved away from the reference
-        assert rows[-1]["kl"] > 0 and "time/ref_logprobs" in rows[-1]
-    trained, _ = load_model(str(tmp_path / "run" / "model"), device="cpu")  # LoRA is merged on save
-    base, _ = load_model("tiny", device="cpu")
-    assert any(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, pending, out = path.read_bytes(), 7, b"", []  # 7: the ':W&B' file header
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):
+            rec = pb.Record()
+            rec.ParseFromString(pending + chunk if kind == 4 else chunk)
+            out.append(rec)
+        pending = chunk if kind == 2 else pending + chunk if kind == 3 else b""
+    return out
+
+
+def test_wandb_offline_run_with_the_config_and_metrics_continued_on_resume(tmp_path, monkeypatch):
+    """tracking.wandb in W&B's offline mode: the run's folder holds the W&B run with the
+    config and every step's metrics; a resumed run logs into the same W&B run."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    wb = ["tracking.wandb=true", "tracking.wandb_mode=offline", "tracking.wandb_project=r1-test", "train.save_every=1"]
+    GRPOTrainer(tiny_cfg("train.steps=2", *wb), run).train()
+    run_id = (run / "wandb_run_id").read_text().strip()
+    GRPOTrainer(tiny_cfg("train.steps=3", *wb), run, resume=True).train()
+    assert (run / "wandb_run_id").read_text().strip() == run_id
+    files = sorted((run / "wandb").glob(f"offline-run-*-{run_id}*/run-{run_id}.wandb"))
+    assert len(files) == 2  # one per process that ran, one W&B run id
+
+    steps, config = [], {}
+    for f in files:
+        for rec in _wandb_records(f):
+            kind = rec.WhichOneof("record_type")
+            if kind == "history":
+                row = {item.key or "/".join(item.nested_key): item.value_json for item in rec.history.item}
+                steps.append(int(row["_step"]))
+                assert "reward" in row and "time/step" in row
+            elif kind == "run":
+                config.update({item.key: item.value_json for item in rec.run.config.update})
+    assert sorted(steps) == [1, 2, 3]
+    assert '"r1-test"' in config["tracking"] and "group_size" in config["rollout"]
+
+
+def test_wandb_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+    from r1.errors import R1Error
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
+    with pytest.raises(R1Error, match="pip install wandb"):
+        GRPOTrainer(tiny_cfg("train.steps=1", "tracking.wandb=true"), tmp_path / "run").train()
 
 
 def test_bf16_compute_copy_matches_autocast_and_keeps_fp32_masters(tmp_path, varied_reward):

@@ -173,7 +173,15 @@ class EvalConfig(_Strict):
 
 
 class TrackingConfig(_Strict):
-    tensorboard: bool = False
+    tensorboard: bool = Field(False, description="mirror metrics.jsonl to TensorBoard (DIR/tensorboard)")
+    wandb: bool = Field(False, description="mirror metrics.jsonl to Weights & Biases (the config goes with it; "
+                        "a resumed run continues its W&B run); needs `pip install wandb` and a login, or "
+                        "wandb_mode: offline")
+    wandb_project: str = Field("r1", description="W&B project")
+    wandb_entity: str | None = Field(None, description="W&B entity (team or user); default: yours")
+    wandb_mode: Literal["online", "offline"] | None = Field(
+        None, description="W&B mode; default: $WANDB_MODE, else online (offline runs are kept in DIR/wandb "
+        "for `wandb sync`)")
     progress: bool = Field(True, description="rich progress bar")
 
 

@@ -1,9 +1,11 @@
-"""Metrics as they happen: JSONL (always), TensorBoard (optional), a rich progress bar."""
+"""Metrics as they happen: JSONL (always), TensorBoard and Weights & Biases (optional), a
+rich progress bar."""
 
 from __future__ import annotations
 
 import json
 import math
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +41,19 @@ def open_step_log(path: Path, resume_step: int | None):
 
 
 class Tracker:
-    """Appends one JSON row per step to `metrics.jsonl` and mirrors it to TensorBoard;
-    every sampled completion goes to `rollouts.jsonl`."""
+    """Appends one JSON row per step to `metrics.jsonl` and mirrors it to TensorBoard and
+    W&B (`tracking`: a run config's `tracking` section; `config`: the whole config, which
+    W&B stores with the run); every sampled completion goes to `rollouts.jsonl`."""
 
-    def __init__(self, out_dir: Path, *, tensorboard: bool = False, resume_step: int | None = None):
+    def __init__(self, out_dir: Path, tracking: Any = None, *, config: dict | None = None,
+                 resume_step: int | None = None):
         self.path = out_dir / "metrics.jsonl"
         self._file = open_step_log(self.path, resume_step)
         self._rollouts_path, self._resume_step = out_dir / "rollouts.jsonl", resume_step
         self._rollouts = None  # opened on the first rollouts logged (SFT has none)
         self._tb = None
-        if tensorboard:
+        self._wandb = _start_wandb(out_dir, tracking, config or {}) if getattr(tracking, "wandb", False) else None
+        if getattr(tracking, "tensorboard", False):
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -62,11 +67,13 @@ class Tracker:
         row = {k: _clean(v) for k, v in row.items()}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
+        scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "step" and v is not None}
+        step = row.get("step", 0)
         if self._tb is not None:
-            step = row.get("step", 0)
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and key != "step" and value is not None:
-                    self._tb.add_scalar(key.replace(".", "/"), value, step)
+            for key, value in scalars.items():
+                self._tb.add_scalar(key.replace(".", "/"), value, step)
+        if self._wandb is not None:
+            self._wandb.log(scalars, step=step)
 
     def log_rollouts(self, rows: list[dict[str, Any]]) -> None:
         if self._rollouts is None:
@@ -80,6 +87,25 @@ class Tracker:
             self._rollouts.close()
         if self._tb is not None:
             self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def _start_wandb(out_dir: Path, tracking: Any, config: dict):
+    """A W&B run for this output folder: the same run again when a run resumes (its id is
+    kept in DIR/wandb_run_id), so the curves continue instead of starting a second run."""
+    try:
+        import wandb
+    except ImportError:
+        from r1.errors import R1Error
+
+        raise R1Error("tracking.wandb: the wandb package is not installed (pip install wandb)") from None
+    id_file = out_dir / "wandb_run_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
+    id_file.write_text(run_id + "\n")
+    return wandb.init(project=tracking.wandb_project, entity=tracking.wandb_entity, name=out_dir.name,
+                      id=run_id, resume="allow", dir=str(out_dir), config=config, mode=tracking.wandb_mode,
+                      settings=wandb.Settings(silent=True))
 
 
 class Progress:

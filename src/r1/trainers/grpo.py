@@ -465,7 +465,7 @@ class GRPOTrainer:
         progress = Progress(cfg.train.steps, start, enabled=cfg.tracking.progress and main)
         if latest is not None:
             progress.print(f"resumed from {latest} (step {start})")
-        tracker = Tracker(self.out, tensorboard=cfg.tracking.tensorboard,
+        tracker = Tracker(self.out, cfg.tracking, config=cfg.model_dump(mode="json"),
                           resume_step=start if latest is not None else None) if main else None
         try:
             if not history:

@@ -140,7 +140,7 @@ class SFTTrainer:
         progress.print(f"{self.stats['conversations']} conversations -> {self.stats['rows']} rows of "
                        f"<= {cfg.train.max_length} tokens ({100 * self.stats['fill']:.0f}% filled), "
                        f"{self.total_steps} steps")
-        tracker = Tracker(self.out, tensorboard=cfg.tracking.tensorboard,
+        tracker = Tracker(self.out, cfg.tracking, config=cfg.model_dump(mode="json"),
                           resume_step=start if latest is not None else None) if main else None
         try:
             for step in range(start, self.total_steps):
