@@ -41,10 +41,14 @@ def test_distill_recipe_errors_name_the_section(tmp_path):
     from r1.errors import R1Error
     from r1.pipeline.distill import run_distill
 
-    with pytest.raises(R1Error, match="section 'generate' is missing"):
+    with pytest.raises(R1Error, match="generate: missing"):
         run_distill({"sft": {}}, tmp_path / "a")
-    with pytest.raises(R1Error, match="unknown section 'sfft'"):
-        run_distill({"generate": {"model": "tiny"}, "sfft": {}}, tmp_path / "b")
+    with pytest.raises(R1Error, match="unknown key 'sfft'"):
+        run_distill({"generate": {"model": "tiny"}, "sft": {}, "sfft": {}}, tmp_path / "b")
+    with pytest.raises(R1Error, match="eval.from_run: missing"):
+        run_distill({"generate": {"model": "tiny"}, "sft": {}, "eval": {"samples": 2}}, tmp_path / "d")
+    with pytest.raises(R1Error, match="unknown key 'eval.sample'"):
+        run_distill({"generate": {"model": "tiny"}, "sft": {}, "eval": {"from_run": "x", "sample": 2}}, tmp_path / "e")
     with pytest.raises(R1Error, match="filter: .*unexpected keyword argument 'max_tokenz'"):
         run_distill({"generate": {"model": "tiny", "task": "arithmetic"}, "filter": {"max_tokenz": 3}, "sft": {}},
                     tmp_path / "c")

@@ -94,10 +94,19 @@ def test_a_killed_stage_resumes_and_a_changed_stage_reruns_with_what_follows(tmp
 def test_recipe_errors_name_the_problem(tmp_path):
     from r1.errors import R1Error
 
-    with pytest.raises(R1Error, match="'stages' must be a non-empty list"):
+    with pytest.raises(R1Error, match="stages: missing"):
         Pipeline({"model": "tiny"}, tmp_path)
-    with pytest.raises(R1Error, match="kind must be one of"):
+    with pytest.raises(R1Error, match="stages: List should have at least 1 item"):
+        Pipeline({"model": "tiny", "stages": []}, tmp_path)
+    with pytest.raises(R1Error, match="stage 'a': kind must be one of sft, distill, grpo \\(got 'dpo'\\)"):
         Pipeline({"stages": [{"name": "a", "kind": "dpo"}]}, tmp_path)
+    # every section is typed: a misspelt key anywhere is named, not ignored
+    with pytest.raises(R1Error, match="stage 'a': unknown key 'grpoo'"):
+        Pipeline({"stages": [{"name": "a", "kind": "grpo", "grpoo": {}}]}, tmp_path)
+    with pytest.raises(R1Error, match="unknown key 'eval.sample'"):
+        Pipeline({"eval": {"sample": 3}, "stages": [{"name": "a", "kind": "grpo"}]}, tmp_path)
+    with pytest.raises(R1Error, match="stages\\[0\\]: name: missing"):
+        Pipeline({"stages": [{"kind": "sft"}]}, tmp_path)
     with pytest.raises(R1Error, match="input 'later' is not an earlier stage"):
         Pipeline({"stages": [{"name": "a", "kind": "sft", "input": "later"}]}, tmp_path)
 

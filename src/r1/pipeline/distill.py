@@ -21,15 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from r1.errors import R1Error
-
-
-def _section(recipe: dict, name: str, required: bool = True) -> dict:
-    sec = recipe.get(name)
-    if sec is None and not required:
-        return {}
-    if not isinstance(sec, dict):
-        raise R1Error(f"distill recipe: section {name!r} is missing or not a mapping")
-    return sec
+from r1.pipeline.recipes import DistillEval, DistillRecipe, parse
 
 
 def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, source: str = ""):
@@ -42,21 +34,18 @@ def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, sou
     from r1.pipeline.filter import FilterConfig
     from r1.pipeline.generate import GenerateConfig
 
-    recipe = apply_overrides(merge({}, recipe), overrides or [])
-    unknown = set(recipe) - {"seed", "generate", "filter", "sft", "eval"}
-    if unknown:
-        raise R1Error(f"distill recipe: unknown section {sorted(unknown)[0]!r}")
-    seed = int(recipe.get("seed", 0))
+    typed = parse(DistillRecipe, apply_overrides(merge({}, recipe), overrides or []), source or "distill recipe")
+    seed = typed.seed
     try:
-        gen_cfg = GenerateConfig(**{"seed": seed, **_section(recipe, "generate")})
+        gen_cfg = GenerateConfig(**{"seed": seed, **typed.generate})
     except ValidationError as e:
         raise R1Error(f"{source}: {describe_validation_error(e, prefix='generate')}") from None
     try:
-        filt_cfg = FilterConfig(**_section(recipe, "filter", required=False))
+        filt_cfg = FilterConfig(**typed.filter)
     except TypeError as e:
         raise R1Error(f"{source}: filter: {e}") from None
-    sft_cfg = build_sft_config(merge({"seed": seed}, _section(recipe, "sft")), source=f"{source}: sft")
-    return seed, gen_cfg, filt_cfg, sft_cfg, _section(recipe, "eval", required=False)
+    sft_cfg = build_sft_config(merge({"seed": seed}, typed.sft), source=f"{source}: sft")
+    return seed, gen_cfg, filt_cfg, sft_cfg, typed.eval
 
 
 def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | None = None,
@@ -111,14 +100,12 @@ def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | 
     return summary
 
 
-def _evaluate(model: str, ev: dict, out: Path, seed: int, progress: bool) -> dict:
+def _evaluate(model: str, ev: DistillEval, out: Path, seed: int, progress: bool) -> dict:
     from r1.eval.runner import EvalConfig, LocalSampler, from_run_settings, run_eval
 
-    if not ev.get("from_run"):
-        raise R1Error("distill recipe: eval needs from_run (a training run whose held-out set and prompts to use)")
-    task, examples, name, fields = from_run_settings(ev["from_run"])
-    cfg = EvalConfig(model=model, benchmark=name, samples=int(ev.get("samples", 2)),
-                     max_new_tokens=int(ev.get("max_new_tokens", 64)), limit=ev.get("limit"), seed=seed, **fields)
+    task, examples, name, fields = from_run_settings(ev.from_run)
+    cfg = EvalConfig(model=model, benchmark=name, samples=ev.samples, max_new_tokens=ev.max_new_tokens,
+                     limit=ev.limit, seed=seed, **fields)
     res = run_eval(cfg, out, sampler=LocalSampler(cfg), task=task, examples=examples, suffix="", progress=progress)
     m = res["metrics"]
     return {"pass@1": m["pass@1"], "format_rate": m["format_rate"], "problems": m["problems"]}

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from r1.errors import R1Error
-
-KINDS = ("sft", "distill", "grpo")
+from r1.pipeline.recipes import PipelineRecipe, parse
 
 
 def _hash(obj: Any) -> str:
@@ -61,27 +60,19 @@ class Pipeline:
         # relative data paths in a recipe file are relative to the file
         self.recipe_dir = Path(source).parent if source and Path(source).is_file() else Path.cwd()
         self.progress = progress
-        unknown = set(self.recipe) - {"seed", "model", "task", "prompt", "rollout", "eval", "stages"}
-        if unknown:
-            raise R1Error(f"{self.source}: unknown key {sorted(unknown)[0]!r}")
-        stages = self.recipe.get("stages")
-        if not isinstance(stages, list) or not stages:
-            raise R1Error(f"{self.source}: 'stages' must be a non-empty list")
+        typed = parse(PipelineRecipe, self.recipe, self.source)
+        # the stages as written (their fingerprints are of what the user wrote)
+        stages = [st.model_dump(exclude_unset=True) | {"kind": st.kind} for st in typed.stages]
         names = []
-        for i, st in enumerate(stages):
-            if not isinstance(st, dict) or not isinstance(st.get("name"), str):
-                raise R1Error(f"{self.source}: stages[{i}] needs a name")
-            if st.get("kind") not in KINDS:
-                raise R1Error(f"{self.source}: stage {st['name']!r}: kind must be one of {', '.join(KINDS)}")
+        for st in stages:
             if st["name"] in names or st["name"] == "base":
                 raise R1Error(f"{self.source}: stage name {st['name']!r} is used twice or reserved")
             ref = st.get("input")
             if ref is not None and ref != "base" and ref not in names:
                 raise R1Error(f"{self.source}: stage {st['name']!r}: input {ref!r} is not an earlier stage")
             names.append(st["name"])
-        self.stages = stages
-        self.seed = int(self.recipe.get("seed", 0))
-        self.base = str(self.recipe.get("model", "smollm2-135m"))
+        self.stages, self.eval = stages, typed.eval
+        self.seed, self.base = typed.seed, typed.model
         self.shared = self._grpo_config({})  # validates task/prompt/rollout now
 
     # ------------------------------------------------------------------ configs
@@ -246,11 +237,11 @@ class Pipeline:
         from r1.eval.runner import EvalConfig, LocalSampler, config_settings, run_eval
         from r1.rewards.language import language_consistency
 
-        ev = self.recipe.get("eval", {}) or {}
+        ev = self.eval
         task, examples, name, fields = config_settings(self.shared, "pipeline")
-        cfg = EvalConfig(model=model, benchmark=name, samples=int(ev.get("samples", 2)),
-                         max_new_tokens=int(ev.get("max_new_tokens", self.shared.rollout.max_new_tokens)),
-                         limit=ev.get("limit"), seed=self.seed, **fields)
+        cfg = EvalConfig(model=model, benchmark=name, samples=ev.samples,
+                         max_new_tokens=ev.max_new_tokens or self.shared.rollout.max_new_tokens,
+                         limit=ev.limit, seed=self.seed, **fields)
         res = run_eval(cfg, out, sampler=LocalSampler(cfg), task=task, examples=examples, suffix="",
                        progress=self.progress)
         from r1.data.prompts import split_reasoning
@@ -258,8 +249,8 @@ class Pipeline:
 
         rows = read_metrics(out / "samples.jsonl")
 
-        lang = [language_consistency(split_reasoning(r["completion"])[0] or r["completion"],
-                                     ev.get("language", "en")) for r in rows]
+        lang = [language_consistency(split_reasoning(r["completion"])[0] or r["completion"], ev.language)
+                for r in rows]
         m = res["metrics"]
         return {"pass@1": m["pass@1"], "format_rate": m["format_rate"],
                 "language_consistency": statistics.fmean(lang) if lang else 0.0,
