@@ -13,7 +13,6 @@ import contextlib
 import copy
 import functools
 import json
-import logging
 import operator
 import statistics
 import warnings
@@ -39,9 +38,6 @@ from r1.trainers.distributed import Dist
 from r1.trainers.policy import Policy, completion_logprobs, pad_batch, shared_prefix_logprobs, step_indices
 from r1.trainers.steps import Timer, concat_rollouts, non_finite_loss, rollout_rows, seed_everything
 from r1.types import Generation, Rollout, SamplingParams
-
-log = logging.getLogger(__name__)
-
 
 class GRPOTrainer:
     def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False):

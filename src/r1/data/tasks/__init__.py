@@ -17,10 +17,6 @@ def _registry() -> dict[str, type]:
     return {t.name: t for t in (CountdownTask, ArithmeticTask, GSM8KTask, MathTask, HumanEvalTask, MixtureTask)}
 
 
-def task_names() -> list[str]:
-    return sorted(_registry())
-
-
 def get_task(name: str, params: dict[str, Any] | None = None, seed: int = 0):
     """Build task `name` with its validated `params`; a clear R1Error on bad input."""
     from pydantic import ValidationError

@@ -71,8 +71,6 @@ class Task:
 
 def split_pool(pool: list[Example], train_size: int, heldout_size: int, seed: int):
     """Shuffle a finite pool by seed; held-out first, train from the rest (disjoint)."""
-    from r1.errors import R1Error
-
     if train_size == 0:  # "all the rest": the held-out share is capped at the pool, so an evaluation
         heldout_size = min(heldout_size, len(pool))  # may hold out all of it (a trainer refuses an empty split)
     elif heldout_size >= len(pool):
