@@ -1,5 +1,6 @@
 """Bad input: one clear line naming the problem, exit code 2, no traceback."""
 
+import os
 import subprocess
 import sys
 import time
@@ -55,3 +56,21 @@ def test_grpo_recipe_with_bad_key(tmp_path):
     recipe.write_text("model: {name: tiny}\ntrain: {stepz: 3}\n")
     res = r1("grpo", str(recipe), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "unknown key 'train.stepz'" in res.stderr
+
+
+def test_one_rule_for_api_keys_in_every_command(monkeypatch):
+    """--api-key, else $R1_API_KEY, else $OPENAI_API_KEY: eval, generate and serve alike."""
+    from r1.rollout.openai import APISampler, resolve_api_key
+
+    monkeypatch.delenv("R1_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert resolve_api_key(None) is None
+    monkeypatch.setenv("OPENAI_API_KEY", "openai")
+    assert resolve_api_key(None) == "openai"
+    monkeypatch.setenv("R1_API_KEY", "r1")
+    assert resolve_api_key(None) == "r1" and resolve_api_key("flag") == "flag"
+    assert APISampler("http://127.0.0.1:9", "m").client.api_key == "r1"
+    for command in ("eval", "generate", "serve"):
+        res = subprocess.run([sys.executable, "-m", "r1", command, "--help"], capture_output=True, text=True,
+                             env={**os.environ, "COLUMNS": "200"})
+        assert "--api-key" in res.stdout and "R1_API_KEY" in res.stdout, command

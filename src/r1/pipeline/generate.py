@@ -89,14 +89,12 @@ def _require_source(cfg: GenerateConfig) -> None:
         raise R1Error("give --model SPEC (local sampling) or --api-base URL (an OpenAI-compatible API)")
 
 
-def make_sampler(cfg: GenerateConfig, answer_hint: str = "the final answer"):
+def make_sampler(cfg: GenerateConfig, answer_hint: str = "the final answer", api_key: str | None = None):
     _require_source(cfg)
     if cfg.api_base:
-        import os
-
         from r1.rollout.openai import APISampler
 
-        return APISampler(cfg.api_base, cfg.api_model or cfg.model or "default", os.environ.get("OPENAI_API_KEY"),
+        return APISampler(cfg.api_base, cfg.api_model or cfg.model or "default", api_key,
                           concurrency=cfg.concurrency, max_retries=cfg.max_retries, rate_limit=cfg.rate_limit)
     from r1.eval.runner import EvalConfig, LocalSampler
 
@@ -107,7 +105,8 @@ def make_sampler(cfg: GenerateConfig, answer_hint: str = "the final answer"):
                                    kv_cache_gb=cfg.kv_cache_gb, enforce_eager=cfg.enforce_eager, seed=cfg.seed))
 
 
-def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress: bool = True) -> dict:
+def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress: bool = True,
+                 api_key: str | None = None) -> dict:
     from r1.tracking import Progress, read_metrics
 
     out = Path(out)
@@ -125,7 +124,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress
     settings_path.write_text(json.dumps(settings, indent=1))
     task, examples = _examples(cfg)
     suffix = _suffix(cfg)
-    sampler = sampler or make_sampler(cfg, task.answer_hint)
+    sampler = sampler or make_sampler(cfg, task.answer_hint, api_key)
     name = cfg.api_model or cfg.model or "default"
     k, bsz = cfg.samples, cfg.batch_size
     batches = [examples[i : i + bsz] for i in range(0, len(examples), bsz)]

@@ -34,14 +34,23 @@ def sample_from_content(content: str, reasoning: str | None, tokens: int) -> Sam
     return Sample(text=text, reasoning=reasoning, content=content, tokens=tokens)
 
 
+def resolve_api_key(given: str | None) -> str | None:
+    """The one rule of every command: --api-key, else $R1_API_KEY, else $OPENAI_API_KEY."""
+    import os
+
+    return given or os.environ.get("R1_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
+
+
 class APISampler:
+    """Samples an OpenAI-compatible endpoint; `api_key` None: `resolve_api_key`'s rule."""
+
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, concurrency: int = 8,
                  timeout_s: float = 600.0, max_retries: int = 5, rate_limit: float | None = None):
         try:
             from openai import OpenAI
         except ImportError:
             raise R1Error("API evaluation needs the openai package: pip install openai") from None
-        self.client = OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout_s,
+        self.client = OpenAI(base_url=base_url, api_key=resolve_api_key(api_key) or "EMPTY", timeout=timeout_s,
                              max_retries=max_retries)
         self.model = model
         self.concurrency = concurrency

@@ -3,7 +3,6 @@ tests and benchmarks start servers the same way)."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from pathlib import Path
@@ -46,10 +45,6 @@ def build_engine(spec: str, *, engine: str = "hf", model_name: str, max_batch: i
                                gpu_memory_utilization=gpu_memory_utilization, kv_cache_gb=kv_cache_gb,
                                enforce_eager=enforce_eager)
     raise R1Error(f"unknown engine {engine!r}: use hf or vllm")
-
-
-def api_key_from_env(given: Optional[str]) -> Optional[str]:
-    return given or os.environ.get("R1_API_KEY") or None
 
 
 def make_server(app: Any, engine: Any, *, grace: float = 5.0, log_level: str = "info", **config: Any) -> Any:
