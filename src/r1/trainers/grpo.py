@@ -39,6 +39,7 @@ from r1.trainers.policy import Policy, completion_logprobs, pad_batch, shared_pr
 from r1.trainers.steps import Timer, concat_rollouts, non_finite_loss, rollout_rows, seed_everything
 from r1.types import Generation, Rollout, SamplingParams
 
+
 class GRPOTrainer:
     def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False):
         self.cfg = cfg
