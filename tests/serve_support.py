@@ -93,11 +93,10 @@ def make_server(model_dir: str, *, max_batch: int = 32, max_queue: int = 256, ap
                 dtype: str = "auto", default_max_tokens: int = 64):
     """A BackgroundServer (use as a context manager) around a fresh engine."""
     from r1.serve.app import ServeSettings, create_app
-    from r1.serve.engine import load_hf_engine
-    from r1.serve.launch import BackgroundServer
+    from r1.serve.launch import BackgroundServer, build_engine
 
-    engine = load_hf_engine(model_dir, model_name=model_name, max_batch=max_batch, max_queue=max_queue,
-                            device="cpu", dtype=dtype)
+    engine = build_engine(model_dir, model_name=model_name, max_batch=max_batch, max_queue=max_queue,
+                          device="cpu", dtype=dtype)
     settings = ServeSettings(model_name=model_name, api_key=api_key, max_tokens_cap=max_tokens_cap,
                              default_max_tokens=default_max_tokens, request_timeout=request_timeout)
     return BackgroundServer(create_app(engine, settings), engine=engine)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from r1.rollout.base import RolloutEngine
-from r1.rollout.hf import HFEngine, sample_tokens, with_cache
+from r1.rollout.hf import HFEngine, sample_tokens
+from r1.rollout.kvcache import with_cache
 from r1.trainers.policy import completion_logprobs, pad_batch
 from r1.types import SamplingParams
 

@@ -50,7 +50,7 @@ def http(fuzz_server):
 
 def check_response(r, operation: str) -> None:
     """The properties every answer must have, whatever was sent."""
-    from r1.serve import protocol as P
+    from r1.serve import responses as R
 
     COUNTS["requests"] += 1
     assert r.status_code < 500, (r.status_code, r.text[:500])
@@ -58,21 +58,21 @@ def check_response(r, operation: str) -> None:
     if r.status_code >= 400:
         body = r.json()
         assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
-        P.ErrorResponse.model_validate(body)
+        R.ErrorResponse.model_validate(body)
         return
     if ctype.startswith("text/event-stream"):
         lines = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
         assert lines and lines[-1] == "[DONE]", r.text[-300:]
-        chunk_model = P.ChatCompletionChunk if operation == "POST /v1/chat/completions" else P.Completion
+        chunk_model = R.ChatCompletionChunk if operation == "POST /v1/chat/completions" else R.Completion
         for line in lines[:-1]:
             obj = json.loads(line)
             if "error" in obj:  # a stream may end with an error event (timeout): OpenAI-shaped too
-                P.ErrorResponse.model_validate(obj)
+                R.ErrorResponse.model_validate(obj)
             else:
                 chunk_model.model_validate(obj)
         return
-    models = {"POST /v1/chat/completions": P.ChatCompletion, "POST /v1/completions": P.Completion,
-              "GET /v1/models": P.ModelList, "GET /health": P.Health}
+    models = {"POST /v1/chat/completions": R.ChatCompletion, "POST /v1/completions": R.Completion,
+              "GET /v1/models": R.ModelList, "GET /health": R.Health}
     models[operation].model_validate(r.json())
 
 

@@ -89,9 +89,10 @@ def _engine_loop(engine, requests):
 def test_engine_isolates_a_request_whose_generator_fails(answering_model):
     """The original crash: a seed torch cannot take, straight into the engine. Only that
     request fails; the ones admitted with it and after it are answered."""
-    from r1.serve.engine import EngineRequest, load_hf_engine
+    from r1.serve.interface import EngineRequest
+    from r1.serve.launch import build_engine
 
-    engine = load_hf_engine(answering_model, model_name="x", max_batch=8, max_queue=8, device="cpu")
+    engine = build_engine(answering_model, model_name="x", max_batch=8, max_queue=8, device="cpu")
     engine.start()
     try:
         tok = engine.tokenizer

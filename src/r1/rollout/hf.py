@@ -13,15 +13,13 @@ the trainer keeps fp32 master weights.
 from __future__ import annotations
 
 import copy
-import functools
-import inspect
 import time
 from typing import Any
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from r1.padding import left_pad
+from r1.rollout.kvcache import preallocated_cache, with_cache
 from r1.types import Generation, SamplingParams
 
 
@@ -84,58 +82,6 @@ def _sample_nucleus(
     return order.gather(-1, _inverse_cdf(probs, generator, uniforms)[:, None])[:, 0]
 
 
-class _PreallocatedLayer(DynamicLayer):
-    """A KV-cache layer that writes into a buffer allocated once for the whole rollout
-    (prompt + max_new_tokens) instead of re-concatenating the cache at every step; the
-    attention reads a view of the filled part. Dropping finished rows copies only that part."""
-
-    def __init__(self, capacity: int):
-        super().__init__()
-        self.capacity = capacity
-        self.length = 0
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        self.dtype, self.device = key_states.dtype, key_states.device
-        self._k = self._new(key_states.shape[0], key_states)
-        self._v = self._new(value_states.shape[0], value_states)
-        self.is_initialized = True
-
-    def _new(self, batch: int, like: torch.Tensor) -> torch.Tensor:
-        return like.new_empty((batch, like.shape[1], self.capacity, like.shape[3]))
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        end = self.length + key_states.shape[-2]
-        if end > self.capacity:  # never in the engine (capacity is exact); kept correct anyway
-            self.capacity = max(end, 2 * self.capacity)
-            self._k, self._v = self._moved(self._k), self._moved(self._v)
-        self._k[:, :, self.length : end] = key_states
-        self._v[:, :, self.length : end] = value_states
-        self.length = end
-        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
-        return self.keys, self.values
-
-    def _moved(self, buf: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        filled = buf[:, :, : self.length] if rows is None else buf[rows, :, : self.length]
-        out = self._new(filled.shape[0], filled)
-        out[:, :, : self.length] = filled
-        return out
-
-    def get_seq_length(self) -> int:
-        return self.length
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        if self.length:
-            rows = torch.arange(self._k.shape[0], device=self._k.device).repeat_interleave(repeats)
-            self.batch_select_indices(rows)
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.length:
-            self._k, self._v = self._moved(self._k, indices), self._moved(self._v, indices)
-            self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
-
-
 def _decode_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                       attention_mask: torch.Tensor | None, **kwargs: Any):
     """SDPA, except that one query token against grouped KV heads is packed as
@@ -195,31 +141,6 @@ def pack_linears(model: Any) -> None:
 
 def _packed_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, self._r1_packed, self.bias, "none", [], "")
-
-
-def preallocated_cache(model: Any, capacity: int) -> Any:
-    """A DynamicCache whose full-attention layers write into preallocated buffers."""
-    cache = DynamicCache(config=model.config)
-    if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
-        cache.layers = [_PreallocatedLayer(capacity) for _ in cache.layers]
-    return cache
-
-
-def is_preallocated(cache: Any) -> bool:
-    """True when every layer of `cache` writes into preallocated buffers (`preallocated_cache`)."""
-    return all(isinstance(layer, _PreallocatedLayer) for layer in cache.layers)
-
-
-def with_cache(model: Any, cache: Any) -> dict:
-    """The keyword that hands a KV cache to `model`'s forward: `cache` in transformers >= 5.2x
-    (`past_key_values` is deprecated there), `past_key_values` before (vLLM's pinned one)."""
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return {_cache_keyword(type(target)): cache}
-
-
-@functools.cache
-def _cache_keyword(cls: type) -> str:
-    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def eos_ids(model: Any, tokenizer: Any) -> set[int]:

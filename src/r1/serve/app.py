@@ -23,9 +23,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 
 from r1.serve import protocol as P
+from r1.serve import responses as R
 from r1.serve.edge import (ERROR_RESPONSES, APIError, add_openapi, authenticate, check_content_type,
                            install_error_handlers, parse_json, read_body, validate)
-from r1.serve.engine import EngineRequest, EngineUnavailable, QueueFull, Step
+from r1.serve.interface import EngineRequest, EngineUnavailable, QueueFull, Step
 from r1.serve.text import Choice, PromptStyle, render_chat
 
 STATIC = Path(__file__).parent / "static"
@@ -165,7 +166,7 @@ class Routes:
 
     def usage_of(self, prompt_tokens: int, choices: list[Choice], chat: bool) -> dict:
         reasoning = sum(c.reasoning_tokens or 0 for c in choices) if chat and self.style.force_think else None
-        return P.usage(prompt_tokens, sum(c.tokens for c in choices), reasoning)
+        return R.usage(prompt_tokens, sum(c.tokens for c in choices), reasoning)
 
     @staticmethod
     def event_stream(events: AsyncIterator[str], choices: list[Choice]) -> StreamingResponse:
@@ -192,28 +193,28 @@ class Routes:
         prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         max_tokens = self.budget(prompt_ids, req.token_limit(), "messages")
         choices = self.submit(prompt_ids, req, max_tokens, self.style.force_think, self.style.stop)
-        cid, model = P.new_id("chatcmpl"), self.settings.model_name
+        cid, model = R.new_id("chatcmpl"), self.settings.model_name
         if not req.stream:
             parts = await self.collect(request, choices)
-            out = [{"index": c.index, "message": P.chat_message(r, t), "finish_reason": c.openai_finish,
+            out = [{"index": c.index, "message": R.chat_message(r, t), "finish_reason": c.openai_finish,
                     "logprobs": c.chat_logprobs()} for c, (r, t) in zip(choices, parts)]
-            return JSONResponse(P.chat_response(cid, model, out, self.usage_of(len(prompt_ids), choices, True)))
-        created, include_usage = P.now(), req.include_usage()
+            return JSONResponse(R.chat_response(cid, model, out, self.usage_of(len(prompt_ids), choices, True)))
+        created, include_usage = R.now(), req.include_usage()
 
         def chunk(choice: Choice, d: dict, finish: Optional[str] = None, usage: Optional[dict] = None) -> str:
-            return sse(P.chat_chunk(cid, model, created, [{"index": choice.index, "delta": d, "finish_reason": finish,
+            return sse(R.chat_chunk(cid, model, created, [{"index": choice.index, "delta": d, "finish_reason": finish,
                                                            "logprobs": choice.chat_logprobs()}], usage))
 
         async def events() -> AsyncIterator[str]:
             for c in choices:
-                yield chunk(c, P.delta(role=True, content=""))
+                yield chunk(c, R.delta(role=True, content=""))
             finished = 0
             async for choice, step in self.steps(choices):
                 r, t = choice.feed(step)
                 if r:
-                    yield chunk(choice, P.delta(reasoning=r))
+                    yield chunk(choice, R.delta(reasoning=r))
                 if t:
-                    yield chunk(choice, P.delta(content=t))
+                    yield chunk(choice, R.delta(content=t))
                 if choice.finish is None:
                     continue
                 if (error := self.finish_error(choice)) is not None:
@@ -222,9 +223,9 @@ class Routes:
                 finished += 1
                 last = finished == len(choices) and not include_usage  # DeepSeek: usage on the last chunk
                 usage = self.usage_of(len(prompt_ids), choices, True) if last else None
-                yield chunk(choice, P.delta(content=""), choice.openai_finish, usage)
+                yield chunk(choice, R.delta(content=""), choice.openai_finish, usage)
             if include_usage:  # OpenAI: one more chunk, no choices, the usage
-                yield sse(P.chat_chunk(cid, model, created, [], self.usage_of(len(prompt_ids), choices, True)))
+                yield sse(R.chat_chunk(cid, model, created, [], self.usage_of(len(prompt_ids), choices, True)))
             yield "data: [DONE]\n\n"
 
         return self.event_stream(events(), choices)
@@ -245,26 +246,26 @@ class Routes:
         req: P.CompletionRequest = await self.parse(request, P.CompletionRequest)
         prompt_ids, prompt = self.completion_prompt(req)
         choices = self.submit(prompt_ids, req, self.budget(prompt_ids, req.token_limit(), "prompt"), None)
-        cid, model = P.new_id("cmpl"), self.settings.model_name
+        cid, model = R.new_id("cmpl"), self.settings.model_name
         head = prompt if req.echo else ""
         if not req.stream:
             parts = await self.collect(request, choices)
             out = [{"index": c.index, "text": head + t, "finish_reason": c.openai_finish,
                     "logprobs": c.completion_logprobs(0)} for c, (_, t) in zip(choices, parts)]
-            return JSONResponse(P.completion_response(cid, model, out, self.usage_of(len(prompt_ids), choices, False)))
-        created, include_usage = P.now(), req.include_usage()
+            return JSONResponse(R.completion_response(cid, model, out, self.usage_of(len(prompt_ids), choices, False)))
+        created, include_usage = R.now(), req.include_usage()
         sent = {c.index: 0 for c in choices}
 
         def chunk(choice: Choice, text: str, finish: Optional[str] = None, usage: Optional[dict] = None) -> str:
             logprobs = choice.completion_logprobs(sent[choice.index])
             sent[choice.index] += len(text)
-            return sse(P.completion_chunk(cid, model, created, [{"index": choice.index, "text": text,
+            return sse(R.completion_chunk(cid, model, created, [{"index": choice.index, "text": text,
                                                                  "logprobs": logprobs, "finish_reason": finish}], usage))
 
         async def events() -> AsyncIterator[str]:
             if head:
                 for c in choices:
-                    yield sse(P.completion_chunk(cid, model, created, [
+                    yield sse(R.completion_chunk(cid, model, created, [
                         {"index": c.index, "text": head, "finish_reason": None, "logprobs": None}]))
             finished = 0
             async for choice, step in self.steps(choices):
@@ -281,7 +282,7 @@ class Routes:
                 yield chunk(choice, t, choice.openai_finish,
                             self.usage_of(len(prompt_ids), choices, False) if last else None)
             if include_usage:
-                yield sse(P.completion_chunk(cid, model, created, [], self.usage_of(len(prompt_ids), choices, False)))
+                yield sse(R.completion_chunk(cid, model, created, [], self.usage_of(len(prompt_ids), choices, False)))
             yield "data: [DONE]\n\n"
 
         return self.event_stream(events(), choices)
@@ -294,7 +295,7 @@ class Routes:
 
     async def models(self, request: Request) -> dict:
         authenticate(request, self.settings.api_key)
-        return {"object": "list", "data": [{"id": self.settings.model_name, "object": "model", "created": P.now(),
+        return {"object": "list", "data": [{"id": self.settings.model_name, "object": "model", "created": R.now(),
                                             "owned_by": "r1", "max_model_len": self.engine.max_model_len}]}
 
 
@@ -315,12 +316,12 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
     install_error_handlers(app)
     routes = Routes(engine, settings)
     errors = {k: v for k, v in ERROR_RESPONSES.items()}
-    app.post("/v1/chat/completions", responses={**errors, **_streaming_200(P.ChatCompletion, P.ChatCompletionChunk)},
+    app.post("/v1/chat/completions", responses={**errors, **_streaming_200(R.ChatCompletion, R.ChatCompletionChunk)},
              summary="Chat completion (reasoning_content and content)")(routes.chat)
-    app.post("/v1/completions", responses={**errors, **_streaming_200(P.Completion, P.Completion)},
+    app.post("/v1/completions", responses={**errors, **_streaming_200(R.Completion, R.Completion)},
              summary="Text completion (string or token-id prompt)")(routes.completions)
-    app.get("/v1/models", response_model=P.ModelList, responses={401: errors[401]})(routes.models)
-    app.get("/health", response_model=P.Health, responses={503: {"model": P.Health}})(routes.health)
+    app.get("/v1/models", response_model=R.ModelList, responses={401: errors[401]})(routes.models)
+    app.get("/health", response_model=R.Health, responses={503: {"model": R.Health}})(routes.health)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -328,5 +329,5 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_openapi(app, {"/v1/chat/completions": P.ChatCompletionRequest, "/v1/completions": P.CompletionRequest},
-                bearer=bool(settings.api_key), extra=(P.ChatCompletionChunk,))
+                bearer=bool(settings.api_key), extra=(R.ChatCompletionChunk,))
     return app

@@ -1,4 +1,5 @@
-"""Serving engines: one interface, token ids in, token ids out, many requests at once.
+"""The transformers serving engine (the interface all serving engines share, token ids in,
+token ids out, many requests at once, is `r1.serve.interface`).
 
 `HFBatchEngine` runs a transformers model in one background thread with continuous
 batching: every decode step is one forward pass over all running requests, and a request
@@ -21,92 +22,17 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional, Protocol
+from typing import Any, Optional
 
 from r1.errors import R1Error
+from r1.serve.interface import (EngineRequest, EngineUnavailable, QueueFull, RequestHandle, Step, TokenLogprob,
+                                deliver)
 
 log = logging.getLogger(__name__)
 
 
-class QueueFull(Exception):
-    """The engine's waiting queue is at its bound (the app answers 429)."""
-
-
-class EngineUnavailable(Exception):
-    """The engine is shutting down or its loop died (the app answers 503)."""
-
-
 class _MergeFailed(Exception):
     """Stacking new rows under the running batch failed half-way: the whole batch ends."""
-
-
-@dataclass
-class EngineRequest:
-    prompt_ids: list[int]
-    max_tokens: int
-    temperature: float = 0.6
-    top_p: float = 0.95
-    seed: Optional[int] = None
-    deadline: Optional[float] = None  # time.monotonic() after which the request ends with "timeout"
-    ignore_eos: bool = False  # always produce max_tokens (benchmarks; vLLM's extra parameter of that name)
-    logprobs: Optional[int] = None  # None: no log-probs; k: the sampled token's and the k most likely
-
-
-@dataclass
-class TokenLogprob:
-    """The model's log-probability of a sampled token (raw logits, before temperature and
-    top-p, as vLLM reports them by default) and the `top` most likely tokens: [(id, logprob)]."""
-
-    token_id: int
-    logprob: float
-    top: list[tuple[int, float]] = field(default_factory=list)
-
-
-@dataclass
-class Step:
-    """What a request receives after each engine step: new token ids, and why it ended
-    (None while running; "stop" = end of sequence, "length", "timeout", "cancelled" (the
-    client went away), "shutdown" (the server is stopping), "error" (this request failed;
-    `error` says why))."""
-
-    token_ids: list[int]
-    finish: Optional[str] = None
-    logprobs: Optional[list[TokenLogprob]] = None
-    error: Optional[str] = None
-
-
-class RequestHandle:
-    """A submitted request as the asyncio side sees it: iterate it for `Step`s; `cancel()`
-    (the client went away, or a stop string was found) drops it at the engine's next step."""
-
-    def __init__(self, request: EngineRequest, loop: asyncio.AbstractEventLoop):
-        self.request = request
-        self.loop = loop
-        self.queue: asyncio.Queue[Step] = asyncio.Queue()
-        self.cancelled = False
-        self.submitted = time.monotonic()
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    async def __aiter__(self) -> AsyncIterator[Step]:
-        while True:
-            step = await self.queue.get()
-            yield step
-            if step.finish is not None:
-                return
-
-
-class ServeEngine(Protocol):
-    model_name: str
-    tokenizer: Any
-    max_model_len: int
-
-    def start(self) -> None: ...
-    def close(self, grace: float = 0.0) -> None: ...  # stop taking requests; end the rest after `grace` s
-    def submit(self, request: EngineRequest) -> RequestHandle: ...  # raises QueueFull / EngineUnavailable
-    def stats(self) -> dict: ...
-    def shutdown(self) -> None: ...
 
 
 @dataclass
@@ -228,7 +154,7 @@ class HFBatchEngine:
                 self._pending.clear()
                 self._batch = _Batch()
                 error = self._error
-            self._deliver([(h, Step([], "error" if error else "shutdown", error=error)) for h in leftover])
+            deliver([(h, Step([], "error" if error else "shutdown", error=error)) for h in leftover])
 
     def _loop_once(self) -> bool:
         """One round: admit what fits, take one decode step. False when the loop should end."""
@@ -238,7 +164,7 @@ class HFBatchEngine:
             if self._closed:
                 waiting = list(self._pending)  # not started: no reason to keep them waiting out the grace
                 self._pending.clear()
-                self._deliver([(h, Step([], "shutdown")) for h in waiting])
+                deliver([(h, Step([], "shutdown")) for h in waiting])
                 if time.monotonic() >= (self._stop_at or 0.0) or not self._batch.rows:
                     return False
             admitted = [] if self._closed else self._take_pending()
@@ -259,7 +185,7 @@ class HFBatchEngine:
         self._failures_in_a_row += 1
         self.counters["request_errors"] += len(handles)
         message = f"{type(e).__name__}: {e}"
-        self._deliver([(h, Step([], "error", error=message)) for h in handles])
+        deliver([(h, Step([], "error", error=message)) for h in handles])
 
     def _admit_isolated(self, handles: list[RequestHandle]) -> None:
         """Admit the group; if its prefill fails, admit its requests one by one, so that only
@@ -278,7 +204,7 @@ class HFBatchEngine:
             self._admit_isolated([h])
 
     def _mergeable(self) -> bool:
-        from r1.rollout.hf import is_preallocated
+        from r1.rollout.kvcache import is_preallocated
 
         cache = self._batch.cache
         return cache is None or is_preallocated(cache)
@@ -291,7 +217,7 @@ class HFBatchEngine:
             if handle.cancelled or (handle.request.deadline is not None and now > handle.request.deadline):
                 self._pending.remove(handle)
                 gone.append((handle, Step([], "cancelled" if handle.cancelled else "timeout")))
-        self._deliver(gone)
+        deliver(gone)
         if self._batch.rows and not self._mergeable():
             return out
         room = self.max_batch - len(self._batch.rows)
@@ -308,7 +234,7 @@ class HFBatchEngine:
         import torch
 
         from r1.padding import left_pad
-        from r1.rollout.hf import preallocated_cache, with_cache
+        from r1.rollout.kvcache import pad_left, preallocated_cache, stack_layer, with_cache
 
         ids, mask = left_pad([h.request.prompt_ids for h in handles], self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
@@ -330,10 +256,10 @@ class HFBatchEngine:
             width = max(old.mask.shape[1], mask.shape[1])
             capacity = width + max(self._remaining(r) for r in old.rows + rows)
             for layer_old, layer_new in zip(old.cache.layers, new.cache.layers):
-                _stack_layer(layer_old, layer_new, width, capacity)
+                stack_layer(layer_old, layer_new, width, capacity)
             self._batch = _Batch(
                 rows=old.rows + rows, cache=old.cache,
-                mask=torch.cat([_pad_left(old.mask, width), _pad_left(mask, width)]),
+                mask=torch.cat([pad_left(old.mask, width), pad_left(mask, width)]),
                 last_pos=torch.cat([old.last_pos, new.last_pos]),
                 logits=torch.cat([old.logits, new.logits]),
             )
@@ -400,7 +326,7 @@ class HFBatchEngine:
     def _step(self) -> None:
         import torch
 
-        from r1.rollout.hf import with_cache
+        from r1.rollout.kvcache import with_cache
 
         batch = self._batch
         tokens, errors = self._sample(batch.logits)
@@ -427,7 +353,7 @@ class HFBatchEngine:
             deliveries.append((row.handle, Step([token], finish, logprobs=logprobs.get(b))))
             if finish is None:
                 keep.append(b)
-        self._deliver(deliveries)
+        deliver(deliveries)
         sampled = [t for t in tokens if t is not None]
         self.counters["tokens"] += len(sampled)
         self.counters["steps"] += 1
@@ -456,73 +382,12 @@ class HFBatchEngine:
     def _trim_padding(batch: _Batch) -> None:
         """When the rows that needed the longest left padding have left, drop the columns
         nobody attends to any more (only worth a copy when it is a real share of the cache)."""
+        from r1.rollout.kvcache import drop_front, is_preallocated
+
         used = batch.mask.any(0).nonzero()
         start = int(used[0]) if len(used) else 0
-        if start < 64 or not all(hasattr(layer, "_k") for layer in batch.cache.layers):
+        if start < 64 or not is_preallocated(batch.cache):
             return
         for layer in batch.cache.layers:
-            _drop_front(layer, start)
+            drop_front(layer, start)
         batch.mask = batch.mask[:, start:]
-
-    @staticmethod
-    def _deliver(items: list[tuple[RequestHandle, Step]]) -> None:
-        by_loop: dict[Any, list] = {}
-        for handle, step in items:
-            by_loop.setdefault(handle.loop, []).append((handle, step))
-        for loop, group in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_put_all, group)
-            except RuntimeError:  # that event loop is closed: nobody is listening
-                pass
-
-
-def _put_all(items: list[tuple[RequestHandle, Step]]) -> None:
-    for handle, step in items:
-        handle.queue.put_nowait(step)
-
-
-def _pad_left(x: Any, width: int) -> Any:
-    import torch
-
-    if x.shape[-1] == width:
-        return x
-    pad = x.new_zeros((*x.shape[:-1], width - x.shape[-1]))
-    return torch.cat([pad, x], dim=-1)
-
-
-def _stack_layer(old: Any, new: Any, width: int, capacity: int) -> None:
-    """Make `old` hold its rows then `new`'s, both left-padded (zeros) to `width` columns,
-    in a buffer of `capacity` columns. Zeros, not garbage: a masked position still
-    multiplies its (zero) weight by the value, and 0 * NaN would poison the row."""
-    for name in ("_k", "_v"):
-        a, b = getattr(old, name)[:, :, : old.length], getattr(new, name)[:, :, : new.length]
-        buf = a.new_zeros((a.shape[0] + b.shape[0], a.shape[1], capacity, a.shape[3]))
-        buf[: a.shape[0], :, width - a.shape[2] : width] = a
-        buf[a.shape[0]:, :, width - b.shape[2] : width] = b
-        setattr(old, name, buf)
-    old.capacity, old.length = capacity, width
-    old.keys, old.values = old._k[:, :, :width], old._v[:, :, :width]
-
-
-def _drop_front(layer: Any, start: int) -> None:
-    for name in ("_k", "_v"):
-        buf = getattr(layer, name)
-        moved = buf.new_zeros(buf.shape)
-        moved[:, :, : layer.length - start] = buf[:, :, start : layer.length]
-        setattr(layer, name, moved)
-    layer.length -= start
-    layer.keys, layer.values = layer._k[:, :, : layer.length], layer._v[:, :, : layer.length]
-
-
-def load_hf_engine(spec: str, *, model_name: str, max_batch: int, max_queue: int, seed: int = 0,
-                   device: Optional[str] = None, dtype: str = "auto") -> HFBatchEngine:
-    """Load a model spec (alias, folder, .gguf, hub id) into an `HFBatchEngine`; bf16 where
-    the hardware runs it natively (AVX-512 BF16 CPUs, Ampere+ GPUs), else float32."""
-    from r1.models import bf16_available, default_device, load_model
-
-    device = device or default_device()
-    if dtype == "auto":
-        dtype = "bfloat16" if bf16_available(device) else "float32"
-    model, tokenizer = load_model(spec, dtype=dtype, device=device)
-    return HFBatchEngine(model, tokenizer, model_name=model_name, max_batch=max_batch,
-                         max_queue=max_queue, seed=seed)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from r1.errors import R1Error
+from r1.serve.interface import ServeEngine
 from r1.serve.text import PromptStyle
 
 
@@ -32,12 +33,18 @@ def resolve_model(spec: str) -> tuple[str, Optional[PromptStyle], str]:
 def build_engine(spec: str, *, engine: str = "hf", model_name: str, max_batch: int = 32, max_queue: int = 256,
                  seed: int = 0, device: Optional[str] = None, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.85, kv_cache_gb: Optional[float] = None,
-                 enforce_eager: bool = False) -> Any:
-    if engine == "hf":
-        from r1.serve.engine import load_hf_engine
+                 enforce_eager: bool = False) -> ServeEngine:
+    """The serving engine `engine` (hf: r1's transformers engine; vllm) for a model spec."""
+    if engine == "hf":  # bf16 where the hardware runs it natively (AVX-512 BF16 CPUs, Ampere+ GPUs)
+        from r1.models import bf16_available, default_device, load_model
+        from r1.serve.engine import HFBatchEngine
 
-        return load_hf_engine(spec, model_name=model_name, max_batch=max_batch, max_queue=max_queue,
-                              seed=seed, device=device, dtype=dtype)
+        device = device or default_device()
+        if dtype == "auto":
+            dtype = "bfloat16" if bf16_available(device) else "float32"
+        model, tokenizer = load_model(spec, dtype=dtype, device=device)
+        return HFBatchEngine(model, tokenizer, model_name=model_name, max_batch=max_batch, max_queue=max_queue,
+                             seed=seed)
     if engine == "vllm":
         from r1.serve.vllm_engine import VLLMServeEngine
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from r1.serve import protocol as P
-from r1.serve.engine import RequestHandle, Step, TokenLogprob
+from r1.serve.interface import RequestHandle, Step, TokenLogprob
 from r1.serve.reasoning import ReasoningStream
 
 

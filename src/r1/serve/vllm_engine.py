@@ -14,7 +14,7 @@ import uuid
 from typing import Any, Optional
 
 from r1.rollout.vllm import platform_kwargs, require_vllm
-from r1.serve.engine import EngineRequest, EngineUnavailable, QueueFull, RequestHandle, Step, TokenLogprob
+from r1.serve.interface import EngineRequest, EngineUnavailable, QueueFull, RequestHandle, Step, TokenLogprob
 
 
 class VLLMServeEngine:

@@ -29,7 +29,7 @@ from r1.config import ModelConfig, OptimConfig
 from r1.errors import R1Error
 from r1.models import bf16_available, load_model
 from r1.padding import left_pad, right_pad
-from r1.rollout.hf import with_cache
+from r1.rollout.kvcache import with_cache
 
 
 def step_indices(n: int, per_step: int, seed: int, step: int) -> list[int]:
