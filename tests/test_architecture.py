@@ -81,3 +81,9 @@ def test_no_import_of_another_packages_private_names():
     private = [(f, target, n) for f, unit, target, names in _imports() for n in names
                if n.startswith("_") and _unit(target) != unit]
     assert not private, private
+
+
+def test_no_source_file_over_400_lines():
+    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"split these by concern: {long}"

@@ -344,8 +344,9 @@ def test_bf16_compute_copy_matches_autocast_and_keeps_fp32_masters(tmp_path, var
         rollout = tr.generate(0)
         tr.score(rollout)
         tr.advantage(rollout)
-        rows = list(range(rollout.size))
-        tr.update(rollout, rows, tr.ref_logprobs(rollout, rows))
+        rollout.rows = list(range(rollout.size))
+        tr.updater.ref_logprobs(rollout)
+        tr.updater.update(rollout)
         assert all(p.dtype == torch.float32 for p in tr.model.parameters())
         if precision == "bf16":
             assert tr.compute_model is not tr.model
@@ -456,16 +457,17 @@ def test_mask_truncated_leaves_cut_completions_out_of_the_loss(tmp_path, varied_
     tr.setup()
     rollout = tr.generate(0)
     tr.score(rollout)
-    keep = tr.advantage(rollout)
+    tr.advantage(rollout)
     fins = rollout.generation.finish_reasons
-    rows = tr._rows(rollout, keep)
-    assert "length" in fins and all(fins[i] != "length" for i in rows)
-    assert len(rows) < int(keep.sum())
+    tr.select_rows(rollout)
+    assert "length" in fins and all(fins[i] != "length" for i in rollout.rows)
+    assert len(rollout.rows) < sum(rollout.keep)
     # every row truncated: nothing to learn from, no step (the update with them unmasked moves)
     rollout.generation.finish_reasons = ["length"] * rollout.size
-    assert tr._rows(rollout, keep) == []
-    upd = tr.update(rollout, [], {})
-    assert upd["grad_norm"] == 0.0 and not tr.stepped
+    tr.select_rows(rollout)
+    assert rollout.rows == []
+    tr.updater.update(rollout)
+    assert rollout.update["grad_norm"] == 0.0 and not rollout.stepped
 
 
 def test_rows_left_out_of_whole_group_micro_batches_match_row_micro_batches(tmp_path, varied_reward):
@@ -482,13 +484,13 @@ def test_rows_left_out_of_whole_group_micro_batches_match_row_micro_batches(tmp_
         if rollout is None:
             rollout = tr.generate(0)
             tr.score(rollout)
-            keep = tr.advantage(rollout)
+            tr.advantage(rollout)
             # a third of the samples marked cut at the limit (the tiny model is cut almost always)
             rollout.generation.finish_reasons = ["length" if i % 3 == 0 else "stop" for i in range(rollout.size)]
-        rows = tr._rows(rollout, keep)
-        assert 0 < len(rows) < rollout.size
-        upd = tr.update(rollout, rows, {})
-        results.append((upd["loss"], upd["grad_norm"]))
+        tr.select_rows(rollout)
+        assert 0 < len(rollout.rows) < rollout.size
+        tr.updater.update(rollout)
+        results.append((rollout.update["loss"], rollout.update["grad_norm"]))
     (loss_a, norm_a), (loss_b, norm_b) = results
     assert loss_a == pytest.approx(loss_b, rel=1e-4, abs=1e-7) and norm_a == pytest.approx(norm_b, rel=1e-4)
 
@@ -510,9 +512,9 @@ def test_unscored_samples_are_left_out_of_their_group_by_default(tmp_path, mode)
         tr.setup()
         rollout = tr.generate(0)
         tr.score(rollout)
-        keep = tr.advantage(rollout)
-        rows = tr._rows(rollout, keep)
-        g = rollout.group_size
+        tr.advantage(rollout)
+        tr.select_rows(rollout)
+        rows, g = rollout.rows, rollout.group_size
         unscored = [i for i in range(rollout.size) if i % 4 == 0]
         if mode == "exclude":
             assert [i for i, s in enumerate(rollout.scored) if not s] == unscored

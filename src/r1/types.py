@@ -42,7 +42,9 @@ class Generation:
 
 @dataclass
 class Rollout:
-    """One step's batch, from sampling to loss. Tensors are built by the trainer."""
+    """One step, from sampling to update: each stage of `GRPOTrainer.step` fills in its part
+    (generate: the samples; score: rewards; advantage: advantages and keep; refill: more
+    groups; select_rows: rows; ref_logprobs: ref; update: update and stepped)."""
 
     examples: list[Any]  # [P] task examples, one per prompt
     prompt_ids: list[list[int]]  # [P][Lp] tokenised prompts (prefill included)
@@ -56,6 +58,16 @@ class Rollout:
     total_reward: list[float] = field(default_factory=list)  # [B] weighted sum
     scored: list[bool] = field(default_factory=list)  # [B] False: no reward could score it (left out)
     advantages: list[float] = field(default_factory=list)  # [B] per-sequence advantage
+    failures: Any = None  # rewards.Failures: samples whose scoring raised or was not finite, per reward
+    # [B] in a group that trains: scored, unequal rewards (skip_zero_variance), within the
+    # step's number of groups (dynamic sampling)
+    keep: list[bool] = field(default_factory=list)
+    refill_rounds: int = 0  # dynamic sampling: rounds of extra prompts sampled
+    rows: list[int] = field(default_factory=list)  # the rows in the loss: kept, less truncated (mask_truncated)
+    ref: dict[int, Any] = field(default_factory=dict)  # row -> the reference model's log-probs [Lc] (beta > 0)
+    update: dict[str, float] = field(default_factory=dict)  # the update's statistics (loss, kl, clip_frac...)
+    stepped: bool = False  # the optimizer stepped (some row entered the loss)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     @property
     def size(self) -> int:

@@ -11,32 +11,28 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
+import dataclasses
 import json
-import operator
-import statistics
-import warnings
 from pathlib import Path
 
 import torch
 
 from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
-from r1.algorithms.kl import KL_ESTIMATORS
-from r1.algorithms.losses import agg_loss, clipped_surrogate, masked_mean
 from r1.config import Config, dump_config
-from r1.data.prompts import ends_with_eos, is_strict_format, judge_texts
+from r1.data.prompts import judge_texts
 from r1.data.tasks import get_task
 from r1.data.tasks.base import curriculum_levels
 from r1.errors import R1Error
-from r1.eval.heldout import PromptBuilder, evaluate, has_reflection
+from r1.eval.heldout import PromptBuilder, evaluate
 from r1.models import default_device
 from r1.rewards import registry as rewards
 from r1.rollout.hf import HFEngine, eos_ids
 from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
 from r1.trainers.distributed import Dist
-from r1.trainers.policy import Policy, completion_logprobs, pad_batch, shared_prefix_logprobs, step_indices
-from r1.trainers.steps import Timer, concat_rollouts, non_finite_loss, rollout_rows, seed_everything
+from r1.trainers.policy import Policy, step_indices
+from r1.trainers.steps import Timer, concat_rollouts, rollout_rows, seed_everything, step_metrics
+from r1.trainers.update import PolicyUpdate
 from r1.types import Generation, Rollout, SamplingParams
 
 
@@ -92,6 +88,8 @@ class GRPOTrainer:
             raise R1Error(f"prompt: {e}") from None
         self.weights = dict(cfg.rewards)
         self.eos = eos_ids(self.model, self.tokenizer)  # the ids that end a sample (its own stop)
+        self.updater = PolicyUpdate(cfg, self.policy, self.dist, self.ref_model, share_prefix=self.share_prefix,
+                                    device=self.device, pad_id=self.tokenizer.pad_token_id)
 
     def make_engine(self, bf16: bool):
         r = self.cfg.rollout
@@ -156,7 +154,9 @@ class GRPOTrainer:
         return judge_texts(gen.texts, gen.completion_ids, stops=self.cfg.rollout.stop, eos=self.eos,
                            grace=self.cfg.rollout.stop_grace_tokens, prefill=self.prefill)
 
-    def score(self, rollout: Rollout) -> rewards.Failures:
+    def score(self, rollout: Rollout) -> None:
+        """`rollout.rewards` per reward, their weighted `total_reward`, which samples were
+        `scored`, and the reward `failures`."""
         g = rollout.group_size
         examples = [ex for ex in rollout.examples for _ in range(g)]
         per, total, failures = rewards.score(
@@ -168,10 +168,11 @@ class GRPOTrainer:
             total, rollout.scored = rewards.combine(per, self.weights, rollout.group_size)
         else:
             rollout.scored = [True] * rollout.size
-        rollout.total_reward = total
-        return failures
+        rollout.total_reward, rollout.failures = total, failures
 
-    def advantage(self, rollout: Rollout) -> torch.Tensor:
+    def advantage(self, rollout: Rollout) -> None:
+        """`rollout.advantages`, and `rollout.keep`: the rows of groups that train (scored,
+        and with unequal rewards unless `skip_zero_variance` is off)."""
         rewards_t = torch.tensor(rollout.total_reward, dtype=torch.float32)
         adv = ADVANTAGES[self.cfg.algorithm.advantage](rewards_t, rollout.group_size)
         if not torch.isfinite(adv).all():  # the registry only passes finite rewards: a bug if it happens
@@ -191,182 +192,37 @@ class GRPOTrainer:
         keep = scored.clone()
         if self.cfg.algorithm.skip_zero_variance:
             keep &= ~flat.repeat_interleave(g)
-        return keep
+        rollout.keep = keep.tolist()
 
-    def refill(self, step: int, rollout: Rollout, keep: torch.Tensor,
-               failures: rewards.Failures) -> tuple[Rollout, torch.Tensor, rewards.Failures, int]:
+    def refill(self, step: int, rollout: Rollout) -> Rollout:
         """DAPO's dynamic sampling: while fewer of this rank's groups have unequal rewards than
         it has prompts, sample refill rounds of prompts (at most `max_refill_prompts` extra);
         then train on exactly that many varied groups (the first ones), if there are enough.
-        Everything sampled stays in the rollout for the metrics. Returns the refill rounds."""
+        Everything sampled stays in the rollout for the metrics (`refill_rounds`)."""
         a, g = self.cfg.algorithm, rollout.group_size
         want, rounds = len(rollout.examples), 0
 
-        def varied(k: torch.Tensor) -> torch.Tensor:
-            return k.view(-1, g).any(1)
+        def varied(ro: Rollout) -> torch.Tensor:
+            return torch.tensor(ro.keep, dtype=torch.bool).view(-1, g).any(1)
 
-        while (a.dynamic_sampling and int(varied(keep).sum()) < want
+        while (a.dynamic_sampling and int(varied(rollout).sum()) < want
                and (rounds + 1) * want <= a.max_refill_prompts):
             rounds += 1
             more = self.generate(step, refill=rounds)
-            failures = failures + self.score(more)
-            keep = torch.cat([keep, self.advantage(more)])
+            self.score(more)
+            self.advantage(more)
             rollout = concat_rollouts([rollout, more])
         if a.dynamic_sampling:
-            groups = varied(keep)
-            extra = groups.cumsum(0) > want  # varied groups beyond the step's size
-            keep = keep & ~extra.repeat_interleave(g)
-        return rollout, keep, failures, rounds
+            extra = varied(rollout).cumsum(0) > want  # varied groups beyond the step's size
+            rollout.keep = [k and not x for k, x in zip(rollout.keep, extra.repeat_interleave(g).tolist())]
+        rollout.refill_rounds = rounds
+        return rollout
 
-    def _rows(self, rollout: Rollout, keep: torch.Tensor) -> list[int]:
-        """The rows that enter the loss: kept groups, less truncated completions if masked."""
+    def select_rows(self, rollout: Rollout) -> None:
+        """`rollout.rows`, those that enter the loss: kept groups, less truncated completions
+        when `mask_truncated`."""
         cut = rollout.generation.finish_reasons if self.cfg.algorithm.mask_truncated else ["stop"] * rollout.size
-        return [i for i in range(rollout.size) if keep[i] and cut[i] != "length"]
-
-    def _micro_batches(self, rollout: Rollout, rows: list[int]):
-        """Chunks of `rows` (whole groups when the prompt prefix is shared)."""
-        mb, g = self.cfg.optim.micro_batch_size, rollout.group_size
-        if self.share_prefix:
-            groups = sorted({i // g for i in rows})
-            per = max(1, mb // g)
-            for s in range(0, len(groups), per):
-                yield [i for grp in groups[s : s + per] for i in range(grp * g, grp * g + g)]
-        else:
-            for s in range(0, len(rows), mb):
-                yield rows[s : s + mb]
-
-    def _lockstep(self, rollout: Rollout, rows: list[int]) -> list[tuple[list[int], bool]]:
-        """(micro-batch, real) pairs. A sharded model gathers its weights in every forward and
-        backward, so every rank must run as many micro-batches as the busiest rank: the others
-        add dummy ones (a group of theirs, weight 0) that only keep the collectives in step."""
-        parts = [(part, True) for part in self._micro_batches(rollout, rows)]
-        if self.dist.fsdp is None:
-            return parts
-        most = self.dist.max(len(parts))
-        dummy = parts[0][0] if parts else list(range(min(rollout.group_size, rollout.size)))
-        return parts + [(dummy, False)] * (most - len(parts))
-
-    def _logprobs(self, model, rollout: Rollout, part: list[int], with_entropy: bool = False):
-        """(logp [b, Lc], entropy, completion mask [b, Lc]) of the completions in `part`."""
-        g, pad, temp = rollout.group_size, self.tokenizer.pad_token_id, self.cfg.rollout.temperature
-        completions = [rollout.generation.completion_ids[i] for i in part]
-        if self.share_prefix:
-            prompts = [rollout.prompt_ids[i // g] for i in part[::g]]
-            return shared_prefix_logprobs(model, prompts, completions, g, pad, temp, with_entropy, self.device)
-        ids, attn, cmask = pad_batch([rollout.prompt_ids[i // g] for i in part], completions, pad)
-        ids, attn, cmask = ids.to(self.device), attn.to(self.device), cmask.to(self.device)
-        logp, entropy = completion_logprobs(model, ids, attn, cmask.shape[1], temp, with_entropy)
-        return logp, entropy, cmask
-
-    @torch.no_grad()
-    def ref_logprobs(self, rollout: Rollout, rows: list[int]) -> dict[int, torch.Tensor]:
-        out: dict[int, torch.Tensor] = {}
-        if self.cfg.algorithm.beta <= 0:
-            return out
-        ctx = self.model.disable_adapter() if self.ref_model is None else contextlib.nullcontext()
-        model = self.model if self.ref_model is None else self.ref_model
-        with ctx, self.autocast_ctx():
-            for part, real in self._lockstep(rollout, rows):
-                lp, _, _ = self._logprobs(model, rollout, part)
-                if real:
-                    for j, i in enumerate(part):
-                        out[i] = lp[j]
-        return out
-
-    def update(self, rollout: Rollout, rows: list[int], ref: dict[int, torch.Tensor]) -> dict[str, float]:
-        """One optimizer step (μ of them) on this rank's rows, normalised by the whole step's
-        token and sequence counts; `Policy.step` sums the gradients over ranks."""
-        a, cfg = self.cfg.algorithm, self.cfg
-        gen = rollout.generation
-        num_tokens, num_seqs = self.dist.sum([float(sum(len(gen.completion_ids[i]) for i in rows)), float(len(rows))])
-        self.stepped = num_seqs > 0
-        if not num_seqs:  # every group was uniform: no gradient, but the schedule still advances
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                self.scheduler.step()
-            return {"grad_norm": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": float("nan"), "loss": 0.0}
-        stats = {"clip": [], "kl": [], "entropy": [], "loss": 0.0, "mismatch": [], "mismatch_max": 0.0, "tis": [],
-                 "ratio_dev": 0.0}
-        grad_norm = 0.0
-        tis = a.rollout_correction == "tis" or (a.rollout_correction == "auto" and cfg.rollout.engine != "hf")
-        # per row, for passes after the first: (pi_old = the trainer's log-probs before the first
-        # update, the sampling engine's log-probs), both [Lc]
-        saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        row_set = set(rows)
-        self.compute_model.train()
-        for epoch in range(a.mu):
-            self.optimizer.zero_grad(set_to_none=True)
-            for part, real in self._lockstep(rollout, rows):
-                with self.autocast_ctx():
-                    logp, entropy, cmask = self._logprobs(self.compute_model, rollout, part, with_entropy=True)
-                if not real:  # keeps a sharded model's collectives in step; contributes nothing
-                    self.policy.backward(logp.sum() * 0.0)
-                    continue
-                lc = cmask.shape[1]
-                if any(i not in row_set for i in part):  # whole-group micro-batches carry rows left out of the loss
-                    cmask = cmask * torch.tensor([i in row_set for i in part], dtype=cmask.dtype,
-                                                 device=cmask.device)[:, None]
-                # pi_old is the trainer's own model before this step's first update, taken from the
-                # first pass (ratio exactly 1 there, whatever engine sampled); later passes reuse it
-                if epoch == 0:
-                    old = logp.detach()
-                    rollout_lp = torch.zeros_like(old)  # the sampling engine's, against the trainer's
-                    for j, i in enumerate(part):
-                        lps = gen.logprobs[i][:lc]
-                        rollout_lp[j, : len(lps)] = torch.tensor(lps, dtype=old.dtype)
-                    if a.mu > 1:
-                        saved.update({i: (old[j], rollout_lp[j]) for j, i in enumerate(part)})
-                    stats["ratio_dev"] = max(stats["ratio_dev"], ((logp.detach() - old).abs() * cmask).max().item())
-                    diff = (old - rollout_lp).abs() * cmask
-                    stats["mismatch"].append((diff.sum().item(), cmask.sum().item()))
-                    stats["mismatch_max"] = max(stats["mismatch_max"], diff.max().item())
-                else:
-                    old = torch.stack([saved[i][0] for i in part])
-                    rollout_lp = torch.stack([saved[i][1] for i in part])
-                adv = torch.tensor([rollout.advantages[i] for i in part], device=logp.device)
-                loss_tok, clipped = clipped_surrogate(logp, old, adv, a.clip_low, a.clip_high)
-                if tis:  # truncated importance sampling: the samples came from the engine, not pi_old
-                    weight = (old - rollout_lp).exp().clamp(max=a.tis_cap) * cmask
-                    loss_tok = loss_tok * weight
-                    stats["tis"].append(masked_mean(weight, cmask).item())
-                if a.beta > 0:
-                    ref_lp = torch.stack([ref[i][:lc] for i in part]).to(logp.device)
-                    kl = KL_ESTIMATORS[a.kl_estimator](logp, ref_lp)
-                    loss_tok = loss_tok + a.beta * kl
-                    stats["kl"].append(masked_mean(kl.detach(), cmask).item())
-                loss = agg_loss(loss_tok, cmask, a.loss_agg, num_tokens=num_tokens,
-                                num_seqs=num_seqs, max_len=float(cfg.rollout.max_new_tokens))
-                if not torch.isfinite(loss):
-                    raise R1Error(non_finite_loss(loss, logp, old, adv, ref_lp if a.beta > 0 else None, cmask))
-                self.policy.backward(loss)
-                self.policy.accumulate_grads()
-                stats["loss"] += loss.item() / a.mu
-                stats["clip"].append(masked_mean(clipped.float(), cmask).item())
-                stats["entropy"].append(masked_mean(entropy, cmask).item())
-            grad_norm = self.policy.step()
-        self.scheduler.step()
-        self.compute_model.eval()
-        # means over every rank's micro-batches; the loss terms add up to the step's loss
-        totals = self.dist.sum([sum(stats["clip"]), len(stats["clip"]), sum(stats["kl"]), len(stats["kl"]),
-                                sum(stats["entropy"]), len(stats["entropy"]), stats["loss"],
-                                sum(d for d, _ in stats["mismatch"]), sum(n for _, n in stats["mismatch"]),
-                                sum(stats["tis"]), len(stats["tis"])])
-        clip_s, clip_n, kl_s, kl_n, ent_s, ent_n, loss, mm_s, mm_n, tis_s, tis_n = totals
-        out = {
-            "grad_norm": grad_norm,
-            "clip_frac": clip_s / clip_n if clip_n else 0.0,
-            "kl": kl_s / kl_n if kl_n else 0.0,
-            "entropy": ent_s / ent_n if ent_n else float("nan"),
-            "loss": loss,
-            # |log pi_train - log pi_rollout| on the sampled tokens, before the update
-            "logprob_mismatch_mean": mm_s / mm_n if mm_n else 0.0,
-            "logprob_mismatch_max": self.dist.max(stats["mismatch_max"]),
-            # |log ratio| in the first pass: 0 when pi_old is the trainer's own (any engine)
-            "ratio_first_pass_max_dev": self.dist.max(stats["ratio_dev"]),
-        }
-        if tis_n:
-            out["tis_weight_mean"] = tis_s / tis_n
-        return out
+        rollout.rows = [i for i in range(rollout.size) if rollout.keep[i] and cut[i] != "length"]
 
     def sync(self) -> None:
         self.policy.refresh_compute_weights()
@@ -389,58 +245,35 @@ class GRPOTrainer:
         return result
 
     # ------------------------------------------------------------------ the loop
-    def step_metrics(self, step: int, rollout: Rollout, keep, upd: dict, timer: Timer,
-                     failures: rewards.Failures) -> dict:
-        gen = rollout.generation
-        lengths = [len(c) for c in gen.completion_ids]
-        n = rollout.size
-        gen_tokens = sum(lengths)
-        row = {
-            "step": step + 1,
-            "reward": statistics.fmean(rollout.total_reward),
-            "reward_std": statistics.pstdev(rollout.total_reward),
-        }
-        for name, values in rollout.rewards.items():
-            known = [v for v in values if v is not None]
-            row[f"rewards/{name}"] = statistics.fmean(known) if known else 0.0
-        # the accuracy reward already verified every completion; verify again only without it
-        acc = rollout.rewards.get("accuracy") or self.task.score_batch(
-            rollout.completions, [e for e in rollout.examples for _ in range(rollout.group_size)])
-        acc = [a or 0.0 for a in acc]
-        row.update({
-            "accuracy": sum(acc) / n,
-            "format_rate": sum(is_strict_format(c) and not r
-                               for c, r in zip(rollout.completions, rollout.ran_on or [False] * n)) / n,
-            "ran_on": sum(rollout.ran_on) / n if rollout.ran_on else 0.0,
-            "reflection_rate": sum(has_reflection(c) for c in rollout.completions) / n,
-            "response_length_mean": statistics.fmean(lengths),
-            "response_length_max": max(lengths),
-            "truncated_frac": sum(f == "length" for f in gen.finish_reasons) / n,
-            "eos_rate": sum(ends_with_eos(c, self.eos) for c in gen.completion_ids) / n,
-            **({} if self.levels is None else {"curriculum_level": self.curriculum_level(step)}),
-            "zero_variance_groups": int((~keep).view(-1, rollout.group_size).all(1).sum().item()),
-            "unscored": sum(not s for s in rollout.scored) if rollout.scored else 0,
-            **failures.metrics(),
-            "lr": self.scheduler.get_last_lr()[0],
-            **upd,
-        })
-        for name, seconds in timer.times.items():
-            row[f"time/{name}"] = seconds
-        row["time/step"] = sum(timer.times.values())
-        row["tokens_per_s"] = gen_tokens / max(timer.times.get("generate", 1e-9), 1e-9)
-        return row
+    def step(self, step: int) -> Rollout:
+        """One GRPO step on this rank: every stage fills in the rollout, timed."""
+        timer = Timer()
+        with timer.stage("generate"):
+            rollout = self.generate(step)
+        with timer.stage("score"):
+            self.score(rollout)
+        with timer.stage("advantage"):
+            self.advantage(rollout)
+        with timer.stage("refill"):
+            rollout = self.refill(step, rollout)
+            self.select_rows(rollout)
+        with timer.stage("ref_logprobs"):
+            self.updater.ref_logprobs(rollout)
+        with timer.stage("update"):
+            self.updater.update(rollout)
+        with timer.stage("sync"):
+            if rollout.stepped:
+                self.sync()
+        rollout.timings = timer.times
+        return rollout
 
-    def gathered(self, rollout: Rollout, keep: torch.Tensor,
-                 failures: rewards.Failures) -> tuple[Rollout, torch.Tensor, rewards.Failures]:
+    def gathered(self, rollout: Rollout) -> Rollout:
         """The whole step's rollout (every rank's rows, in rank order) for metrics and logs;
         on one process, the rollout itself. Only rank 0 needs it (others get theirs back)."""
         if not self.dist.enabled:
-            return rollout, keep, failures
-        parts = self.dist.gather((rollout, keep.tolist(), failures))
-        if not self.dist.is_main:
-            return rollout, keep, failures
-        return (concat_rollouts([p[0] for p in parts]), torch.tensor([k for p in parts for k in p[1]], dtype=torch.bool),
-                functools.reduce(operator.add, (p[2] for p in parts)))
+            return rollout
+        parts = self.dist.gather(dataclasses.replace(rollout, ref={}))  # the reference log-probs stay here
+        return concat_rollouts(parts) if self.dist.is_main else rollout
 
     def train(self) -> dict:
         """The loop. With several processes every rank runs it; rank 0 alone evaluates,
@@ -474,29 +307,10 @@ class GRPOTrainer:
                 self.dist.barrier()
             flat: list[Rollout] | None = [] if start == 0 and cfg.train.diagnose_after else None
             for step in range(start, cfg.train.steps):
-                timer = Timer()
-                with timer.stage("generate"):
-                    rollout = self.generate(step)
-                with timer.stage("score"):
-                    failures = self.score(rollout)
-                with timer.stage("advantage"):
-                    keep = self.advantage(rollout)
-                with timer.stage("refill"):
-                    rollout, keep, failures, refills = self.refill(step, rollout, keep, failures)
-                    rows = self._rows(rollout, keep)
-                with timer.stage("ref_logprobs"):
-                    ref = self.ref_logprobs(rollout, rows)
-                with timer.stage("update"):
-                    upd = self.update(rollout, rows, ref)
-                with timer.stage("sync"):
-                    if self.stepped:
-                        self.sync()
-                whole, whole_keep, whole_failures = self.gathered(rollout, keep, failures)
-                done = step + 1
+                whole, done = self.gathered(self.step(step)), step + 1
                 if main:
-                    row = self.step_metrics(step, whole, whole_keep, upd, timer, whole_failures)
-                    row["refill_rounds"] = refills
-                    row["groups_trained"] = int(whole_keep.view(-1, whole.group_size).any(1).sum())
+                    row = step_metrics(done, whole, self.task, self.eos, self.scheduler.get_last_lr()[0],
+                                       self.curriculum_level(step))
                     flat = self.watch_signal(flat, whole, progress)
                     if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < cfg.train.steps:
                         mid = self.evaluate_heldout(f"step{done:06d}")

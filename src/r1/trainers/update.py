@@ -1,0 +1,181 @@
+"""The policy update of a GRPO step: the reference log-probs of the rows that enter the
+loss, then μ optimizer passes of the clipped surrogate (+ β·KL, truncated importance
+weights for another engine's samples), aggregated by `algorithms.losses.agg_loss` over the
+whole step's tokens. Micro-batches are whole groups when the prompt prefix is shared; a
+sharded model runs every rank in lockstep."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any
+
+import torch
+
+from r1.algorithms.kl import KL_ESTIMATORS
+from r1.algorithms.losses import agg_loss, clipped_surrogate, masked_mean
+from r1.config import Config
+from r1.errors import R1Error
+from r1.trainers.policy import Policy, completion_logprobs, pad_batch, shared_prefix_logprobs
+from r1.trainers.steps import non_finite_loss
+from r1.types import Rollout
+
+
+class PolicyUpdate:
+    """Turns a scored rollout's loss rows into optimizer steps of `policy` (and the
+    reference log-probs they need)."""
+
+    def __init__(self, cfg: Config, policy: Policy, dist: Any, ref_model: Any, *, share_prefix: bool,
+                 device: Any, pad_id: int):
+        self.cfg, self.policy, self.dist, self.ref_model = cfg, policy, dist, ref_model
+        self.share_prefix, self.device, self.pad_id = share_prefix, device, pad_id
+        self.stepped = False
+
+    def _micro_batches(self, rollout: Rollout, rows: list[int]):
+        """Chunks of `rows` (whole groups when the prompt prefix is shared)."""
+        mb, g = self.cfg.optim.micro_batch_size, rollout.group_size
+        if self.share_prefix:
+            groups = sorted({i // g for i in rows})
+            per = max(1, mb // g)
+            for s in range(0, len(groups), per):
+                yield [i for grp in groups[s : s + per] for i in range(grp * g, grp * g + g)]
+        else:
+            for s in range(0, len(rows), mb):
+                yield rows[s : s + mb]
+
+    def _lockstep(self, rollout: Rollout, rows: list[int]) -> list[tuple[list[int], bool]]:
+        """(micro-batch, real) pairs. A sharded model gathers its weights in every forward and
+        backward, so every rank must run as many micro-batches as the busiest rank: the others
+        add dummy ones (a group of theirs, weight 0) that only keep the collectives in step."""
+        parts = [(part, True) for part in self._micro_batches(rollout, rows)]
+        if self.dist.fsdp is None:
+            return parts
+        most = self.dist.max(len(parts))
+        dummy = parts[0][0] if parts else list(range(min(rollout.group_size, rollout.size)))
+        return parts + [(dummy, False)] * (most - len(parts))
+
+    def _logprobs(self, model, rollout: Rollout, part: list[int], with_entropy: bool = False):
+        """(logp [b, Lc], entropy, completion mask [b, Lc]) of the completions in `part`."""
+        g, pad, temp = rollout.group_size, self.pad_id, self.cfg.rollout.temperature
+        completions = [rollout.generation.completion_ids[i] for i in part]
+        if self.share_prefix:
+            prompts = [rollout.prompt_ids[i // g] for i in part[::g]]
+            return shared_prefix_logprobs(model, prompts, completions, g, pad, temp, with_entropy, self.device)
+        ids, attn, cmask = pad_batch([rollout.prompt_ids[i // g] for i in part], completions, pad)
+        ids, attn, cmask = ids.to(self.device), attn.to(self.device), cmask.to(self.device)
+        logp, entropy = completion_logprobs(model, ids, attn, cmask.shape[1], temp, with_entropy)
+        return logp, entropy, cmask
+
+    @torch.no_grad()
+    def ref_logprobs(self, rollout: Rollout) -> None:
+        """`rollout.ref`: the reference model's log-probs of the loss rows (with beta > 0)."""
+        rollout.ref = {}
+        if self.cfg.algorithm.beta <= 0:
+            return
+        model = self.policy.model if self.ref_model is None else self.ref_model
+        ctx = model.disable_adapter() if self.ref_model is None else contextlib.nullcontext()
+        with ctx, self.policy.autocast_ctx():
+            for part, real in self._lockstep(rollout, rollout.rows):
+                lp, _, _ = self._logprobs(model, rollout, part)
+                if real:
+                    rollout.ref.update({i: lp[j] for j, i in enumerate(part)})
+
+    def update(self, rollout: Rollout) -> None:
+        """One optimizer step (μ of them) on this rank's loss rows, normalised by the whole
+        step's token and sequence counts (`Policy.step` sums the gradients over ranks); sets
+        `rollout.update` (its statistics) and `rollout.stepped`."""
+        rollout.update = self._update(rollout, rollout.rows, rollout.ref)
+        rollout.stepped = self.stepped
+
+    def _update(self, rollout: Rollout, rows: list[int], ref: dict[int, torch.Tensor]) -> dict[str, float]:
+        a, cfg = self.cfg.algorithm, self.cfg
+        gen = rollout.generation
+        num_tokens, num_seqs = self.dist.sum([float(sum(len(gen.completion_ids[i]) for i in rows)), float(len(rows))])
+        self.stepped = num_seqs > 0
+        if not num_seqs:  # every group was uniform: no gradient, but the schedule still advances
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                self.policy.scheduler.step()
+            return {"grad_norm": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": float("nan"), "loss": 0.0}
+        stats = {"clip": [], "kl": [], "entropy": [], "loss": 0.0, "mismatch": [], "mismatch_max": 0.0, "tis": [],
+                 "ratio_dev": 0.0}
+        grad_norm = 0.0
+        tis = a.rollout_correction == "tis" or (a.rollout_correction == "auto" and cfg.rollout.engine != "hf")
+        # per row, for passes after the first: (pi_old = the trainer's log-probs before the first
+        # update, the sampling engine's log-probs), both [Lc]
+        saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        row_set = set(rows)
+        self.policy.compute_model.train()
+        for epoch in range(a.mu):
+            self.policy.optimizer.zero_grad(set_to_none=True)
+            for part, real in self._lockstep(rollout, rows):
+                with self.policy.autocast_ctx():
+                    logp, entropy, cmask = self._logprobs(self.policy.compute_model, rollout, part, with_entropy=True)
+                if not real:  # keeps a sharded model's collectives in step; contributes nothing
+                    self.policy.backward(logp.sum() * 0.0)
+                    continue
+                lc = cmask.shape[1]
+                if any(i not in row_set for i in part):  # whole-group micro-batches carry rows left out of the loss
+                    cmask = cmask * torch.tensor([i in row_set for i in part], dtype=cmask.dtype,
+                                                 device=cmask.device)[:, None]
+                # pi_old is the trainer's own model before this step's first update, taken from the
+                # first pass (ratio exactly 1 there, whatever engine sampled); later passes reuse it
+                if epoch == 0:
+                    old = logp.detach()
+                    rollout_lp = torch.zeros_like(old)  # the sampling engine's, against the trainer's
+                    for j, i in enumerate(part):
+                        lps = gen.logprobs[i][:lc]
+                        rollout_lp[j, : len(lps)] = torch.tensor(lps, dtype=old.dtype)
+                    if a.mu > 1:
+                        saved.update({i: (old[j], rollout_lp[j]) for j, i in enumerate(part)})
+                    stats["ratio_dev"] = max(stats["ratio_dev"], ((logp.detach() - old).abs() * cmask).max().item())
+                    diff = (old - rollout_lp).abs() * cmask
+                    stats["mismatch"].append((diff.sum().item(), cmask.sum().item()))
+                    stats["mismatch_max"] = max(stats["mismatch_max"], diff.max().item())
+                else:
+                    old = torch.stack([saved[i][0] for i in part])
+                    rollout_lp = torch.stack([saved[i][1] for i in part])
+                adv = torch.tensor([rollout.advantages[i] for i in part], device=logp.device)
+                loss_tok, clipped = clipped_surrogate(logp, old, adv, a.clip_low, a.clip_high)
+                if tis:  # truncated importance sampling: the samples came from the engine, not pi_old
+                    weight = (old - rollout_lp).exp().clamp(max=a.tis_cap) * cmask
+                    loss_tok = loss_tok * weight
+                    stats["tis"].append(masked_mean(weight, cmask).item())
+                if a.beta > 0:
+                    ref_lp = torch.stack([ref[i][:lc] for i in part]).to(logp.device)
+                    kl = KL_ESTIMATORS[a.kl_estimator](logp, ref_lp)
+                    loss_tok = loss_tok + a.beta * kl
+                    stats["kl"].append(masked_mean(kl.detach(), cmask).item())
+                loss = agg_loss(loss_tok, cmask, a.loss_agg, num_tokens=num_tokens,
+                                num_seqs=num_seqs, max_len=float(cfg.rollout.max_new_tokens))
+                if not torch.isfinite(loss):
+                    raise R1Error(non_finite_loss(loss, logp, old, adv, ref_lp if a.beta > 0 else None, cmask))
+                self.policy.backward(loss)
+                self.policy.accumulate_grads()
+                stats["loss"] += loss.item() / a.mu
+                stats["clip"].append(masked_mean(clipped.float(), cmask).item())
+                stats["entropy"].append(masked_mean(entropy, cmask).item())
+            grad_norm = self.policy.step()
+        self.policy.scheduler.step()
+        self.policy.compute_model.eval()
+        # means over every rank's micro-batches; the loss terms add up to the step's loss
+        totals = self.dist.sum([sum(stats["clip"]), len(stats["clip"]), sum(stats["kl"]), len(stats["kl"]),
+                                sum(stats["entropy"]), len(stats["entropy"]), stats["loss"],
+                                sum(d for d, _ in stats["mismatch"]), sum(n for _, n in stats["mismatch"]),
+                                sum(stats["tis"]), len(stats["tis"])])
+        clip_s, clip_n, kl_s, kl_n, ent_s, ent_n, loss, mm_s, mm_n, tis_s, tis_n = totals
+        out = {
+            "grad_norm": grad_norm,
+            "clip_frac": clip_s / clip_n if clip_n else 0.0,
+            "kl": kl_s / kl_n if kl_n else 0.0,
+            "entropy": ent_s / ent_n if ent_n else float("nan"),
+            "loss": loss,
+            # |log pi_train - log pi_rollout| on the sampled tokens, before the update
+            "logprob_mismatch_mean": mm_s / mm_n if mm_n else 0.0,
+            "logprob_mismatch_max": self.dist.max(stats["mismatch_max"]),
+            # |log ratio| in the first pass: 0 when pi_old is the trainer's own (any engine)
+            "ratio_first_pass_max_dev": self.dist.max(stats["ratio_dev"]),
+        }
+        if tis_n:
+            out["tis_weight_mean"] = tis_s / tis_n
+        return out
