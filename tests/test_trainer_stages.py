@@ -1,0 +1,106 @@
+"""The GRPO trainer's stages with a fake engine: scripted completions in, so that each path
+(kept and dropped groups, a step without signal, held-out evaluations during training) is
+checked exactly and in seconds, without sampling from a model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from r1.config import build_config, read_yaml
+from r1.presets import preset_path
+from r1.rollout.base import RolloutEngine
+from r1.trainers.grpo import GRPOTrainer
+from r1.types import Generation
+
+
+class FakeEngine:
+    """Completions from `script(call, question, j)`: the j-th sample of a prompt; each text is
+    tokenised and ends with EOS; log-probs 0. Counts the weight syncs."""
+
+    def __init__(self, tokenizer, script):
+        self.tokenizer, self.script = tokenizer, script
+        self.eos_ids = {tokenizer.eos_token_id}
+        self.calls, self.syncs = 0, 0
+
+    def generate(self, prompt_ids, n, params) -> Generation:
+        texts = []
+        for ids in prompt_ids:
+            question = self.tokenizer.decode(ids).split("What is")[-1].split("?")[0]
+            texts += [self.script(self.calls, question, j) for j in range(n)]
+        self.calls += 1
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+               for t in texts]
+        return Generation(completion_ids=ids, logprobs=[[0.0] * len(i) for i in ids],
+                          finish_reasons=["stop"] * len(ids), texts=texts)
+
+    def sync_weights(self, weights) -> None:
+        self.syncs += 1
+
+
+def right(question: str) -> str:
+    return f"x</think><answer>{eval(question)}</answer>"  # the tiny task's sums: digits and +
+
+
+def trainer(tmp_path, script, *overrides) -> tuple[GRPOTrainer, FakeEngine]:
+    cfg = build_config(read_yaml(preset_path("tiny")), ["tracking.progress=false", "train.diagnose_after=0",
+                                                        *overrides])
+    tr = GRPOTrainer(cfg, tmp_path / "run")
+    tr.setup()
+    tr.engine = FakeEngine(tr.tokenizer, script)
+    assert isinstance(tr.engine, RolloutEngine)
+    return tr, tr.engine
+
+
+def test_a_step_without_signal_trains_nothing_and_says_so(tmp_path):
+    """Every group all right: no row enters the loss, the optimizer does not step, the engine
+    is not re-synced, the schedule still advances, and the metrics say why."""
+    tr, engine = trainer(tmp_path, lambda call, q, j: right(q))
+    lr0 = tr.scheduler.get_last_lr()[0]
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    ro = tr.step(0)
+    assert ro.keep == [False] * ro.size and ro.rows == [] and not ro.stepped
+    assert ro.update["grad_norm"] == 0.0 and engine.syncs == 0
+    assert all((a == b).all() for a, b in zip(before, tr.model.parameters()))
+    assert tr.scheduler.get_last_lr()[0] != lr0
+    from r1.trainers.steps import step_metrics
+
+    row = step_metrics(1, ro, tr.task, tr.eos, 0.0, None)
+    assert row["accuracy"] == 1.0 and row["zero_variance_groups"] == ro.size // ro.group_size
+    assert row["groups_trained"] == 0 and set(ro.timings) >= {"generate", "score", "update"}
+
+
+def test_varied_groups_train_and_uniform_ones_are_dropped_unless_asked(tmp_path):
+    """Prompt 0's samples alternate right/wrong (varied); the other prompts' are all right.
+    skip_zero_variance (default) keeps only prompt 0's rows; off, every row is in the loss."""
+
+    def script(call, q, j):
+        return right(q) if q != first[0] or j % 2 else "no answer"
+
+    first: list[str] = []
+    for skip in (True, False):
+        tr, engine = trainer(tmp_path / str(skip), script, f"algorithm.skip_zero_variance={str(skip).lower()}")
+        first[:] = [tr.step_examples(0)[0].question.split("What is")[-1].split("?")[0]]
+        ro = tr.step(0)
+        g = ro.group_size
+        expect = list(range(g)) if skip else list(range(ro.size))
+        assert ro.rows == expect and ro.stepped and engine.syncs == 1
+        assert all(ro.advantages[i] == 0.0 for i in range(g, ro.size))  # uniform groups carry no advantage
+        assert len({round(a, 6) for a in ro.advantages[:g]}) == 2
+
+
+def test_held_out_evaluations_during_training(tmp_path):
+    """train.eval_every: held-out evaluations at those steps (not again at the end), in the
+    metrics row, the history and eval/; the summary's before/after come from the same runs."""
+    tr, _ = trainer(tmp_path, lambda call, q, j: right(q) if (call + j) % 2 else "no answer",
+                    "train.steps=4", "train.eval_every=2", "task.heldout_size=4", "eval.samples=1")
+    tr.setup = lambda: None  # already set up, with the fake engine
+    summary = tr.train()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert "heldout/accuracy" in rows[1] and "heldout/accuracy" not in rows[2]
+    assert sorted(p.name for p in (tmp_path / "run" / "eval").glob("heldout_*.jsonl")) == [
+        "heldout_after.jsonl", "heldout_before.jsonl", "heldout_step000002.jsonl"]
+    assert [h["step"] for h in summary["heldout_history"]] == [0, 2, 4]
+    assert summary["heldout_after"]["accuracy"] == pytest.approx(summary["heldout_history"][-1]["accuracy"])
