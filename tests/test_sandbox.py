@@ -210,9 +210,19 @@ def test_long_lived_child_is_killed_at_the_end():
     assert not _running(f"sleep {marker}")
 
 
-def test_isolation_is_reported():
-    r = execute("print(1)")
-    assert r.isolation == isolation() and r.isolation in ("namespaces", "rlimits")
+def test_isolation_is_reported_and_is_what_it_says():
+    """The reported isolation is the one the program ran under: in namespaces it is PID 1 of
+    its own PID namespace and sees no network device but loopback; under rlimits its
+    address space is bounded."""
+    probe = ("import os, resource, socket\n"
+             "print(os.getpid(), sorted(n for _, n in socket.if_nameindex()), resource.getrlimit(resource.RLIMIT_AS)[0])")
+    r = execute(probe)
+    assert r.ok and r.isolation in ("namespaces", "rlimits"), r
+    pid, rest = r.stdout.split(" ", 1)
+    if r.isolation == "namespaces":
+        assert pid == "1" and rest.startswith("['lo']"), r.stdout
+    else:
+        assert not rest.rstrip().endswith(" -1"), r.stdout  # RLIM_INFINITY would print -1
     from r1.sandbox import _cgroup_dirs, sandbox_python
 
     if os.geteuid() == 0 and shutil.which("unshare") and _cgroup_dirs() and sandbox_python():
