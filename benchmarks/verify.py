@@ -65,6 +65,9 @@ def main() -> None:
     def cold() -> None:
         """Both sides start each set with empty caches (Math-Verify's LaTeX/expression
         caches here, r1's verdicts and its worker's), r1's worker already started."""
+        from sympy.core.cache import clear_cache
+
+        clear_cache()  # sympy's own expression cache (a fresh worker starts without one too)
         mvp.parse_latex_cached.cache_clear()
         mvp.parse_expr_cached.cache_clear()
         V._POOL.close()
@@ -90,6 +93,25 @@ def main() -> None:
     for name, ours, ref, t_ours, t_ref in rows:
         print(f"{name:10} {ours:10.0f} {ref:12.0f} {ours / ref:6.1f}x {t_ours:8d} {t_ref:8d}")
     print(f"golds r1 does not accept in their boxed spelling: {len(missed)}", *missed[:20], sep="\n  ")
+
+    # the accuracy reward of one GRPO batch on the math task, at its most expensive: 32
+    # completions (MATH-500 reference solutions) whose answers differ from the gold (perturbed:
+    # no fast path, every one goes to Math-Verify), caches cold
+    from r1.data.tasks import get_task
+    from r1.data.tasks.base import Example
+    from r1.rewards import registry
+
+    rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()[:32]]
+    task = get_task("math", {"path": args.data})
+    examples = [Example(r["id"], r["problem"], r["answer"]) for r in rows]
+    completions = [f"<think>{r['solution']}</think><answer>\\boxed{{{perturb(r['answer'])}}}</answer>" for r in rows]
+    cold()
+    t0 = time.perf_counter()
+    per, _, _ = registry.score(completions, examples, task, {"accuracy": 1.0})
+    reward_s = time.perf_counter() - t0
+    print(f"accuracy reward on a batch of 32 MATH-500 solutions (cold): {reward_s:.3f} s, "
+          f"{sum(per['accuracy']):.0f}/32 verified (answers perturbed)")
+    result["reward_batch32_s"] = reward_s
     print(f"r1 counters: {V.stats()}")
     result["missed"] = missed
     print(json.dumps(result))

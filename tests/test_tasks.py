@@ -130,3 +130,17 @@ def test_unknown_task_and_params():
         get_task("arithmetic", {"digit": 2})
     with pytest.raises(R1Error, match="task.params.digits"):
         get_task("arithmetic", {"digits": "many"})
+
+
+def test_logs_drop_only_a_torn_last_line(tmp_path):
+    """r1's own logs (metrics, samples): a killed run's torn last line is dropped; a bad line
+    before it is an error naming file and line, not a silent truncation of what follows."""
+    from r1.data.jsonl import read_log
+
+    path = tmp_path / "metrics.jsonl"
+    assert read_log(path) == []
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "rew')
+    assert read_log(path) == [{"step": 1}, {"step": 2}]
+    path.write_text('{"step": 1}\n{"step": 2, "rew\n{"step": 3}\n')
+    with pytest.raises(R1Error, match=r"metrics.jsonl:2: malformed JSON"):
+        read_log(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from r1.tracking import read_metrics
+from r1.data.jsonl import read_log
 
 SUMMARY_KEYS = ("accuracy", "format_rate", "lenient_accuracy", "mean_length", "reflection_rate", "eos_rate")
 
@@ -104,10 +104,7 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
 
 
 def _eval_rows(out: Path, tag: str) -> list[dict]:
-    path = out / "eval" / f"heldout_{tag}.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_log(out / "eval" / f"heldout_{tag}.jsonl")
 
 
 def _eval_tags(out: Path) -> list[str]:
@@ -168,7 +165,7 @@ def length_signature(rows: list[dict], window: int = 5) -> dict:
 
 
 def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
-    rows = read_metrics(out / "metrics.jsonl")
+    rows = read_log(out / "metrics.jsonl")
     write_plots(out, rows, history)
     before = {k: history[0].get(k) for k in SUMMARY_KEYS} if history else {}
     after = {k: history[-1].get(k) for k in SUMMARY_KEYS} if len(history) > 1 else {}

@@ -9,18 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-
-def read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a torn last line from a killed run
-    return rows
+from r1.data.jsonl import read_log
 
 
 def _clean(value: Any) -> Any:
@@ -33,7 +22,7 @@ def open_step_log(path: Path, resume_step: int | None):
     """Open a JSONL file of per-step rows for appending. On resume, rows past the
     checkpoint are dropped (those steps will be redone); on a fresh run it starts empty."""
     if resume_step is not None:
-        kept = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step]
+        kept = [r for r in read_log(path) if r.get("step", 0) <= resume_step]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     elif path.exists():
         path.unlink()

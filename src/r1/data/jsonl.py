@@ -1,4 +1,6 @@
-"""JSONL reading with errors that name the file, the line and the field."""
+"""JSONL, the one reader and writer: user data (`read_jsonl`: errors name the file, the line
+and the field) and the logs r1 appends to itself (`read_log`: metrics, samples, rollouts,
+which a killed run may leave with a torn last line)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,28 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
             rows.append(row)
     if not rows:
         raise R1Error(f"data file {path} has no records")
+    return rows
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The rows of a JSONL log r1 appends to (metrics.jsonl, samples.jsonl, ...): [] when it
+    is not there yet; a torn last line (a run killed while writing) is dropped; any other bad
+    line is an R1Error naming the file and the line, never a silent truncation."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if lineno == len(lines):
+                break
+            raise R1Error(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); this log was "
+                          "written by r1 and edited or damaged since") from None
     return rows
 
 

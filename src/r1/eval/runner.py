@@ -18,7 +18,7 @@ from r1.config import SamplingSettings
 from r1.data.prompts import extract_answer, split_reasoning
 from r1.errors import R1Error
 from r1.eval.metrics import majority_vote, mean_ci95, pass_at_k
-from r1.tracking import read_metrics
+from r1.data.jsonl import read_log
 from r1.types import SamplingParams
 
 
@@ -158,7 +158,7 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
     if cfg.limit:
         examples = examples[: cfg.limit]
     samples_path = out / "samples.jsonl"
-    rows = read_metrics(samples_path)  # a torn last line (killed run) is dropped: that batch is redone
+    rows = read_log(samples_path)  # a torn last line (killed run) is dropped: that batch is redone
     have = defaultdict(set)
     for r in rows:
         have[r["id"]].add(r["sample"])

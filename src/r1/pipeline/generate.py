@@ -107,7 +107,8 @@ def make_sampler(cfg: GenerateConfig, answer_hint: str = "the final answer", api
 
 def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress: bool = True,
                  api_key: str | None = None) -> dict:
-    from r1.tracking import Progress, read_metrics
+    from r1.data.jsonl import read_log
+    from r1.tracking import Progress
 
     out = Path(out)
     cfg = resolve_run(cfg)
@@ -128,7 +129,7 @@ def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress
     name = cfg.api_model or cfg.model or "default"
     k, bsz = cfg.samples, cfg.batch_size
     batches = [examples[i : i + bsz] for i in range(0, len(examples), bsz)]
-    rows = read_metrics(out)  # a torn last line from a killed run is dropped
+    rows = read_log(out)  # a torn last line from a killed run is dropped
     counts: dict[str, int] = {}
     for r in rows:
         counts[str(r.get("id"))] = counts.get(str(r.get("id")), 0) + 1

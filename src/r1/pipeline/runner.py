@@ -245,9 +245,9 @@ class Pipeline:
         res = run_eval(cfg, out, sampler=LocalSampler(cfg), task=task, examples=examples, suffix="",
                        progress=self.progress)
         from r1.data.prompts import split_reasoning
-        from r1.tracking import read_metrics
+        from r1.data.jsonl import read_log
 
-        rows = read_metrics(out / "samples.jsonl")
+        rows = read_log(out / "samples.jsonl")
 
         lang = [language_consistency(split_reasoning(r["completion"])[0] or r["completion"], ev.language)
                 for r in rows]

@@ -170,9 +170,9 @@ class SFTTrainer:
         return summary
 
     def write_report(self) -> dict:
-        from r1.tracking import read_metrics
+        from r1.data.jsonl import read_log
 
-        rows = read_metrics(self.out / "metrics.jsonl")
+        rows = read_log(self.out / "metrics.jsonl")
         losses = [r["loss"] for r in rows]
         plots = self.out / "plots"
         plots.mkdir(exist_ok=True)
