@@ -57,11 +57,11 @@ def test_rerun_finishes_at_once_and_redoes_nothing(finished):
 
 
 def test_a_killed_stage_resumes_and_a_changed_stage_reruns_with_what_follows(tmp_path, monkeypatch):
-    from r1.trainers.grpo import GRPOTrainer
+    from r1.trainers.update import PolicyUpdate
 
     monkeypatch.chdir(tmp_path)  # nothing depends on the working directory
     out = tmp_path / "run"
-    original = GRPOTrainer.update
+    original = PolicyUpdate.update
     calls = {"n": 0}
 
     def killed_on_second_update(self, *a, **kw):
@@ -70,13 +70,13 @@ def test_a_killed_stage_resumes_and_a_changed_stage_reruns_with_what_follows(tmp
             raise KeyboardInterrupt  # the run dies inside stage 2, after its step-1 checkpoint
         return original(self, *a, **kw)
 
-    monkeypatch.setattr(GRPOTrainer, "update", killed_on_second_update)
+    monkeypatch.setattr(PolicyUpdate, "update", killed_on_second_update)
     with pytest.raises(KeyboardInterrupt):
         run(out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(s["name"], s["status"]) for s in manifest["stages"]] == [("cold_start", "done"), ("reasoning_rl", "running")]
     stage1 = _mtime(out / "cold_start")
-    monkeypatch.setattr(GRPOTrainer, "update", original)
+    monkeypatch.setattr(PolicyUpdate, "update", original)
     run(out)
     assert _mtime(out / "cold_start") == stage1  # stage 1 was not redone
     steps = [json.loads(x)["step"] for x in (out / "reasoning_rl" / "metrics.jsonl").read_text().splitlines()]

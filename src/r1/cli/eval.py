@@ -87,7 +87,7 @@ def evaluate(
 @app.command()
 def compare(dirs: list[str] = typer.Argument(..., help="two or more evaluation directories")) -> None:
     """Print the metrics of several evaluations side by side."""
-    from r1.eval.report import compare_table
+    from r1.report.eval import compare_table
 
     if len(dirs) < 2:
         raise R1Error("compare needs at least two evaluation directories")

@@ -221,7 +221,7 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
         "versions": collect_versions(),
     }
     (out / "results.json").write_text(json.dumps(result, indent=1))
-    from r1.eval.report import write_eval_report
+    from r1.report.eval import write_eval_report
 
     write_eval_report(out, result, rows)
     return result

@@ -154,6 +154,8 @@ class Pipeline:
         manifest = {"stages": entries}
         base_metrics = self._base_metrics()
         self._save_manifest({**manifest, "base": {"model": self.base, "metrics": base_metrics}})
+        from r1.report.pipeline import write_pipeline_report
+
         write_pipeline_report(self.out, base_metrics, entries)
         return {"base": base_metrics, "stages": entries}
 
@@ -263,45 +265,3 @@ class Pipeline:
         m = self._evaluate(self.base, self.out / "base_eval")
         path.write_text(json.dumps(m))
         return m
-
-
-def write_pipeline_report(out: Path, base: dict, stages: list[dict]) -> None:
-    """report.md and report.html: every stage's metrics side by side, plus a readability plot."""
-    import base64
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = [("base", base)] + [(s["name"], s.get("metrics", {})) for s in stages]
-    keys = [("pass@1", "accuracy (pass@1)", True), ("format_rate", "format rate", True),
-            ("language_consistency", "language consistency", True), ("mean_length", "mean length (tokens)", False)]
-    head = "| | " + " | ".join(n for n, _ in cols) + " |\n|---|" + "---|" * len(cols) + "\n"
-    body = ""
-    for key, label, pct in keys:
-        cells = [(f"{100 * m[key]:.1f}%" if pct else f"{m[key]:.1f}") if key in m else "–" for _, m in cols]
-        body += f"| {label} | " + " | ".join(cells) + " |\n"
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for ax, (key, label, _) in zip(axes, keys[:3]):
-        ax.bar([n for n, _ in cols], [m.get(key, 0.0) for _, m in cols], color="tab:blue")
-        ax.set(title=label, ylim=(0, 1))
-        ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    fig.savefig(out / "stages.png", dpi=110)
-    plt.close(fig)
-    stages_md = "".join(f"- `{s['name']}` ({s['kind']}): input `{s['input']}`, status {s['status']}\n" for s in stages)
-    md = (f"# R1 pipeline\n\n{stages_md}\nEvaluated on the task's held-out set with the pipeline's prompt.\n\n"
-          f"{head}{body}\n![stages](stages.png)\n")
-    (out / "report.md").write_text(md)
-    rows_html = "".join("<tr><td>" + label + "</td>" + "".join(
-        f"<td>{(f'{100 * m[key]:.1f}%' if pct else f'{m[key]:.1f}') if key in m else '–'}</td>" for _, m in cols)
-        + "</tr>" for key, label, pct in keys)
-    img = base64.b64encode(buf.getvalue()).decode()
-    (out / "report.html").write_text(
-        "<!doctype html><meta charset=utf-8><title>R1 pipeline</title><h1>R1 pipeline</h1>"
-        "<table border=1 cellpadding=4><tr><th></th>" + "".join(f"<th>{n}</th>" for n, _ in cols) + "</tr>"
-        + rows_html + f"</table><p><img src='data:image/png;base64,{img}'></p>")

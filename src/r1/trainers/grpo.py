@@ -338,7 +338,7 @@ class GRPOTrainer:
         summary: dict = {}
         self.save_model()  # every rank: a sharded model is gathered first; rank 0 writes
         if main:
-            from r1.report import write_run_report
+            from r1.report.run import write_run_report
 
             summary = write_run_report(self.out, cfg, history)
         self.dist.barrier()

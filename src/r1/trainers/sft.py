@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import statistics
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from r1.config import SFTConfig, dump_config
 from r1.data.chat import IGNORE, Pack, collate, load_conversations, pack, tokenize_conversation
 from r1.errors import R1Error
 from r1.models import default_device
+from r1.report.sft import write_sft_report
 from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
 from r1.trainers.distributed import Dist
@@ -165,41 +165,6 @@ class SFTTrainer:
             if tracker is not None:
                 tracker.close()
         self.policy.save(self.out / "model")  # every rank (FSDP gathers); rank 0 writes
-        summary = self.write_report() if main else {}
+        summary = write_sft_report(self.out, self.cfg.model.name, self.total_steps, self.stats) if main else {}
         self.dist.barrier()
-        return summary
-
-    def write_report(self) -> dict:
-        from r1.data.jsonl import read_log
-
-        rows = read_log(self.out / "metrics.jsonl")
-        losses = [r["loss"] for r in rows]
-        plots = self.out / "plots"
-        plots.mkdir(exist_ok=True)
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot([r["step"] for r in rows], losses, color="tab:blue")
-        ax.set(xlabel="step", ylabel="loss (assistant tokens)", title="SFT loss")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(plots / "loss.png", dpi=120)
-        plt.close(fig)
-        first = statistics.fmean(losses[: max(1, len(losses) // 10)]) if losses else float("nan")
-        last = statistics.fmean(losses[-max(1, len(losses) // 10):]) if losses else float("nan")
-        summary = {"model": self.cfg.model.name, "steps": self.total_steps, **self.stats,
-                   "loss_first": first, "loss_last": last,
-                   "train_seconds": sum(r.get("time/step", 0.0) for r in rows)}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
-        (self.out / "report.md").write_text(
-            f"# SFT run\n\nModel `{self.cfg.model.name}` → `model/`; {self.total_steps} steps.\n\n"
-            f"| data | |\n|---|---|\n| conversations | {self.stats['conversations']} |\n"
-            f"| dropped (no assistant token within max_length) | {self.stats['dropped_no_assistant_tokens']} |\n"
-            f"| packed rows | {self.stats['rows']} ({100 * self.stats['fill']:.0f}% filled) |\n"
-            f"| tokens / assistant tokens | {self.stats['tokens']} / {self.stats['assistant_tokens']} |\n\n"
-            f"Loss (mean over assistant tokens): first 10% of steps {first:.3f}, last 10% {last:.3f}.\n\n"
-            "![loss](plots/loss.png)\n")
         return summary

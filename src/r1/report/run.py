@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from r1.data.jsonl import read_log
+from r1.report import figure
 
 SUMMARY_KEYS = ("accuracy", "format_rate", "lenient_accuracy", "mean_length", "reflection_rate", "eos_rate")
 
@@ -19,87 +20,67 @@ def _smooth(values: list[float], k: int = 5) -> list[float]:
 
 
 def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plots = out / "plots"
-    plots.mkdir(exist_ok=True)
-    steps = [r["step"] for r in rows]
-    written = []
-
-    def save(fig, ax, name: str, title: str) -> None:
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        written.append(plots / name)
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+    plots, steps, written = out / "plots", [r["step"] for r in rows], []
 
     def series(key):
         return [r.get(key) for r in rows]
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if rows:
-        ax.plot(steps, series("reward"), alpha=0.3, color="C0")
-        ax.plot(steps, _smooth(series("reward")), color="C0", label="reward (train, mean total)")
-        ax.plot(steps, _smooth(series("accuracy")), color="C1", label="accuracy (train rollouts)")
-        ax.plot(steps, _smooth(series("format_rate")), color="C2", label="format rate (train rollouts)")
-    if history:
-        ax.plot([h["step"] for h in history], [h["accuracy"] for h in history], "o-", color="C3",
-                label="held-out accuracy")
-        ax.plot([h["step"] for h in history], [h["format_rate"] for h in history], "s--", color="C4",
-                label="held-out format rate")
-    ax.set_xlabel("step")
-    ax.legend(fontsize=8)
-    save(fig, ax, "reward.png", "Reward and accuracy during GRPO")
-
-    def line_plot(key: str, color: str, title: str, ylabel: str, name: str) -> None:
-        fig, ax = plt.subplots(figsize=(7, 4))
+    with figure(plots / "reward.png", "Reward and accuracy during GRPO", written=written) as ax:
         if rows:
-            ax.plot(steps, series(key), alpha=0.3, color=color)
-            ax.plot(steps, _smooth(series(key)), color=color)
+            ax.plot(steps, series("reward"), alpha=0.3, color="C0")
+            ax.plot(steps, _smooth(series("reward")), color="C0", label="reward (train, mean total)")
+            ax.plot(steps, _smooth(series("accuracy")), color="C1", label="accuracy (train rollouts)")
+            ax.plot(steps, _smooth(series("format_rate")), color="C2", label="format rate (train rollouts)")
+        if history:
+            ax.plot([h["step"] for h in history], [h["accuracy"] for h in history], "o-", color="C3",
+                    label="held-out accuracy")
+            ax.plot([h["step"] for h in history], [h["format_rate"] for h in history], "s--", color="C4",
+                    label="held-out format rate")
         ax.set_xlabel("step")
-        ax.set_ylabel(ylabel)
-        save(fig, ax, name, title)
+        ax.legend(fontsize=8)
 
-    line_plot("response_length_mean", "C0", "Mean response length per step", "tokens", "response_length.png")
-    line_plot("reflection_rate", "C5", 'Reflection words ("wait", "verify", "check again", ...)',
-              "share of completions", "reflection.png")
+    for key, color, title, ylabel, name in (
+            ("response_length_mean", "C0", "Mean response length per step", "tokens", "response_length.png"),
+            ("reflection_rate", "C5", 'Reflection words ("wait", "verify", "check again", ...)',
+             "share of completions", "reflection.png")):
+        with figure(plots / name, title, written=written) as ax:
+            if rows:
+                ax.plot(steps, series(key), alpha=0.3, color=color)
+                ax.plot(steps, _smooth(series(key)), color=color)
+            ax.set_xlabel("step")
+            ax.set_ylabel(ylabel)
 
     # R1-Zero's signature: accuracy and thinking length rising together, on one figure
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if history:
-        ax.plot([h["step"] for h in history], [h["accuracy"] for h in history], "o-", color="C3",
-                label="held-out accuracy")
-    ax.set_xlabel("step")
-    ax.set_ylabel("held-out accuracy", color="C3")
-    ax.set_ylim(0, 1)
-    ax2 = ax.twinx()
-    if rows:
-        ax2.plot(steps, _smooth(series("response_length_mean")), color="C0", label="mean response length (train)")
-    if history:
-        ax2.plot([h["step"] for h in history], [h["mean_length"] for h in history], "s--", color="C0", alpha=0.6,
-                 label="mean response length (held-out)")
-    ax2.set_ylabel("tokens", color="C0")
-    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper left")
-    save(fig, ax, "signature.png", "Accuracy and response length")
+    with figure(plots / "signature.png", "Accuracy and response length", written=written) as ax:
+        if history:
+            ax.plot([h["step"] for h in history], [h["accuracy"] for h in history], "o-", color="C3",
+                    label="held-out accuracy")
+        ax.set_xlabel("step")
+        ax.set_ylabel("held-out accuracy", color="C3")
+        ax.set_ylim(0, 1)
+        ax2 = ax.twinx()
+        if rows:
+            ax2.plot(steps, _smooth(series("response_length_mean")), color="C0",
+                     label="mean response length (train)")
+        if history:
+            ax2.plot([h["step"] for h in history], [h["mean_length"] for h in history], "s--", color="C0",
+                     alpha=0.6, label="mean response length (held-out)")
+        ax2.set_ylabel("tokens", color="C0")
+        lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper left")
 
     buckets = accuracy_by_length(out)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, (tag, rows_) in enumerate(buckets.items()):
-        if rows_:
-            xs = [f"{lo}–{hi}" for lo, hi, _, _ in rows_]
-            ax.plot(range(len(xs)), [acc for _, _, acc, _ in rows_], "o-", color=f"C{i}", label=tag)
-            ax.set_xticks(range(len(xs)), xs, fontsize=7)
-    ax.set_xlabel("response length (tokens, quartiles of each evaluation)")
-    ax.set_ylabel("held-out accuracy")
-    ax.set_ylim(0, 1)
-    if any(buckets.values()):
-        ax.legend(fontsize=8)
-    save(fig, ax, "accuracy_by_length.png", "Accuracy by response length")
+    with figure(plots / "accuracy_by_length.png", "Accuracy by response length", written=written) as ax:
+        for i, (tag, rows_) in enumerate(buckets.items()):
+            if rows_:
+                xs = [f"{lo}–{hi}" for lo, hi, _, _ in rows_]
+                ax.plot(range(len(xs)), [acc for _, _, acc, _ in rows_], "o-", color=f"C{i}", label=tag)
+                ax.set_xticks(range(len(xs)), xs, fontsize=7)
+        ax.set_xlabel("response length (tokens, quartiles of each evaluation)")
+        ax.set_ylabel("held-out accuracy")
+        ax.set_ylim(0, 1)
+        if any(buckets.values()):
+            ax.legend(fontsize=8)
     return written
 
 

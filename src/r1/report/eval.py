@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from r1.errors import R1Error
+from r1.report import figure
 
 
 def _fmt(value) -> str:
@@ -17,33 +18,21 @@ def _fmt(value) -> str:
 
 
 def write_eval_report(out: Path, result: dict, rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     plots = out / "plots"
-    plots.mkdir(exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist([r["tokens"] for r in rows] or [0], bins=30, color="C0")
-    ax.set_xlabel("response length (tokens)")
-    ax.set_ylabel("samples")
-    ax.set_title(f"{result['benchmark']}: response lengths")
-    fig.tight_layout()
-    fig.savefig(plots / "response_length_hist.png", dpi=110)
-    plt.close(fig)
+    with figure(plots / "response_length_hist.png", f"{result['benchmark']}: response lengths", size=(6, 3.5),
+                grid=False) as ax:
+        ax.hist([r["tokens"] for r in rows] or [0], bins=30, color="C0")
+        ax.set_xlabel("response length (tokens)")
+        ax.set_ylabel("samples")
     levels = result["breakdown"].get("level")
     if levels:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        names = list(levels)
-        ax.bar(names, [levels[n]["pass@1"] for n in names], color="C1")
-        ax.set_xlabel("level")
-        ax.set_ylabel("pass@1")
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{result['benchmark']}: accuracy by level")
-        fig.tight_layout()
-        fig.savefig(plots / "accuracy_by_level.png", dpi=110)
-        plt.close(fig)
+        with figure(plots / "accuracy_by_level.png", f"{result['benchmark']}: accuracy by level", size=(6, 3.5),
+                    grid=False) as ax:
+            names = list(levels)
+            ax.bar(names, [levels[n]["pass@1"] for n in names], color="C1")
+            ax.set_xlabel("level")
+            ax.set_ylabel("pass@1")
+            ax.set_ylim(0, 1)
 
     m, c = result["metrics"], result["config"]
     lines = [
