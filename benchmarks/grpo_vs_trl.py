@@ -38,10 +38,9 @@ def shared_setup(args):
     task = get_task(cfg.task.name, cfg.task.params, seed=cfg.seed)
     train, _ = task.splits(cfg.task.train_size, cfg.task.heldout_size)
     _, tok = load_model(args.model, device="cpu")
-    from r1.eval.heldout import PromptBuilder
+    from r1.data.prompts import PromptFormat
 
-    pb = PromptBuilder(tok, cfg.prompt.style, cfg.prompt.template, cfg.prompt.force_think, task.answer_hint)
-    return cfg, task, train, pb
+    return cfg, task, train, PromptFormat.of(cfg, task.answer_hint), tok
 
 
 def r1_overrides(args) -> list[str]:
@@ -80,12 +79,12 @@ def trl_worker(args, out: Path) -> None:
 
     from r1.trainers.policy import step_indices
 
-    cfg, task, train, pb = shared_setup(args)
-    prefill = pb.render("x").prefill
+    cfg, task, train, prompt, tok = shared_setup(args)
+    prefill = prompt.prefill
     by_question = {ex.question: ex for ex in train}
     # r1's prompt order, step by step, read in order by TRL (shuffle_dataset=False)
     order = [i for step in range(args.steps) for i in step_indices(len(train), args.prompts, args.seed, step)]
-    ds = Dataset.from_list([{"prompt": pb.render(train[i].question).text, "question": train[i].question}
+    ds = Dataset.from_list([{"prompt": prompt.render(train[i].question, tok).text, "question": train[i].question}
                             for i in order])
 
     def make_reward(name):

@@ -7,7 +7,7 @@ own held-out problems, side by side in one run:
   id within the token limit (the model stopped by itself);
 * pass@1 (strict: the answer inside <answer>) of both, and their difference.
 
-r1's prompt rendering (`PromptBuilder`, the run's template) is the one r1 thing the plain
+r1's prompt rendering (`PromptFormat`, the run's template) is the one r1 thing the plain
 side uses: the prompt is part of what the model was trained on.
 
     python benchmarks/plain_transformers.py RUN_DIR [--samples 4] [--max-new-tokens 64]
@@ -42,7 +42,7 @@ def plain(run: Path, samples: int, max_new_tokens: int, greedy: bool, batch: int
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from r1.config import load_config
-    from r1.eval.heldout import PromptBuilder
+    from r1.data.prompts import PromptFormat
     from r1.eval.runner import config_settings
 
     rc = load_config(run / "config.yaml")
@@ -54,15 +54,15 @@ def plain(run: Path, samples: int, max_new_tokens: int, greedy: bool, batch: int
     if greedy:
         config.do_sample, config.temperature, config.top_p = False, None, None
     eos = set(config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id])
-    prompts = PromptBuilder(tok, rc.prompt.style, rc.prompt.template, rc.prompt.force_think, task.answer_hint)
-    prefill = prompts.render("x").prefill
+    prompt = PromptFormat.of(rc, task.answer_hint)
+    prefill = prompt.prefill
     k = 1 if greedy else samples
     rows = [ex for ex in examples for _ in range(k)]
     ended = correct = 0
     torch.manual_seed(0)
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
-        enc = tok([prompts.render(ex.question).text for ex in chunk], return_tensors="pt", padding=True,
+        enc = tok([prompt.render(ex.question, tok).text for ex in chunk], return_tensors="pt", padding=True,
                   add_special_tokens=False)
         with torch.inference_mode():
             out = model.generate(**enc, generation_config=config)

@@ -28,14 +28,15 @@ def train_answering_tiny(out: Path, steps: int = 300) -> Path:
     import torch
 
     from r1.models import build_tiny
-    from r1.serve.text import PromptStyle, render_chat
+    from r1.data.prompts import PromptFormat
+    from r1.serve.text import render_chat
     from r1.serve.protocol import ChatMessage
 
     torch.manual_seed(0)
     model, tok = build_tiny()
     rows = []
     for a, b in QUESTIONS:
-        text, _ = render_chat([ChatMessage(role="user", content=question(a, b))], tok, PromptStyle())
+        text, _ = render_chat([ChatMessage(role="user", content=question(a, b))], tok, PromptFormat())
         target = f"{reasoning_of(a, b)}\n</think>\n{content_of(a, b)}{tok.eos_token}"
         rows.append((tok(text, add_special_tokens=False).input_ids, tok(target, add_special_tokens=False).input_ids))
     width = max(len(p) + len(t) for p, t in rows)

@@ -73,7 +73,7 @@ def test_the_saved_model_samples_in_plain_transformers_as_in_r1(tmp_path):
     transformers' own `generate` with no stop strings stops where r1's engine stops."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from r1.eval.heldout import PromptBuilder
+    from r1.data.prompts import PromptFormat
     from r1.rollout.hf import HFEngine
     from r1.types import SamplingParams
 
@@ -88,9 +88,9 @@ def test_the_saved_model_samples_in_plain_transformers_as_in_r1(tmp_path):
 
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)
-    prompts = PromptBuilder(tok, cfg.prompt.style, cfg.prompt.template, cfg.prompt.force_think, "the final number")
+    prompt = PromptFormat.of(cfg, "the final number")
     engine = HFEngine(model, tok, bf16=False, own_copy=False)
-    ids = [prompts.ids(ex.question) for ex in trainer.heldout]
+    ids = [prompt.ids(ex.question, tok) for ex in trainer.heldout]
     ours = engine.generate(ids, 1, SamplingParams(max_new_tokens=24, temperature=0.0, stop=()))
     for p, mine in zip(ids, ours.completion_ids):
         theirs = model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=24)[0, len(p):].tolist()
@@ -149,7 +149,7 @@ def test_the_heldout_evaluation_judges_as_training_does(tmp_path):
                               finish_reasons=["stop", "length", "stop"], texts=texts)
 
     kw = dict(samples=3, temperature=1.0, top_p=1.0, max_new_tokens=8, stop=("</answer>",), seed=0)
-    m = evaluate(Fixed(), tr.prompts, tr.task, [ex], stop_grace=4, **kw)
+    m = evaluate(Fixed(), tr.prompt, tr.tokenizer, tr.task, [ex], stop_grace=4, **kw)
     rows = m["rows"]
     assert [r["correct"] for r in rows] == [True, True, False]
     assert [r["format"] for r in rows] == [True, False, True]

@@ -80,21 +80,22 @@ def test_detokenizer_never_splits_a_character(tiny):
 
 
 def test_render_chat_folds_the_system_prompt_and_forces_think(tiny):
-    from r1.serve.text import PromptStyle, render_chat
+    from r1.data.prompts import PromptFormat
+    from r1.serve.text import render_chat
     from r1.serve.protocol import ChatMessage
 
     _, tok = tiny
     msgs = [ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="Hi"),
             ChatMessage(role="assistant", content="Hello", reasoning_content="secret"),
             ChatMessage(role="user", content=[{"type": "text", "text": "Sum?"}])]
-    text, prefill = render_chat(msgs, tok, PromptStyle())
+    text, prefill = render_chat(msgs, tok, PromptFormat())
     assert prefill == "<think>\n" and text.endswith("<|assistant|>\n<think>\n")
     assert "<|system|>" not in text and "<|user|>\nBe brief.\n\nHi</s>" in text
     assert "secret" not in text and "<|assistant|>\nHello</s>" in text and "Sum?" in text
-    text, prefill = render_chat(msgs, tok, PromptStyle(force_think=False))
+    text, prefill = render_chat(msgs, tok, PromptFormat(force_think=False))
     assert prefill == "" and text.endswith("<|assistant|>\n")
     # a training run's prompt: its template wraps the last question
-    text, _ = render_chat(msgs, tok, PromptStyle(template="Q: {question} ({answer_hint})", answer_hint="a number"))
+    text, _ = render_chat(msgs, tok, PromptFormat(template="Q: {question} ({answer_hint})", answer_hint="a number"))
     assert "Q: Sum? (a number)" in text
 
 
@@ -108,11 +109,12 @@ def test_chat_non_stream_reasoning_content_and_usage(client, server):
     assert msg.reasoning_content == reasoning_of(a, b)
     assert msg.content == content_of(a, b)
     assert r.choices[0].finish_reason == "stop"
-    from r1.serve.text import PromptStyle, render_chat
+    from r1.data.prompts import PromptFormat
+    from r1.serve.text import render_chat
     from r1.serve.protocol import ChatMessage
 
     tok = server.engine.tokenizer
-    text, _ = render_chat([ChatMessage(role="user", content=question(a, b))], tok, PromptStyle())
+    text, _ = render_chat([ChatMessage(role="user", content=question(a, b))], tok, PromptFormat())
     completion = f"{reasoning_of(a, b)}\n</think>\n{content_of(a, b)}{tok.eos_token}"
     assert r.usage.prompt_tokens == len(tok(text, add_special_tokens=False).input_ids)
     assert r.usage.completion_tokens == len(tok(completion, add_special_tokens=False).input_ids)

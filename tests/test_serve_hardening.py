@@ -457,12 +457,13 @@ def test_chat_logprobs_match_the_model(client, server):
         assert e.top_logprobs[0].token == e.token and abs(e.top_logprobs[0].logprob - e.logprob) < 1e-6
         assert e.bytes == list(e.token.encode())
     # teacher-forced log-probs of the same tokens, from the same (bf16) weights
-    from r1.serve.text import PromptStyle, render_chat
+    from r1.data.prompts import PromptFormat
+    from r1.serve.text import render_chat
     from r1.serve.protocol import ChatMessage
 
     engine = server.engine
     tok = engine.tokenizer
-    prompt, _ = render_chat([ChatMessage(**m) for m in msgs], tok, PromptStyle())
+    prompt, _ = render_chat([ChatMessage(**m) for m in msgs], tok, PromptFormat())
     p_ids = tok(prompt, add_special_tokens=False).input_ids
     c_ids = tok(text, add_special_tokens=False).input_ids
     with torch.inference_mode():
@@ -513,15 +514,16 @@ def test_tool_messages_and_system_only_conversations_are_accepted(client):
 
 def test_render_chat_writes_tool_turns_and_system_only(server):
     from r1.serve.protocol import ChatMessage
-    from r1.serve.text import PromptStyle, render_chat
+    from r1.data.prompts import PromptFormat
+    from r1.serve.text import render_chat
 
     tok = server.engine.tokenizer
-    text, _ = render_chat([ChatMessage(role="system", content="Only me.")], tok, PromptStyle())
+    text, _ = render_chat([ChatMessage(role="system", content="Only me.")], tok, PromptFormat())
     assert "<|user|>\nOnly me.</s>" in text
     msgs = [ChatMessage(role="user", content="Q"),
             ChatMessage(role="assistant", tool_calls=[{"id": "c1", "function": {"name": "f", "arguments": "{\"x\":1}"}}]),
             ChatMessage(role="tool", tool_call_id="c1", content="42")]
-    text, _ = render_chat(msgs, tok, PromptStyle())
+    text, _ = render_chat(msgs, tok, PromptFormat())
     assert '[called f({"x":1})]' in text and "[result of c1]\n42" in text
 
 

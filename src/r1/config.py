@@ -371,3 +371,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(cfg: BaseModel, path: Path) -> None:
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def load_run(run_dir: str | Path, what: str = "") -> tuple[Config, Any]:
+    """(config, task) of a training run folder (`r1 zero`/`r1 grpo` output): the one way any
+    command turns a run into its task, prompt and stop strings (`PromptFormat.of(cfg, task.answer_hint)`)."""
+    from r1.data.tasks import get_task
+
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise R1Error(f"{what + ': ' if what else ''}{run} has no config.yaml: not a training run directory")
+    rc = load_config(run / "config.yaml")
+    return rc, get_task(rc.task.name, rc.task.params, seed=rc.seed)

@@ -235,13 +235,15 @@ def serve(
 ) -> None:
     """An OpenAI-compatible API (reasoning_content, streaming) and a chat page at /."""
     from r1.serve.app import ServeSettings, create_app
+    import dataclasses
+
+    from r1.data.prompts import PromptFormat
     from r1.rollout.openai import resolve_api_key
     from r1.serve.launch import build_engine, make_server, resolve_model
-    from r1.serve.text import PromptStyle
 
     spec, style, name = resolve_model(model)
-    style = style or PromptStyle()
-    style.force_think = think and style.force_think
+    style = style or PromptFormat()
+    style = dataclasses.replace(style, force_think=think and style.force_think)
     name = served_model_name or name
     key = resolve_api_key(api_key)
     if host not in ("127.0.0.1", "localhost", "::1") and not key:

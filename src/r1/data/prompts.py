@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 R1_ZERO_TEMPLATE = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant "
@@ -43,6 +44,37 @@ class Prompt:
 
     text: str
     prefill: str = ""
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a problem becomes a prompt, the one object every part uses: training, held-out
+    and `r1 eval` evaluation, `r1 generate`, serving (a chat's last user turn) and the
+    pipeline. `stop` holds the stop strings the model was trained with (kept in the text)."""
+
+    style: str = "chat"  # "chat" (the tokenizer's chat template) or "r1_zero" (plain text)
+    template: str | None = None  # the user turn, with {question} and {answer_hint}
+    answer_hint: str = "the final answer"
+    force_think: bool = True  # the assistant turn opens with <think>
+    stop: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, cfg: Any, answer_hint: str) -> "PromptFormat":
+        """A training config's prompt (`cfg.prompt`, `cfg.rollout.stop`) for its task's hint."""
+        return cls(style=cfg.prompt.style, template=cfg.prompt.template, answer_hint=answer_hint,
+                   force_think=cfg.prompt.force_think, stop=tuple(cfg.rollout.stop))
+
+    @property
+    def prefill(self) -> str:
+        """The forced start of every answer (already at the end of the rendered prompt)."""
+        return "<think>\n" if self.force_think else ""
+
+    def render(self, question: str, tokenizer: Any = None) -> Prompt:
+        return render_prompt(question, style=self.style, tokenizer=tokenizer, answer_hint=self.answer_hint,
+                             force_think=self.force_think, template=self.template)
+
+    def ids(self, question: str, tokenizer: Any) -> list[int]:
+        return tokenizer(self.render(question, tokenizer).text, add_special_tokens=False)["input_ids"]
 
 
 def user_content(question: str, template: str | None = None, answer_hint: str = "the final answer") -> str:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import dataclass
 
-from r1.data.prompts import ends_with_eos, extract_answer, is_strict_format, judge_texts
+from r1.data.prompts import PromptFormat, ends_with_eos, extract_answer, is_strict_format, judge_texts
 from r1.types import SamplingParams
 
 REFLECTION_RE = re.compile(
@@ -20,29 +19,7 @@ def has_reflection(text: str) -> bool:
     return bool(REFLECTION_RE.search(text))
 
 
-@dataclass
-class PromptBuilder:
-    """Renders and tokenises questions the same way for training and evaluation."""
-
-    tokenizer: object
-    style: str
-    template: str | None
-    force_think: bool
-    answer_hint: str
-
-    def render(self, question: str):
-        from r1.data.prompts import render_prompt
-
-        return render_prompt(
-            question, style=self.style, tokenizer=self.tokenizer, answer_hint=self.answer_hint,
-            force_think=self.force_think, template=self.template,
-        )
-
-    def ids(self, question: str) -> list[int]:
-        return self.tokenizer(self.render(question).text, add_special_tokens=False)["input_ids"]
-
-
-def evaluate(engine, prompts: PromptBuilder, task, examples, *, samples: int, temperature: float,
+def evaluate(engine, prompt: PromptFormat, tokenizer, task, examples, *, samples: int, temperature: float,
              top_p: float, max_new_tokens: int, stop: tuple[str, ...], seed: int,
              batch_size: int = 64, stop_grace: int = 0) -> dict:
     """pass@1 averaged over `samples` per problem, the strict format rate, the lenient
@@ -53,11 +30,11 @@ def evaluate(engine, prompts: PromptBuilder, task, examples, *, samples: int, te
     rows = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        ids = [prompts.ids(ex.question) for ex in chunk]
+        ids = [prompt.ids(ex.question, tokenizer) for ex in chunk]
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
                                 top_p=top_p, stop=stop, seed=seed + start, stop_grace=stop_grace)
         gen = engine.generate(ids, samples, params)
-        prefill = prompts.render("x").prefill
+        prefill = prompt.prefill
         # judged as training judges them: with a grace, only up to the stop string, and a
         # sample that wrote on after it fails the format
         completions, ran_on = judge_texts(gen.texts, gen.completion_ids, stops=stop, eos=eos or (),

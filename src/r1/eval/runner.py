@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from r1.config import SamplingSettings
-from r1.data.prompts import extract_answer, split_reasoning
+from r1.data.prompts import PromptFormat, extract_answer, split_reasoning
 from r1.errors import R1Error
 from r1.eval.metrics import majority_vote, mean_ci95, pass_at_k
 from r1.data.jsonl import read_log
@@ -43,7 +43,6 @@ class LocalSampler:
     """Samples from a model that `r1.models` resolves, through the HF or the vLLM engine."""
 
     def __init__(self, cfg: EvalConfig):
-        from r1.eval.heldout import PromptBuilder
         from r1.models import bf16_available, default_device, load_model
         from r1.rollout.hf import HFEngine
 
@@ -68,14 +67,14 @@ class LocalSampler:
         force = cfg.force_think
         if force is None:
             force = "<think>" in tok.get_vocab() or "<think>" in (getattr(tok, "chat_template", "") or "")
-        self.prompts = PromptBuilder(tok, style, cfg.template or "{question}", force, cfg.answer_hint)
-        self.prefill = self.prompts.render("x").prefill
+        self.prompt = PromptFormat(style, cfg.template or "{question}", cfg.answer_hint, force, tuple(cfg.stop))
+        self.prefill = self.prompt.prefill
         self.tokenizer = tok
 
     def sample(self, contents: list[str], k: int, params: SamplingParams):
         from r1.rollout.openai import Sample
 
-        ids = [self.prompts.ids(c) for c in contents]
+        ids = [self.prompt.ids(c, self.tokenizer) for c in contents]
         gen = self.engine.generate(ids, k, params)
         out = []
         for i in range(len(contents)):
@@ -230,12 +229,9 @@ def run_eval(cfg: EvalConfig, out: Path, *, sampler=None, task=None, examples=No
 def from_run_settings(run_dir: str | Path):
     """(task, held-out examples, EvalConfig fields) to evaluate on a training run's own
     held-out set with its prompts, extraction, verifier and stop strings."""
-    from r1.config import load_config
+    from r1.config import load_run
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise R1Error(f"{run_dir} has no config.yaml: not a training run directory")
-    return config_settings(load_config(run_dir / "config.yaml"), str(run_dir))
+    return config_settings(load_run(run_dir)[0], str(run_dir))
 
 
 def config_settings(rc, label: str):

@@ -45,12 +45,10 @@ def resolve_run(cfg: GenerateConfig) -> GenerateConfig:
     """Fill model, task and prompt settings from a training run (`from_run`)."""
     if not cfg.from_run:
         return cfg
-    from r1.config import load_config
+    from r1.config import load_run
 
     run = Path(cfg.from_run)
-    if not (run / "config.yaml").is_file():
-        raise R1Error(f"from_run: {run} has no config.yaml (not a training run directory)")
-    rc = load_config(run / "config.yaml")
+    rc, _ = load_run(run, what="from_run")
     return cfg.model_copy(update={
         "model": cfg.model or str(run / "model"), "task": rc.task.name, "task_params": dict(rc.task.params),
         "prompt_style": rc.prompt.style, "template": rc.prompt.template, "force_think": rc.prompt.force_think,

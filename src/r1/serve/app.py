@@ -27,7 +27,8 @@ from r1.serve import responses as R
 from r1.serve.edge import (ERROR_RESPONSES, APIError, add_openapi, authenticate, check_content_type,
                            install_error_handlers, parse_json, read_body, validate)
 from r1.serve.interface import EngineRequest, EngineUnavailable, QueueFull, Step
-from r1.serve.text import Choice, PromptStyle, render_chat
+from r1.data.prompts import PromptFormat
+from r1.serve.text import Choice, render_chat
 
 STATIC = Path(__file__).parent / "static"
 
@@ -41,7 +42,7 @@ class ServeSettings:
     max_prompt_tokens: Optional[int] = None  # default: the model's context minus one
     request_timeout: float = 600.0  # seconds from arrival (queueing included) to the last token
     max_body_bytes: int = 4 << 20
-    prompt: Optional[PromptStyle] = None
+    prompt: Optional[PromptFormat] = None
 
 
 def sse(obj: Any) -> str:
@@ -55,7 +56,7 @@ class Routes:
         self.engine, self.settings = engine, settings
         self.tokenizer = engine.tokenizer
         self.max_prompt = settings.max_prompt_tokens or max(engine.max_model_len - 1, 1)
-        self.style = settings.prompt or PromptStyle()
+        self.style = settings.prompt or PromptFormat()
         self.vocab_size = int(getattr(engine, "vocab_size", None) or len(self.tokenizer))
 
     async def parse(self, request: Request, model: type) -> Any:

@@ -10,22 +10,18 @@ from typing import Any, Optional
 
 from r1.errors import R1Error
 from r1.serve.interface import ServeEngine
-from r1.serve.text import PromptStyle
+from r1.data.prompts import PromptFormat
 
 
-def resolve_model(spec: str) -> tuple[str, Optional[PromptStyle], str]:
+def resolve_model(spec: str) -> tuple[str, Optional[PromptFormat], str]:
     """(model spec to load, prompt style, served name). A training run directory (an
     `r1 zero`/`r1 grpo` output: config.yaml + model/) is served with the run's own prompt."""
     path = Path(spec).expanduser()
     if (path / "config.yaml").is_file() and (path / "model" / "config.json").is_file():
-        from r1.config import load_config
-        from r1.data.tasks import get_task
+        from r1.config import load_run
 
-        rc = load_config(path / "config.yaml")
-        hint = get_task(rc.task.name, rc.task.params, seed=rc.seed).answer_hint
-        style = PromptStyle(style=rc.prompt.style, template=rc.prompt.template, answer_hint=hint,
-                            force_think=rc.prompt.force_think, stop=tuple(rc.rollout.stop))
-        return str(path / "model"), style, path.resolve().name
+        rc, task = load_run(path)
+        return str(path / "model"), PromptFormat.of(rc, task.answer_hint), path.resolve().name
     name = path.resolve().name if path.exists() else spec
     return spec, None, name
 

@@ -4,26 +4,12 @@ reasoning and content, with their log-probabilities in OpenAI's two formats."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
+from r1.data.prompts import R1_ZERO_TEMPLATE, PromptFormat, user_content
 from r1.serve import protocol as P
 from r1.serve.interface import RequestHandle, Step, TokenLogprob
 from r1.serve.reasoning import ReasoningStream
-
-
-@dataclass
-class PromptStyle:
-    """How a chat becomes a prompt. Plain serving uses the tokenizer's chat template; a
-    model served from a training run uses the run's own prompt (template, style)."""
-
-    style: str = "chat"  # "chat" or "r1_zero"
-    template: Optional[str] = None  # the run's user-turn template ({question}, {answer_hint})
-    answer_hint: str = "the final answer"
-    force_think: bool = True
-    # a run's stop strings (`rollout.stop`, e.g. "</answer>"): a model trained with them was
-    # always cut there and never learnt to stop by itself; they end every answer, kept in it
-    stop: tuple[str, ...] = ()
 
 
 def _turns(messages: list[P.ChatMessage]) -> tuple[str, list[dict]]:
@@ -47,11 +33,9 @@ def _turns(messages: list[P.ChatMessage]) -> tuple[str, list[dict]]:
     return system, turns
 
 
-def render_chat(messages: list[P.ChatMessage], tokenizer: Any, style: PromptStyle) -> tuple[str, str]:
+def render_chat(messages: list[P.ChatMessage], tokenizer: Any, style: PromptFormat) -> tuple[str, str]:
     """(prompt text, forced prefill). System and developer messages are folded into the
     first user turn (R1's usage rule); earlier answers keep their content, not their reasoning."""
-    from r1.data.prompts import R1_ZERO_TEMPLATE, user_content
-
     system, turns = _turns(messages)
     last_user = max(i for i, t in enumerate(turns) if t["role"] == "user")
     if style.template is not None or style.style == "r1_zero":
@@ -61,7 +45,7 @@ def render_chat(messages: list[P.ChatMessage], tokenizer: Any, style: PromptStyl
     if system:
         first = next(i for i, t in enumerate(turns) if t["role"] == "user")
         turns[first]["content"] = f"{system}\n\n{turns[first]['content']}"
-    prefill = "<think>\n" if style.force_think else ""
+    prefill = style.prefill
     if style.style == "r1_zero":  # the plain-text template of the paper: one question, no history
         text = R1_ZERO_TEMPLATE.format(question=turns[last_user]["content"].strip())
         return text + (" " + prefill if prefill else ""), prefill

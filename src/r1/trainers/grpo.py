@@ -23,7 +23,8 @@ from r1.data.prompts import judge_texts
 from r1.data.tasks import get_task
 from r1.data.tasks.base import curriculum_levels
 from r1.errors import R1Error
-from r1.eval.heldout import PromptBuilder, evaluate
+from r1.data.prompts import PromptFormat
+from r1.eval.heldout import evaluate
 from r1.models import default_device
 from r1.rewards import registry as rewards
 from r1.rollout.hf import HFEngine, eos_ids
@@ -80,12 +81,12 @@ class GRPOTrainer:
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
         self.policy.presharded = None
-        self.prompts = PromptBuilder(self.tokenizer, cfg.prompt.style, cfg.prompt.template,
-                                     cfg.prompt.force_think, self.task.answer_hint)
+        self.prompt = PromptFormat.of(cfg, self.task.answer_hint)
         try:
-            self.prefill = self.prompts.render("x").prefill
+            self.prompt.render("x", self.tokenizer)
         except ValueError as e:
             raise R1Error(f"prompt: {e}") from None
+        self.prefill = self.prompt.prefill
         self.weights = dict(cfg.rewards)
         self.eos = eos_ids(self.model, self.tokenizer)  # the ids that end a sample (its own stop)
         self.updater = PolicyUpdate(cfg, self.policy, self.dist, self.ref_model, share_prefix=self.share_prefix,
@@ -136,7 +137,7 @@ class GRPOTrainer:
         """This rank's share of the step's prompts (or of refill round `refill`'s), G samples each."""
         r = self.cfg.rollout
         examples = self.dist.shard(self.step_examples(step, refill))
-        prompt_ids = [self.prompts.ids(ex.question) for ex in examples]
+        prompt_ids = [self.prompt.ids(ex.question, self.tokenizer) for ex in examples]
         params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
                                 stop=tuple(r.stop), stop_grace=r.stop_grace_tokens,
                                 seed=self.cfg.seed * 7919 + step + 104_729 * refill,
@@ -232,7 +233,7 @@ class GRPOTrainer:
     def evaluate_heldout(self, tag: str) -> dict:
         e, r = self.cfg.eval, self.cfg.rollout
         with self.autocast_ctx() if getattr(self.engine, "model", None) is self.model else contextlib.nullcontext():
-            result = evaluate(self.engine, self.prompts, self.task, self.heldout, samples=e.samples,
+            result = evaluate(self.engine, self.prompt, self.tokenizer, self.task, self.heldout, samples=e.samples,
                               temperature=e.temperature, top_p=e.top_p,
                               max_new_tokens=e.max_new_tokens or r.max_new_tokens, stop=tuple(r.stop),
                               stop_grace=r.stop_grace_tokens, seed=self.cfg.seed + 12345,
