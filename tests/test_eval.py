@@ -68,6 +68,7 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not
 
 
 @needs_data
+@pytest.mark.slow
 def test_eval_cli_on_tiny_gsm8k_and_resume(tmp_path):
     out = tmp_path / "ev"
     args = ["eval", "--model", "tiny", "--benchmark", "gsm8k", "--data", str(DATA / "gsm8k_test.jsonl"),

@@ -130,6 +130,7 @@ def test_mixture_task_and_the_reward_model_on_general_prompts_only():
     assert failures.total == 0 and per["reward_model"][1] is None and per["reward_model"][0] not in (None, 0.0)
 
 
+@pytest.mark.slow
 def test_sigkill_during_stage_2_then_rerun_does_not_redo_stage_1(tmp_path):
     """The acceptance case with a real SIGKILL of the `r1 pipeline` process."""
     import os
