@@ -113,7 +113,7 @@ def test_text_after_the_stop_string_can_only_lose_reward(tmp_path):
     gen = Generation(completion_ids=ids, logprobs=[[0.0] * len(i) for i in ids], finish_reasons=["stop"] * 5,
                      texts=texts)
     judged, ran_on = tr.judged_texts(gen)
-    assert judged[2] == tr.prefill + "<answer>7</answer>" and judged[1] == tr.prefill + "x</think><answer>7</answer>"
+    assert judged[2] == tr.prompt.prefill + "<answer>7</answer>" and judged[1] == tr.prompt.prefill + "x</think><answer>7</answer>"
     assert ran_on == [False, False, True, True, False]  # 3: wrote on; 4: stopped at the string, no EOS
     per, _, _ = registry.score(judged, [tr.train_set[0]] * 5, tr.task, {"format": 1.0, "tag_count": 1.0},
                                ran_on=ran_on)
@@ -121,7 +121,7 @@ def test_text_after_the_stop_string_can_only_lose_reward(tmp_path):
     assert per["tag_count"][2] == 0.75  # the `</think>` written after `</answer>` does not count
     tr.cfg.rollout.stop_grace_tokens = 0  # the old behaviour: everything judged, nothing ran on
     judged0, ran_on0 = tr.judged_texts(gen)
-    assert judged0 == [tr.prefill + t for t in texts] and not any(ran_on0)
+    assert judged0 == [tr.prompt.prefill + t for t in texts] and not any(ran_on0)
 
 
 def test_the_heldout_evaluation_judges_as_training_does(tmp_path):
@@ -135,7 +135,7 @@ def test_the_heldout_evaluation_judges_as_training_does(tmp_path):
     tr.setup()
     eos, ex = min(tr.eos), tr.heldout[0]
     right, wrong = ex.answer, str(int(ex.answer) + 1)
-    head = ("" if "<think>" in tr.prefill else "<think>") + "x</think>"
+    head = ("" if "<think>" in tr.prompt.prefill else "<think>") + "x</think>"
     texts = [f"{head}<answer>{right}</answer>", f"{head}<answer>{right}</answer> <answer>{wrong}</answer>",
              f"{head}<answer>{wrong}</answer>"]
     ids = [[5, eos], [5, 6, 7], [5, eos]]

@@ -15,10 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from r1.config import SamplingSettings
+from r1.data.jsonl import read_log
 from r1.data.prompts import PromptFormat, extract_answer, split_reasoning
 from r1.errors import R1Error
 from r1.eval.metrics import majority_vote, mean_ci95, pass_at_k
-from r1.data.jsonl import read_log
 from r1.types import SamplingParams
 
 
@@ -68,7 +68,6 @@ class LocalSampler:
         if force is None:
             force = "<think>" in tok.get_vocab() or "<think>" in (getattr(tok, "chat_template", "") or "")
         self.prompt = PromptFormat(style, cfg.template or "{question}", cfg.answer_hint, force, tuple(cfg.stop))
-        self.prefill = self.prompt.prefill
         self.tokenizer = tok
 
     def sample(self, contents: list[str], k: int, params: SamplingParams):
@@ -80,7 +79,7 @@ class LocalSampler:
         for i in range(len(contents)):
             row = []
             for j in range(k):
-                text = self.prefill + gen.texts[i * k + j]
+                text = self.prompt.prefill + gen.texts[i * k + j]
                 reasoning, content = split_reasoning(text)
                 row.append(Sample(text=text, reasoning=reasoning, content=content,
                                   tokens=len(gen.completion_ids[i * k + j])))
@@ -231,14 +230,16 @@ def from_run_settings(run_dir: str | Path):
     held-out set with its prompts, extraction, verifier and stop strings."""
     from r1.config import load_run
 
-    return config_settings(load_run(run_dir)[0], str(run_dir))
+    rc, task = load_run(run_dir)
+    return config_settings(rc, str(run_dir), task)
 
 
-def config_settings(rc, label: str):
-    """`from_run_settings` for a GRPO config: its task's held-out set, prompts and stops."""
+def config_settings(rc, label: str, task=None):
+    """`from_run_settings` for a GRPO config (and its task, when already built): its task's
+    held-out set, prompts and stops."""
     from r1.data.tasks import get_task
 
-    task = get_task(rc.task.name, rc.task.params, seed=rc.seed)
+    task = task or get_task(rc.task.name, rc.task.params, seed=rc.seed)
     _, examples = task.splits(rc.task.train_size, rc.task.heldout_size)
     fields = dict(prompt_style=rc.prompt.style, template=rc.prompt.template, force_think=rc.prompt.force_think,
                   answer_hint=task.answer_hint, fallback=task.fallback, strict_format=True,

@@ -86,7 +86,6 @@ class GRPOTrainer:
             self.prompt.render("x", self.tokenizer)
         except ValueError as e:
             raise R1Error(f"prompt: {e}") from None
-        self.prefill = self.prompt.prefill
         self.weights = dict(cfg.rewards)
         self.eos = eos_ids(self.model, self.tokenizer)  # the ids that end a sample (its own stop)
         self.updater = PolicyUpdate(cfg, self.policy, self.dist, self.ref_model, share_prefix=self.share_prefix,
@@ -153,7 +152,7 @@ class GRPOTrainer:
     def judged_texts(self, gen: Generation) -> tuple[list[str], list[bool]]:
         """What the rewards judge, and which samples ran on (`data.prompts.judge_texts`)."""
         return judge_texts(gen.texts, gen.completion_ids, stops=self.cfg.rollout.stop, eos=self.eos,
-                           grace=self.cfg.rollout.stop_grace_tokens, prefill=self.prefill)
+                           grace=self.cfg.rollout.stop_grace_tokens, prefill=self.prompt.prefill)
 
     def score(self, rollout: Rollout) -> None:
         """`rollout.rewards` per reward, their weighted `total_reward`, which samples were

@@ -29,7 +29,6 @@ class PolicyUpdate:
                  device: Any, pad_id: int):
         self.cfg, self.policy, self.dist, self.ref_model = cfg, policy, dist, ref_model
         self.share_prefix, self.device, self.pad_id = share_prefix, device, pad_id
-        self.stepped = False
 
     def _micro_batches(self, rollout: Rollout, rows: list[int]):
         """Chunks of `rows` (whole groups when the prompt prefix is shared)."""
@@ -84,14 +83,14 @@ class PolicyUpdate:
         """One optimizer step (μ of them) on this rank's loss rows, normalised by the whole
         step's token and sequence counts (`Policy.step` sums the gradients over ranks); sets
         `rollout.update` (its statistics) and `rollout.stepped`."""
-        rollout.update = self._update(rollout, rollout.rows, rollout.ref)
-        rollout.stepped = self.stepped
-
-    def _update(self, rollout: Rollout, rows: list[int], ref: dict[int, torch.Tensor]) -> dict[str, float]:
-        a, cfg = self.cfg.algorithm, self.cfg
-        gen = rollout.generation
+        rows, gen = rollout.rows, rollout.generation
         num_tokens, num_seqs = self.dist.sum([float(sum(len(gen.completion_ids[i]) for i in rows)), float(len(rows))])
-        self.stepped = num_seqs > 0
+        rollout.stepped = num_seqs > 0
+        rollout.update = self._update(rollout, num_tokens, num_seqs)
+
+    def _update(self, rollout: Rollout, num_tokens: float, num_seqs: float) -> dict[str, float]:
+        a, cfg, rows, ref = self.cfg.algorithm, self.cfg, rollout.rows, rollout.ref
+        gen = rollout.generation
         if not num_seqs:  # every group was uniform: no gradient, but the schedule still advances
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
