@@ -76,7 +76,10 @@ def test_weights_synced_into_colocated_vllm_equal_the_trainers(smollm2):
     text = tok.apply_chat_template([{"role": "user", "content": "What is 7 + 5?"}], tokenize=False,
                                    add_generation_prompt=True)
     prompt = tok(text, add_special_tokens=False).input_ids
-    _check_grace(engine, tok, prompt)
+    # the grace check samples after "7 + 5 =" written for the model, which goes on " 12" on every
+    # row here, whatever this CPU's bf16 kernels sample (sampled freely from the question, only 2 of
+    # 16 rows reached "=" on one CI machine, 10 here)
+    _check_grace(engine, tok, tok(text + "7 + 5 =", add_special_tokens=False).input_ids)
     greedy = SamplingParams(max_new_tokens=12, temperature=0.0)
     before = engine.generate([prompt], 1, greedy)
     ref = teacher_forced(model, prompt, before.completion_ids[0])
@@ -105,19 +108,19 @@ def _check_grace(engine, tok, prompt: list[int]) -> None:
     continues them in a second call), with the sampler's log-prob for every token."""
     from r1.types import SamplingParams
 
-    gen = engine.generate([prompt], 16, SamplingParams(max_new_tokens=40, temperature=1.0, stop=("=",),
+    gen = engine.generate([prompt], 16, SamplingParams(max_new_tokens=40, temperature=1.0, stop=("12",),
                                                       stop_grace=3, seed=3))
     hit = 0
     for ids, lps, text in zip(gen.completion_ids, gen.logprobs, gen.texts):
         assert len(lps) == len(ids) and all(math.isfinite(x) for x in lps)
-        cut = next((i for i in range(1, len(ids) + 1) if "=" in tok.decode(ids[:i])), None)
+        cut = next((i for i in range(1, len(ids) + 1) if "12" in tok.decode(ids[:i])), None)
         if cut is not None and cut < 40:
             hit += 1
             assert 1 <= len(ids) - cut <= 3, (len(ids), cut, text)  # grace tokens after the stop
             assert text.startswith(tok.decode(ids[:cut], skip_special_tokens=True))
-    assert hit >= 4  # the model writes "7 + 5 = 12": most rows reach the stop string
-    plain = engine.generate([prompt], 4, SamplingParams(max_new_tokens=40, temperature=1.0, stop=("=",), seed=3))
-    assert all(t.endswith("=") for t, f in zip(plain.texts, plain.finish_reasons) if f == "stop" and "=" in t)
+    assert hit >= 12, hit  # after "7 + 5 =" the model writes " 12": most rows reach the stop string
+    plain = engine.generate([prompt], 4, SamplingParams(max_new_tokens=40, temperature=1.0, stop=("12",), seed=3))
+    assert all(t.endswith("12") for t, f in zip(plain.texts, plain.finish_reasons) if f == "stop" and "12" in t)
 
 
 def _eval(engine: str, tmp: Path, extra=()) -> dict:
