@@ -35,7 +35,7 @@ def r1_eval(run: Path, samples: int, max_new_tokens: int) -> dict:
         res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if res.returncode:
             sys.exit(res.stdout[-2000:] + res.stderr[-2000:])
-        return json.loads((Path(tmp) / "results.json").read_text())["metrics"]
+        return json.loads((Path(tmp) / "summary.json").read_text())["metrics"]
 
 
 def plain(run: Path, samples: int, max_new_tokens: int, greedy: bool, batch: int = 32) -> dict:

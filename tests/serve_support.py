@@ -91,13 +91,13 @@ def wait_healthy(url: str, proc, timeout: float, log=None) -> None:
 
 def make_server(model_dir: str, *, max_batch: int = 32, max_queue: int = 256, api_key: str | None = None,
                 request_timeout: float = 120.0, max_tokens_cap: int = 256, model_name: str = "tiny-answers",
-                dtype: str = "auto", default_max_tokens: int = 64):
+                precision: str = "auto", default_max_tokens: int = 64):
     """A BackgroundServer (use as a context manager) around a fresh engine."""
     from r1.serve.app import ServeSettings, create_app
     from r1.serve.launch import BackgroundServer, build_engine
 
     engine = build_engine(model_dir, model_name=model_name, max_batch=max_batch, max_queue=max_queue,
-                          device="cpu", dtype=dtype)
+                          device="cpu", precision=precision)
     settings = ServeSettings(model_name=model_name, api_key=api_key, max_tokens_cap=max_tokens_cap,
                              default_max_tokens=default_max_tokens, request_timeout=request_timeout)
     return BackgroundServer(create_app(engine, settings), engine=engine)

@@ -76,9 +76,13 @@ def test_every_config_field_is_described():
 
     from pydantic import BaseModel
 
-    import r1.config as C
+    import r1.config
+    import r1.eval.runner
+    import r1.pipeline.generate
+    import r1.rollout.sampler
 
-    bare = [f"{name}.{field}" for name, cls in inspect.getmembers(C, inspect.isclass)
-            if issubclass(cls, BaseModel) and cls.__module__ == "r1.config"
+    bare = [f"{name}.{field}" for mod in (r1.config, r1.rollout.sampler, r1.eval.runner, r1.pipeline.generate)
+            for name, cls in inspect.getmembers(mod, inspect.isclass)
+            if issubclass(cls, BaseModel) and cls.__module__ == mod.__name__
             for field, info in cls.model_fields.items() if not (info.description or "").strip()]
     assert not bare, bare

@@ -17,8 +17,9 @@ def test_distill_tiny_recipe_end_to_end_and_rerun(tmp_path):
                           "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "student at" in res.stdout
-    for f in ("generate/samples.jsonl", "filter/kept.jsonl", "filter/kept.dropped.jsonl", "filter/kept.summary.json",
-              "sft/model/config.json", "sft/report.md", "summary.json"):
+    for f in ("generate/samples.jsonl", "generate/config.yaml", "generate/summary.json", "filter/kept.jsonl",
+              "filter/dropped.jsonl", "filter/summary.json", "filter/config.yaml", "sft/model/config.json",
+              "sft/report.md", "summary.json"):
         assert (out / f).is_file(), f
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"] == 32 and summary["filter"]["kept"] > 0
@@ -27,11 +28,13 @@ def test_distill_tiny_recipe_end_to_end_and_rerun(tmp_path):
     student, tok = load_model(str(out / "sft" / "model"), device="cpu")
     base, _ = load_model("tiny", device="cpu")
     assert any(not torch.equal(a, b) for a, b in zip(student.parameters(), base.parameters()))
-    # a re-run finds every stage done: same samples, same student
+    # a re-run without --resume is refused; with it, it finds every stage done: same samples, same student
     before = (out / "generate" / "samples.jsonl").read_text()
     stamp = (out / "sft" / "model" / "config.json").stat().st_mtime_ns
-    res = subprocess.run([sys.executable, "-m", "r1.cli.main", "distill", str(ROOT / "recipes" / "distill-tiny.yaml"),
-                          "--out", str(out)], capture_output=True, text=True, timeout=600)
+    args = [sys.executable, "-m", "r1.cli.main", "distill", str(ROOT / "recipes" / "distill-tiny.yaml"), "--out", str(out)]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2 and "already holds a distillation: pass --resume" in res.stderr
+    res = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (out / "generate" / "samples.jsonl").read_text() == before
     assert (out / "sft" / "model" / "config.json").stat().st_mtime_ns == stamp

@@ -57,8 +57,8 @@ def test_tiny_run_trains_and_leaves_artefacts(tmp_path, varied_reward):
                     "format_rate", "response_length_mean", "response_length_max", "clip_frac", "kl",
                     "entropy", "grad_norm", "time/generate", "time/update", "tokens_per_s"):
             assert key in r, key
-    assert {"accuracy", "format_rate"} <= set(summary["heldout_before"])
-    assert {"accuracy", "format_rate"} <= set(summary["heldout_after"])
+    assert {"pass@1", "format_rate", "response_length_mean"} <= set(summary["heldout_before"])
+    assert {"pass@1", "format_rate", "response_length_mean"} <= set(summary["heldout_after"])
     assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-000002", "step-000003"]
     trained, _ = load_model(str(out / "model"), device="cpu")
     base, _ = load_model("tiny", device="cpu")

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from r1.eval.metrics import majority_vote, mean_ci95, pass_at_k
 from r1.rewards.accuracy import answers_match
@@ -75,7 +76,8 @@ def test_eval_cli_on_tiny_gsm8k_and_resume(tmp_path):
             "--limit", "3", "--samples", "2", "--max-new-tokens", "16", "--out", str(out), "--no-progress"]
     res = r1(*args)
     assert res.returncode == 0, res.stderr
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "summary.json").read_text())
+    assert yaml.safe_load((out / "config.yaml").read_text()) == results["config"]
     assert {"pass@1", "cons@2", "pass@2", "pass@1_ci95", "format_rate", "response_length_mean",
             "response_length_median"} <= set(results["metrics"])
     assert results["seed"] == 0 and "torch" in results["versions"] and results["config"]["samples"] == 2
@@ -83,31 +85,36 @@ def test_eval_cli_on_tiny_gsm8k_and_resume(tmp_path):
     assert len(rows) == 6
     assert {"id", "sample", "completion", "reasoning", "answer", "correct"} <= set(rows[0])
     assert (out / "report.md").is_file() and (out / "plots" / "response_length_hist.png").is_file()
-    # re-running skips what is done: same samples, same numbers
+    # the folder holds work: without --resume it is refused, not overwritten
     before = (out / "samples.jsonl").read_text()
     res = r1(*args)
+    assert res.returncode == 2 and "already holds an evaluation: pass --resume" in res.stderr
+    # --resume skips what is done: same samples, same numbers
+    res = r1(*args, "--resume")
     assert res.returncode == 0 and (out / "samples.jsonl").read_text() == before
     # other settings in the same directory are refused
-    res = r1(*args[:-3], "--samples", "3", "--out", str(out))
+    res = r1(*args[:-3], "--samples", "3", "--out", str(out), "--resume")
     assert res.returncode == 2 and "other settings (samples)" in res.stderr
 
 
 @needs_data
 def test_interrupted_eval_resumes_to_the_same_numbers(tmp_path):
     from r1.eval.benchmarks import get_benchmark, load_problems
-    from r1.eval.runner import EvalConfig, LocalSampler, run_eval
+    from r1.eval.runner import EvalConfig, run_eval
+    from r1.rollout.sampler import make_sampler
 
     bench = get_benchmark("gsm8k")
     task, examples = load_problems(bench, str(DATA / "gsm8k_test.jsonl"))
     cfg = EvalConfig(model="tiny", benchmark="gsm8k", samples=2, limit=5, max_new_tokens=8, batch_size=2,
                      fallback=bench.fallback)
-    sampler = LocalSampler(cfg)
+    sampler = make_sampler(cfg)
     full = run_eval(cfg, tmp_path / "a", sampler=sampler, task=task, examples=examples, progress=False)
     run_eval(cfg, tmp_path / "b", sampler=sampler, task=task, examples=examples, progress=False)
     lines = (tmp_path / "b" / "samples.jsonl").read_text().splitlines()
     # kill after the first batch, mid-way through writing the second
     (tmp_path / "b" / "samples.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
-    again = run_eval(cfg, tmp_path / "b", sampler=sampler, task=task, examples=examples, progress=False)
+    again = run_eval(cfg, tmp_path / "b", sampler=sampler, task=task, examples=examples, progress=False,
+                     resume=True)
     assert again["metrics"] == full["metrics"]
     assert (tmp_path / "a" / "samples.jsonl").read_text() == (tmp_path / "b" / "samples.jsonl").read_text()
 
@@ -165,8 +172,8 @@ def test_eval_through_an_openai_compatible_server(tmp_path, fake_server):
     assert res.returncode == 0, res.stderr
     res2 = r1(*args, "--out", str(tmp_path / "b"))
     assert res2.returncode == 0, res2.stderr
-    a = json.loads((tmp_path / "a" / "results.json").read_text())["metrics"]
-    b = json.loads((tmp_path / "b" / "results.json").read_text())["metrics"]
+    a = json.loads((tmp_path / "a" / "summary.json").read_text())["metrics"]
+    b = json.loads((tmp_path / "b" / "summary.json").read_text())["metrics"]
     assert a == b  # same seed, same numbers
     assert a["pass@1"] == 0.5 and a["pass@4"] == 1.0 and a["problems"] == 4
     samples = [json.loads(x) for x in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
@@ -181,12 +188,14 @@ def test_compare_prints_side_by_side(tmp_path):
     for name, p1 in (("base", 0.25), ("trained", 0.75)):
         d = tmp_path / name
         d.mkdir()
-        (d / "results.json").write_text(json.dumps({"model": name, "metrics": {"pass@1": p1, "cons@4": p1}}))
+        # a folder from before 2026-12 (results.json) still compares
+        (d / ("summary.json" if name == "trained" else "results.json")).write_text(
+            json.dumps({"model": name, "metrics": {"pass@1": p1, "cons@4": p1}}))
     res = r1("eval", "compare", str(tmp_path / "base"), str(tmp_path / "trained"))
     assert res.returncode == 0, res.stderr
     assert "| pass@1 | 0.250 | 0.750 | +0.500 |" in res.stdout
     res = r1("eval", "compare", str(tmp_path / "base"), str(tmp_path / "nope"))
-    assert res.returncode == 2 and "has no results.json" in res.stderr
+    assert res.returncode == 2 and "has no summary.json" in res.stderr
 
 
 def test_eval_bad_input():
@@ -216,13 +225,13 @@ def test_eval_from_a_training_run_uses_its_heldout_set_and_prompts(tmp_path):
 @needs_data
 def test_math500_breakdown_by_subject_and_level(tmp_path):
     from r1.eval.benchmarks import get_benchmark, load_problems
-    from r1.eval.runner import EvalConfig, LocalSampler, run_eval
+    from r1.eval.runner import EvalConfig, run_eval
 
     bench = get_benchmark("math500")
     task, examples = load_problems(bench, str(DATA / "math500.jsonl"))
     assert len(examples) == 500 and all("level" in e.meta and "subject" in e.meta for e in examples)
     cfg = EvalConfig(model="tiny", benchmark="math500", samples=1, limit=6, max_new_tokens=4)
-    result = run_eval(cfg, tmp_path, sampler=LocalSampler(cfg), task=task, examples=examples, progress=False)
+    result = run_eval(cfg, tmp_path, task=task, examples=examples, progress=False)
     levels = result["breakdown"]["level"]
     assert sum(v["problems"] for v in levels.values()) == 6
     assert sum(v["problems"] for v in result["breakdown"]["subject"].values()) == 6

@@ -64,18 +64,21 @@ def test_well_formed(text, ok):
 
 
 def test_filter_cli_writes_kept_dropped_and_summary(tmp_path):
-    src = tmp_path / "samples.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r, _ in GOLDEN))
-    out = tmp_path / "kept.jsonl"
-    res = subprocess.run([sys.executable, "-m", "r1.cli.main", "filter", str(src), "--out", str(out),
+    """`r1 filter IN --out DIR`: IN an `r1 generate` folder (or a JSONL file); DIR gets
+    kept.jsonl, dropped.jsonl (with reasons), summary.json and config.yaml."""
+    (tmp_path / "gen").mkdir()
+    (tmp_path / "gen" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r, _ in GOLDEN))
+    out = tmp_path / "filtered"
+    res = subprocess.run([sys.executable, "-m", "r1.cli.main", "filter", str(tmp_path / "gen"), "--out", str(out),
                           "--max-tokens", "200", "--max-per-prompt", "2"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "kept 4 of 13 samples" in res.stdout and "unverified 1" in res.stdout
-    assert len(out.read_text().splitlines()) == 4
-    dropped = [json.loads(x) for x in (tmp_path / "kept.dropped.jsonl").read_text().splitlines()]
+    assert len((out / "kept.jsonl").read_text().splitlines()) == 4
+    dropped = [json.loads(x) for x in (out / "dropped.jsonl").read_text().splitlines()]
     assert len(dropped) == 9 and all(d["reason"] for d in dropped)
-    summary = json.loads((tmp_path / "kept.summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"] == 13 and summary["kept"] == 4 and summary["malformed"] == 3
+    assert "max_per_prompt: 2" in (out / "config.yaml").read_text()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "completion": "x"}\n{"id": 2,\n')
     res = subprocess.run([sys.executable, "-m", "r1.cli.main", "filter", str(bad), "--out", str(out)],

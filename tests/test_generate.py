@@ -21,20 +21,30 @@ def problems(tmp_path):
 
 def test_local_generation_resumes_to_the_same_file(tmp_path, problems):
     cfg = GenerateConfig(model="tiny", data=str(problems), samples=2, max_new_tokens=12, batch_size=2)
-    full = tmp_path / "full.jsonl"
-    run_generate(cfg, full, progress=False)
+    res = run_generate(cfg, tmp_path / "full", progress=False)
+    full = tmp_path / "full" / "samples.jsonl"
     rows = [json.loads(x) for x in full.read_text().splitlines()]
+    assert res["samples"] == 10 and json.loads((tmp_path / "full" / "summary.json").read_text())["samples"] == 10
     assert len(rows) == 10 and {r["id"] for r in rows} == {f"q{i}" for i in range(5)}
     assert all(set(r) >= {"id", "sample", "problem", "gold", "completion", "reasoning", "content", "tokens"}
                for r in rows)
     assert rows[0]["gold"] == "0" and "\\boxed{}" in rows[0]["problem"]  # the math instruction is added
     # a killed run: two whole batches, half of the third, and a torn line
-    part = tmp_path / "part.jsonl"
+    (tmp_path / "part").mkdir()
+    part = tmp_path / "part" / "samples.jsonl"
     lines = full.read_text().splitlines(keepends=True)
     part.write_text("".join(lines[:5]) + lines[5][:20])
-    (tmp_path / "part.jsonl.settings.json").write_text((tmp_path / "full.jsonl.settings.json").read_text())
-    run_generate(cfg, part, progress=False)
+    (tmp_path / "part" / "config.yaml").write_text((tmp_path / "full" / "config.yaml").read_text())
+    with pytest.raises(R1Error, match="already holds generated samples: pass --resume"):
+        run_generate(cfg, tmp_path / "part", progress=False)
+    run_generate(cfg, tmp_path / "part", progress=False, resume=True)
     assert part.read_text() == full.read_text()
+    (tmp_path / "part" / "config.yaml").unlink()  # samples of unknown settings are never mixed in
+    with pytest.raises(R1Error, match="samples.jsonl without the config.yaml"):
+        run_generate(cfg, tmp_path / "part", progress=False, resume=True)
+    (tmp_path / "part" / "config.yaml").write_text((tmp_path / "full" / "config.yaml").read_text())
+    with pytest.raises(R1Error, match=r"other settings \(seed\)"):
+        run_generate(cfg.model_copy(update={"seed": 1}), tmp_path / "part", progress=False, resume=True)
 
 
 class FlakyReasoner(BaseHTTPRequestHandler):
@@ -91,9 +101,8 @@ def flaky_server():
 def test_api_generation_retries_429_and_5xx_and_keeps_the_reasoning(tmp_path, problems, flaky_server):
     cfg = GenerateConfig(api_base=flaky_server, api_model="deepseek-reasoner", data=str(problems), samples=2,
                          concurrency=1, max_retries=4)
-    out = tmp_path / "api.jsonl"
-    res = run_generate(cfg, out, progress=False)
-    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    res = run_generate(cfg, tmp_path / "api", progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "api" / "samples.jsonl").read_text().splitlines()]
     assert res["samples"] == len(rows) == 10
     assert FlakyReasoner.calls == 13  # 10 answers + 2 × 429 + 1 × 503, each retried
     r = next(x for x in rows if x["id"] == "q3")
@@ -109,7 +118,7 @@ def test_api_rate_limit_spaces_requests(tmp_path, problems, flaky_server):
     FlakyReasoner.calls = 3  # no failures this time
     cfg = GenerateConfig(api_base=flaky_server, data=str(problems), samples=2, concurrency=4, rate_limit=20)
     t0 = time.perf_counter()
-    run_generate(cfg, tmp_path / "rl.jsonl", progress=False)
+    run_generate(cfg, tmp_path / "rl", progress=False)
     assert time.perf_counter() - t0 >= 9 / 20  # 10 requests, at most 20 a second
 
 
@@ -120,14 +129,13 @@ def test_api_client_errors_stop_with_a_clear_message_and_keep_finished_batches(t
             {"id": "b", "problem": "What is forbidden + 1?", "answer": "2"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = GenerateConfig(api_base=flaky_server, data=str(path), samples=1, batch_size=1, concurrency=1)
-    out = tmp_path / "o.jsonl"
     with pytest.raises(R1Error, match="API request .* failed: .*400"):
-        run_generate(cfg, out, progress=False)
-    kept = [json.loads(x) for x in out.read_text().splitlines()]
+        run_generate(cfg, tmp_path / "o", progress=False)
+    kept = [json.loads(x) for x in (tmp_path / "o" / "samples.jsonl").read_text().splitlines()]
     assert [r["id"] for r in kept] == ["a"]  # the batch before the error is on disk
 
 
 def test_generate_needs_a_model_or_an_endpoint(tmp_path, problems):
     with pytest.raises(R1Error, match="--model SPEC .* or --api-base URL"):
-        run_generate(GenerateConfig(data=str(problems)), tmp_path / "never.jsonl", progress=False)
+        run_generate(GenerateConfig(data=str(problems)), tmp_path / "never", progress=False)
     assert not list(tmp_path.glob("never*"))

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from r1.config import read_yaml
+from r1.errors import R1Error
 from r1.pipeline.runner import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,8 +17,8 @@ def _mtime(path: Path) -> int:
     return (path / "model" / "model.safetensors").stat().st_mtime_ns
 
 
-def run(out, overrides=()):
-    return Pipeline(read_yaml(RECIPE), out, list(overrides), source=str(RECIPE), progress=False).run()
+def run(out, overrides=(), resume=False):
+    return Pipeline(read_yaml(RECIPE), out, list(overrides), source=str(RECIPE), progress=False, resume=resume).run()
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_tiny_pipeline_completes_with_a_manifest_and_a_report(finished):
     for s in stages:
         assert set(s) >= {"input", "input_model", "config", "fingerprint", "output_hash", "versions", "metrics"}
         assert (out / s["name"] / "model" / "config.json").is_file()
-        assert (out / s["name"] / "eval" / "results.json").is_file()
+        assert (out / s["name"] / "eval" / "summary.json").is_file()
     assert stages[2]["input"] == "base" and stages[3]["input"] == "rejection_sft"
     report = (out / "report.md").read_text()
     assert "| accuracy (pass@1) |" in report and "rl_all" in report and "language consistency" in report
@@ -50,8 +51,10 @@ def test_rerun_finishes_at_once_and_redoes_nothing(finished):
 
     out, _ = finished
     stamps = {s: _mtime(out / s) for s in ("cold_start", "reasoning_rl", "rejection_sft", "rl_all")}
+    with pytest.raises(R1Error, match="already holds a pipeline run: pass --resume"):
+        run(out)
     t0 = time.perf_counter()
-    run(out)
+    run(out, resume=True)
     assert time.perf_counter() - t0 < 30
     assert {s: _mtime(out / s) for s in stamps} == stamps
 
@@ -77,7 +80,7 @@ def test_a_killed_stage_resumes_and_a_changed_stage_reruns_with_what_follows(tmp
     assert [(s["name"], s["status"]) for s in manifest["stages"]] == [("cold_start", "done"), ("reasoning_rl", "running")]
     stage1 = _mtime(out / "cold_start")
     monkeypatch.setattr(PolicyUpdate, "update", original)
-    run(out)
+    run(out, resume=True)
     assert _mtime(out / "cold_start") == stage1  # stage 1 was not redone
     steps = [json.loads(x)["step"] for x in (out / "reasoning_rl" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2]  # stage 2 resumed from its checkpoint
@@ -85,7 +88,7 @@ def test_a_killed_stage_resumes_and_a_changed_stage_reruns_with_what_follows(tmp
     # change stage 3's config: it and stage 4 run again, stages 1-2 stay
     recipe = read_yaml(RECIPE)
     recipe["stages"][2]["sft"]["optim"]["lr"] = 5.0e-4
-    Pipeline(recipe, out, source=str(RECIPE), progress=False).run()
+    Pipeline(recipe, out, source=str(RECIPE), progress=False, resume=True).run()
     after = {s: _mtime(out / s) for s in before}
     assert after["cold_start"] == before["cold_start"] and after["reasoning_rl"] == before["reasoning_rl"]
     assert after["rejection_sft"] != before["rejection_sft"] and after["rl_all"] != before["rl_all"]
@@ -167,7 +170,7 @@ def test_sigkill_during_stage_2_then_rerun_does_not_redo_stage_1(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["status"] for s in manifest["stages"]] == ["done", "running"]
     stage1 = _mtime(out / "cold_start")
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    res = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert _mtime(out / "cold_start") == stage1
     manifest = json.loads((out / "manifest.json").read_text())

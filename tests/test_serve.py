@@ -373,11 +373,11 @@ def test_continuous_batching_matches_one_at_a_time(answering_model):
         async with c:
             return await asyncio.gather(*(one(i) for i in range(len(msgs))))
 
-    with make_server(answering_model, max_batch=8, dtype="float32") as srv:
+    with make_server(answering_model, max_batch=8, precision="fp32") as srv:
         _slow(srv.engine, 0.01)  # each answer takes > 0.4 s, so the later arrivals join a running batch
         batched = asyncio.run(run(srv.url))
         assert srv.engine.stats()["max_rows"] > 1
-    with make_server(answering_model, max_batch=1, dtype="float32") as srv:
+    with make_server(answering_model, max_batch=1, precision="fp32") as srv:
         alone = asyncio.run(run(srv.url))
         assert srv.engine.stats()["max_rows"] == 1
     assert batched == alone

@@ -99,8 +99,8 @@ def test_held_out_evaluations_during_training(tmp_path):
     summary = tr.train()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
-    assert "heldout/accuracy" in rows[1] and "heldout/accuracy" not in rows[2]
+    assert "heldout/pass@1" in rows[1] and "heldout/pass@1" not in rows[2]
     assert sorted(p.name for p in (tmp_path / "run" / "eval").glob("heldout_*.jsonl")) == [
         "heldout_after.jsonl", "heldout_before.jsonl", "heldout_step000002.jsonl"]
     assert [h["step"] for h in summary["heldout_history"]] == [0, 2, 4]
-    assert summary["heldout_after"]["accuracy"] == pytest.approx(summary["heldout_history"][-1]["accuracy"])
+    assert summary["heldout_after"]["pass@1"] == pytest.approx(summary["heldout_history"][-1]["pass@1"])

@@ -127,7 +127,7 @@ def _eval(engine: str, tmp: Path, extra=()) -> dict:
     out = tmp / f"eval-{engine}"
     run(["eval", "--model", "smollm2-135m", "--benchmark", "arithmetic", "--samples", "8", "--limit", "50",
          "--max-new-tokens", "48", "--engine", engine, "--out", str(out), "--no-progress", *extra])
-    return json.loads((out / "results.json").read_text())["metrics"]
+    return json.loads((out / "summary.json").read_text())["metrics"]
 
 
 def test_eval_through_vllm_equals_hf_within_sampling_noise(tmp_path):
@@ -144,11 +144,11 @@ def test_eval_through_vllm_equals_hf_within_sampling_noise(tmp_path):
 
 
 def test_generate_through_vllm(tmp_path):
-    out = tmp_path / "traces.jsonl"
+    out = tmp_path / "traces"
     run(["generate", "--data", str(ROOT / "../shared/data/gsm8k_test.jsonl"), "--task", "gsm8k", "--limit", "3",
          "--samples", "2", "--max-new-tokens", "24", "--model", "smollm2-135m", "--engine", "vllm",
          "--enforce-eager", "--out", str(out)])
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(r["tokens"] > 0 and r["completion"] for r in rows)
     assert len({r["completion"] for r in rows}) > 1
 

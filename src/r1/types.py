@@ -72,3 +72,13 @@ class Rollout:
     @property
     def size(self) -> int:
         return len(self.completions)
+
+
+@dataclass
+class Sample:
+    """One sampled answer as a text sampler gives it back (`rollout.sampler.Sampler`)."""
+
+    text: str  # the whole answer: "<think>\n{reasoning}\n</think>\n{content}" when reasoning exists
+    reasoning: str  # the chain of thought ("" when there is none)
+    content: str  # the answer after the reasoning
+    tokens: int  # completion tokens

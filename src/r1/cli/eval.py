@@ -17,71 +17,67 @@ app = typer.Typer(add_completion=False, invoke_without_command=True, no_args_is_
 @app.callback()
 def evaluate(
     ctx: typer.Context,
-    model: Optional[str] = typer.Option(None, help="model spec (alias, HF folder, .gguf, hub id) or the API's model name"),
-    benchmark: Optional[str] = typer.Option(None, help="math500, aime24, aime25, amc23, gsm8k, arithmetic, countdown"),
+    model: Optional[str] = O.Model,
+    benchmark: Optional[str] = typer.Option(None, help="math500, aime24, aime25, amc23, gsm8k, humaneval, arithmetic, "
+                                            "countdown"),
     data: Optional[str] = typer.Option(None, help="local JSONL (fields id, problem, answer) instead of the HF dataset"),
-    samples: int = typer.Option(4, min=1, help="K samples per problem"),
-    limit: Optional[int] = typer.Option(None, min=1, help="only the first N problems"),
-    max_new_tokens: int = typer.Option(1024, min=1),
-    temperature: float = typer.Option(0.6, min=0.0),
-    top_p: float = typer.Option(0.95, min=0.0, max=1.0),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(16, min=1, help="problems per generation call (local models)"),
-    out: Optional[str] = typer.Option(None, help="output directory"),
-    api_base: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"),
-    api_key: Optional[str] = O.ApiKey,
-    concurrency: int = typer.Option(8, min=1, help="parallel API requests"),
-    prompt_style: str = typer.Option("auto", help="auto, chat or r1_zero"),
-    force_think: Optional[bool] = typer.Option(None, "--force-think/--no-force-think",
-                                               help="open the answer with <think> (default: where the model knows the token)"),
     from_run: Optional[str] = typer.Option(None, help="a training run: evaluate on its task's held-out set with its prompts"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    out: Optional[str] = O.out_option("runs/eval-BENCHMARK-MODEL"),
+    resume: bool = O.Resume,
+    samples: int = O.Samples,
+    limit: Optional[int] = O.Limit,
+    max_new_tokens: int = O.MaxNewTokens,
+    temperature: float = O.Temperature,
+    top_p: float = O.TopP,
+    seed: int = O.Seed,
+    batch_size: int = O.BatchSize,
+    prompt_style: str = O.PromptStyle,
+    force_think: Optional[bool] = O.ForceThink,
+    api_base: Optional[str] = O.ApiBase,
+    api_model: Optional[str] = O.ApiModel,
+    api_key: Optional[str] = O.ApiKey,
+    concurrency: int = O.Concurrency,
+    rate_limit: Optional[float] = O.RateLimit,
+    max_retries: int = O.MaxRetries,
     engine: str = O.Engine,
     gpu_memory_utilization: float = O.GpuMemoryUtilization,
     kv_cache_gb: Optional[float] = O.KvCacheGb,
     enforce_eager: bool = O.EnforceEager,
+    progress: bool = O.Progress,
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from r1.eval.benchmarks import get_benchmark, load_problems
-    from r1.eval.runner import EvalConfig, LocalSampler, run_eval
+    from r1.eval.runner import EvalConfig, from_run_settings, run_eval
 
-    vllm = O.vllm_settings(engine, gpu_memory_utilization, kv_cache_gb, enforce_eager)
     if not model:
         raise R1Error("--model is required (a model spec, or the API's model name with --api-base)")
-    if not out:
-        raise R1Error("--out is required: the directory for results.json, samples.jsonl and report.md")
-    settings = dict(model=model, api_base=api_base, data=data, samples=samples, limit=limit,
-                    max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                    batch_size=batch_size, prompt_style=prompt_style, force_think=force_think, **vllm)
+    settings = O.sampling_settings(
+        model=model, api_base=api_base, api_model=api_model, data=data, samples=samples, limit=limit,
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+        concurrency=concurrency, rate_limit=rate_limit, max_retries=max_retries, prompt_style=prompt_style,
+        force_think=force_think, engine=engine, gpu_memory_utilization=gpu_memory_utilization,
+        kv_cache_gb=kv_cache_gb, enforce_eager=enforce_eager)
     if from_run:
-        from r1.eval.runner import from_run_settings
-
         task, examples, name, fields = from_run_settings(from_run)
-        settings.update(fields)
-        cfg = EvalConfig(**settings, benchmark=benchmark or name)
+        cfg = O.build(EvalConfig, **(settings | fields), benchmark=benchmark or name)
         suffix = ""
     else:
         if not benchmark:
             raise R1Error("--benchmark is required (or --from-run RUN_DIR)")
         bench = get_benchmark(benchmark)
         task, examples = load_problems(bench, data, seed=seed)
-        cfg = EvalConfig(**settings, benchmark=benchmark, fallback=bench.fallback)
+        cfg = O.build(EvalConfig, **settings, benchmark=benchmark, fallback=bench.fallback)
         suffix = bench.suffix
-    if api_base:
-        from r1.rollout.openai import APISampler
-
-        sampler = APISampler(api_base, model, api_key, concurrency=concurrency)
-    else:
-        sampler = LocalSampler(cfg)
-    result = run_eval(cfg, Path(out), sampler=sampler, task=task, examples=examples, suffix=suffix,
-                      progress=progress)
+    out = out or O.default_out("eval", benchmark or Path(from_run or "").name, api_model or model)
+    result = run_eval(cfg, Path(out), task=task, examples=examples, suffix=suffix, progress=progress,
+                      resume=resume, api_key=api_key)
     m = result["metrics"]
     k = cfg.samples
     typer.echo(f"{cfg.benchmark}: pass@1 {m['pass@1']:.3f} (95% CI {m['pass@1_ci95'][0]:.3f}-"
                f"{m['pass@1_ci95'][1]:.3f}), cons@{k} {m[f'cons@{k}']:.3f}, format {m['format_rate']:.3f} "
                f"over {m['problems']} problems x {k} samples")
-    typer.echo(f"written to {out} (results.json, samples.jsonl, report.md)")
+    typer.echo(f"written to {out} (summary.json, samples.jsonl, report.md, config.yaml)")
 
 
 @app.command()

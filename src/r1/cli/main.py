@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -23,7 +24,7 @@ def _run_grpo(cfg, out: str, resume: bool) -> None:
     if not summary:  # a data-parallel rank other than 0: rank 0 reports
         return
     b, a = summary["heldout_before"], summary["heldout_after"]
-    typer.echo(f"held-out accuracy {b.get('accuracy', 0):.3f} -> {a.get('accuracy', 0):.3f}, "
+    typer.echo(f"held-out pass@1 {b.get('pass@1', 0):.3f} -> {a.get('pass@1', 0):.3f}, "
                f"format rate {b.get('format_rate', 0):.3f} -> {a.get('format_rate', 0):.3f}")
     typer.echo(f"run written to {out} (report.md, summary.json, plots/, model/)")
 
@@ -33,8 +34,8 @@ def zero(
     preset: str = typer.Option("smollm2", help="built-in preset: smollm2 (the embedded default), reasoning (a multi-step task, ~15 min) or tiny"),
     task: Optional[str] = typer.Option(None, help="task name (countdown, arithmetic, gsm8k, math)"),
     steps: Optional[int] = typer.Option(None, help="number of GRPO steps"),
-    out: Optional[str] = typer.Option(None, help="output directory (default runs/zero-PRESET)"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in --out"),
+    out: Optional[str] = O.out_option("runs/zero-PRESET"),
+    resume: bool = O.Resume,
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """R1-Zero: pure RL with GRPO from the embedded model, no SFT."""
@@ -51,41 +52,37 @@ def zero(
     if steps is not None:
         extra.append(f"train.steps={steps}")
     cfg = build_config(data, extra)
-    _run_grpo(cfg, out or f"runs/zero-{preset}", resume)
+    _run_grpo(cfg, out or O.default_out("zero", preset), resume)
 
 
 @app.command()
 def grpo(
     recipe: str = typer.Argument(..., help="YAML recipe (see recipes/)"),
-    out: Optional[str] = typer.Option(None, help="output directory (default runs/RECIPE-NAME)"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in --out"),
+    out: Optional[str] = O.out_option("runs/grpo-RECIPE"),
+    resume: bool = O.Resume,
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """GRPO training from a YAML recipe."""
-    from pathlib import Path
-
     from r1.config import load_config
 
     cfg = load_config(recipe, list(set_ or []))
-    _run_grpo(cfg, out or f"runs/{Path(recipe).stem}", resume)
+    _run_grpo(cfg, out or O.default_out("grpo", recipe), resume)
 
 
 @app.command()
 def sft(
     recipe: str = typer.Argument(..., help="YAML recipe (see recipes/distill-*.yaml, section sft)"),
-    out: Optional[str] = typer.Option(None, help="output directory (default runs/RECIPE-NAME-sft)"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in --out"),
+    out: Optional[str] = O.out_option("runs/sft-RECIPE"),
+    resume: bool = O.Resume,
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Chat SFT with the loss on assistant tokens only (cold start, stage 3, distillation)."""
-    from pathlib import Path
-
     from r1.config import build_sft_config, read_yaml
     from r1.trainers.sft import SFTTrainer
 
     data = read_yaml(recipe)
     cfg = build_sft_config(data.get("sft", data), list(set_ or []), source=recipe)
-    out = out or f"runs/{Path(recipe).stem}-sft"
+    out = out or O.default_out("sft", recipe)
     summary = SFTTrainer(cfg, out, resume=resume).train()
     if not summary:  # a data-parallel rank other than 0
         return
@@ -96,17 +93,16 @@ def sft(
 @app.command()
 def distill(
     recipe: str = typer.Argument(..., help="YAML recipe (see recipes/distill-*.yaml)"),
-    out: Optional[str] = typer.Option(None, help="output directory (default runs/RECIPE-NAME)"),
+    out: Optional[str] = O.out_option("runs/distill-RECIPE"),
+    resume: bool = O.Resume,
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """Distillation: teacher samples -> rejection sampling -> SFT of the student (resumable)."""
-    from pathlib import Path
-
     from r1.config import read_yaml
     from r1.pipeline.distill import run_distill
 
-    out = out or f"runs/{Path(recipe).stem}"
-    s = run_distill(read_yaml(recipe), out, list(set_ or []), source=recipe)
+    out = out or O.default_out("distill", recipe)
+    s = run_distill(read_yaml(recipe), out, list(set_ or []), source=recipe, resume=resume)
     typer.echo(f"teacher samples {s['samples']}, kept {s['filter']['kept']}; SFT loss "
                f"{s['sft']['loss_first']:.3f} -> {s['sft']['loss_last']:.3f}; student at {s['student']}")
     if "eval" in s:
@@ -118,62 +114,72 @@ def distill(
 @app.command()
 def pipeline(
     recipe: str = typer.Argument(..., help="YAML recipe (see recipes/r1-pipeline-*.yaml)"),
-    out: Optional[str] = typer.Option(None, help="output directory (default runs/RECIPE-NAME)"),
+    out: Optional[str] = O.out_option("runs/pipeline-RECIPE"),
+    resume: bool = O.Resume,
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """The R1 pipeline: cold start, reasoning RL, rejection sampling + SFT, RL; resumable."""
-    from pathlib import Path
-
     from r1.config import read_yaml
     from r1.pipeline.runner import Pipeline
 
-    out = out or f"runs/{Path(recipe).stem}"
-    res = Pipeline(read_yaml(recipe), out, list(set_ or []), source=recipe).run()
+    out = out or O.default_out("pipeline", recipe)
+    res = Pipeline(read_yaml(recipe), out, list(set_ or []), source=recipe, resume=resume).run()
     for name, m in [("base", res["base"])] + [(s["name"], s["metrics"]) for s in res["stages"]]:
         typer.echo(f"{name:>16}: pass@1 {m['pass@1']:.3f}  format {m['format_rate']:.3f}  "
-                   f"language {m['language_consistency']:.3f}  length {m['mean_length']:.1f}")
+                   f"language {m['language_consistency']:.3f}  length {m['response_length_mean']:.1f}")
     typer.echo(f"report: {out}/report.md, {out}/report.html; manifest: {out}/manifest.json")
 
 
 @app.command()
 def generate(
-    data: str = typer.Option(..., help="problems: a JSONL file (fields as the task reads them)"),
-    out: str = typer.Option(..., help="JSONL of samples (appended batch by batch; rerun to resume)"),
-    model: Optional[str] = typer.Option(None, help="local model spec (alias, folder, .gguf, hub id)"),
-    api_base: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. https://api.deepseek.com"),
-    api_model: Optional[str] = typer.Option(None, help="model name at the endpoint, e.g. deepseek-reasoner"),
-    task: str = typer.Option("math", help="how to read the problems and their gold answers (math, gsm8k, humaneval)"),
-    samples: int = typer.Option(4, help="samples per problem"),
-    limit: Optional[int] = typer.Option(None, help="only the first N problems"),
-    max_new_tokens: int = typer.Option(1024),
-    temperature: float = typer.Option(0.6),
-    top_p: float = typer.Option(0.95),
-    seed: int = typer.Option(0),
-    concurrency: int = typer.Option(8, help="parallel API requests"),
-    rate_limit: Optional[float] = typer.Option(None, help="API requests per second at most"),
-    max_retries: int = typer.Option(5, help="retries of a 429/5xx/timeout, with exponential backoff"),
+    data: Optional[str] = typer.Option(None, help="problems: a JSONL file (fields as the task reads them); not "
+                                       "needed for generated tasks or --from-run"),
+    task: str = typer.Option("math", help="how to read the problems and their gold answers (math, gsm8k, "
+                             "humaneval, arithmetic, countdown)"),
+    from_run: Optional[str] = typer.Option(None, help="a training run as teacher: its model, task (training "
+                                           "split), prompt and stop strings"),
+    model: Optional[str] = O.Model,
+    out: Optional[str] = O.out_option("runs/generate-TASK-MODEL"),
+    resume: bool = O.Resume,
+    samples: int = O.Samples,
+    limit: Optional[int] = O.Limit,
+    max_new_tokens: int = O.MaxNewTokens,
+    temperature: float = O.Temperature,
+    top_p: float = O.TopP,
+    seed: int = O.Seed,
+    batch_size: int = O.BatchSize,
+    prompt_style: str = O.PromptStyle,
+    force_think: Optional[bool] = O.ForceThink,
+    api_base: Optional[str] = O.ApiBase,
+    api_model: Optional[str] = O.ApiModel,
+    api_key: Optional[str] = O.ApiKey,
+    concurrency: int = O.Concurrency,
+    rate_limit: Optional[float] = O.RateLimit,
+    max_retries: int = O.MaxRetries,
     engine: str = O.Engine,
     gpu_memory_utilization: float = O.GpuMemoryUtilization,
     kv_cache_gb: Optional[float] = O.KvCacheGb,
     enforce_eager: bool = O.EnforceEager,
-    api_key: Optional[str] = O.ApiKey,
+    progress: bool = O.Progress,
 ) -> None:
-    """Sample reasoning traces (teacher data for `r1 filter` and `r1 sft`)."""
+    """Sample reasoning traces (teacher data for `r1 filter` and `r1 sft`) into a folder."""
     from r1.pipeline.generate import GenerateConfig, run_generate
 
-    cfg = GenerateConfig(model=model, api_base=api_base, api_model=api_model, data=data, task=task,
-                         samples=samples, limit=limit, max_new_tokens=max_new_tokens, temperature=temperature,
-                         top_p=top_p, seed=seed, concurrency=concurrency, rate_limit=rate_limit,
-                         max_retries=max_retries,
-                         **O.vllm_settings(engine, gpu_memory_utilization, kv_cache_gb, enforce_eager))
-    res = run_generate(cfg, out, api_key=api_key)
-    typer.echo(f"{res['samples']} samples of {res['problems']} problems in {out}")
+    cfg = O.build(GenerateConfig, **O.sampling_settings(
+        model=model, api_base=api_base, api_model=api_model, data=data, task=task, from_run=from_run,
+        samples=samples, limit=limit, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+        seed=seed, batch_size=batch_size, concurrency=concurrency, rate_limit=rate_limit, max_retries=max_retries,
+        prompt_style=prompt_style, force_think=force_think, engine=engine,
+        gpu_memory_utilization=gpu_memory_utilization, kv_cache_gb=kv_cache_gb, enforce_eager=enforce_eager))
+    out = out or O.default_out("generate", Path(from_run).name if from_run else task, api_model or model)
+    res = run_generate(cfg, out, api_key=api_key, resume=resume, progress=progress)
+    typer.echo(f"{res['samples']} samples of {res['problems']} problems in {out}/samples.jsonl")
 
 
 @app.command(name="filter")
 def filter_(
-    inp: str = typer.Argument(..., metavar="IN", help="JSONL samples (as `r1 generate` writes them)"),
-    out: str = typer.Option(..., help="JSONL of the kept samples; OUT.dropped.jsonl and OUT.summary.json beside it"),
+    inp: str = typer.Argument(..., metavar="IN", help="samples: an `r1 generate` folder or a JSONL file"),
+    out: Optional[str] = O.out_option("runs/filter-IN"),
     task: Optional[str] = typer.Option(None, help="verify with this task's verifier (default: math equivalence)"),
     language: str = typer.Option("en", help="target language of the reasoning"),
     min_language: float = typer.Option(0.9, help="minimum language consistency of the reasoning"),
@@ -181,30 +187,17 @@ def filter_(
     max_repetition: float = typer.Option(0.5, help="drop samples whose repeated 4-gram share is above this"),
     max_per_prompt: Optional[int] = typer.Option(None, help="keep at most this many samples per prompt"),
 ) -> None:
-    """Rejection sampling (R1 stage 3): keep verified, well-formed, readable samples."""
-    import json
-    from pathlib import Path
+    """Rejection sampling (R1 stage 3): keep verified, well-formed, readable samples (OUT/kept.jsonl)."""
+    from r1.pipeline.filter import FilterConfig, filter_to
 
-    from r1.pipeline.filter import FilterConfig, reject
-    from r1.data.jsonl import read_jsonl, write_jsonl_atomic
-
-    rows = read_jsonl(inp, required=("id", "completion"))
-    for i, row in enumerate(rows):
-        if "gold" not in row and not task:
-            raise R1Error(f"{inp}: record {i + 1} (id {row.get('id')!r}) has no 'gold' answer to verify against")
     cfg = FilterConfig(task=task, language=language, min_language=min_language, max_tokens=max_tokens,
                        max_repetition=max_repetition, max_per_prompt=max_per_prompt)
-    res = reject(rows, cfg)
-    out_p = Path(out)
-    stem = out_p.with_suffix("") if out_p.suffix == ".jsonl" else out_p
-    write_jsonl_atomic(out_p, res.kept)
-    write_jsonl_atomic(Path(f"{stem}.dropped.jsonl"), res.dropped)
+    out_p = Path(out or O.default_out("filter", Path(inp).name))
+    res, n = filter_to(inp, out_p, cfg, task_given=task is not None)
     counts = res.counts()
-    Path(f"{stem}.summary.json").write_text(json.dumps({"input": inp, "samples": len(rows), **counts,
-                                                         "config": vars(cfg)}, indent=1))
     dropped = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "kept" and v)
-    typer.echo(f"kept {counts['kept']} of {len(rows)} samples"
-               + (f"; dropped: {dropped}" if dropped else "") + f" -> {out_p}, {stem}.dropped.jsonl")
+    typer.echo(f"kept {counts['kept']} of {n} samples" + (f"; dropped: {dropped}" if dropped else "")
+               + f" -> {out_p}/kept.jsonl, {out_p}/dropped.jsonl")
 
 
 @app.command()
@@ -229,7 +222,8 @@ def serve(
     timeout: float = typer.Option(600.0, help="seconds a request may take, queueing included"),
     think: bool = typer.Option(True, "--think/--no-think", help="force <think> and split reasoning_content"),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
-    dtype: str = typer.Option("auto", help="auto (bf16 where native), bfloat16, float16 or float32"),
+    precision: str = typer.Option("auto", "--precision", "--dtype", help="auto (bf16 where native), fp32, bf16 or "
+                                  "fp16 (the names of training's model.precision)"),
     seed: int = typer.Option(0, help="seed of the sampler for requests that give none"),
     shutdown_grace: float = typer.Option(5.0, help="on SIGTERM/Ctrl-C, seconds requests in flight get to finish"),
 ) -> None:
@@ -249,7 +243,7 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and not key:
         typer.echo(f"warning: listening on {host} without an API key: anyone who reaches it can use it", err=True)
     eng = build_engine(spec, engine=engine, model_name=name, max_batch=max_batch, max_queue=max_queue,
-                       seed=seed, device=device, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                       seed=seed, device=device, precision=precision, gpu_memory_utilization=gpu_memory_utilization,
                        kv_cache_gb=kv_cache_gb, enforce_eager=enforce_eager)
     settings = ServeSettings(model_name=name, api_key=key, max_tokens_cap=max_tokens,
                              default_max_tokens=default_max_tokens, max_prompt_tokens=max_prompt_tokens,

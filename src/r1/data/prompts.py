@@ -64,6 +64,21 @@ class PromptFormat:
         return cls(style=cfg.prompt.style, template=cfg.prompt.template, answer_hint=answer_hint,
                    force_think=cfg.prompt.force_think, stop=tuple(cfg.rollout.stop))
 
+    @classmethod
+    def for_tokenizer(cls, settings: Any, tokenizer: Any, answer_hint: str = "the final answer",
+                      stop: Any = ()) -> "PromptFormat":
+        """The prompt of `r1 eval` / `r1 generate` (`settings`: style, template, force_think) for a
+        model: style "auto" is the chat template where the tokenizer has one, else r1_zero;
+        force_think None forces `<think>` only where the model knows the token; no template sends
+        the message as it is (benchmark problems carry their own instruction)."""
+        style = settings.style
+        if style == "auto":
+            style = "chat" if getattr(tokenizer, "chat_template", None) else "r1_zero"
+        force = settings.force_think
+        if force is None:
+            force = "<think>" in tokenizer.get_vocab() or "<think>" in (getattr(tokenizer, "chat_template", "") or "")
+        return cls(style, settings.template or "{question}", answer_hint, force, tuple(stop))
+
     @property
     def prefill(self) -> str:
         """The forced start of every answer (already at the end of the rendered prompt)."""

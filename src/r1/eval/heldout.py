@@ -14,6 +14,15 @@ REFLECTION_RE = re.compile(
 )
 
 
+# the names before 2026-12 (a checkpoint written then still resumes)
+_OLD_NAMES = {"accuracy": "pass@1", "lenient_accuracy": "lenient_pass@1", "mean_length": "response_length_mean"}
+
+
+def current_names(history: list[dict]) -> list[dict]:
+    """Held-out results under today's metric names (those `r1 eval` uses for the same quantities)."""
+    return [{_OLD_NAMES.get(k, k): v for k, v in h.items()} for h in history]
+
+
 def has_reflection(text: str) -> bool:
     """True when a completion uses a reflection word ("wait", "verify", "check again"...)."""
     return bool(REFLECTION_RE.search(text))
@@ -56,10 +65,10 @@ def evaluate(engine, prompt: PromptFormat, tokenizer, task, examples, *, samples
     n = max(len(rows), 1)
     lengths = [r["tokens"] for r in rows] or [0]
     return {
-        "accuracy": sum(r["correct"] for r in rows) / n,
+        "pass@1": sum(r["correct"] for r in rows) / n,
         "format_rate": sum(r["format"] for r in rows) / n,
-        "lenient_accuracy": sum(r["lenient_correct"] for r in rows) / n,
-        "mean_length": statistics.fmean(lengths),
+        "lenient_pass@1": sum(r["lenient_correct"] for r in rows) / n,
+        "response_length_mean": statistics.fmean(lengths),
         "reflection_rate": sum(r["reflection"] for r in rows) / n,
         **({"eos_rate": sum(r["eos"] for r in rows) / n} if stop_grace > 0 and eos else {}),
         "problems": len(examples),

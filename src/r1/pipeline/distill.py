@@ -1,39 +1,38 @@
 """`r1 distill RECIPE --out DIR`: generate reasoning traces with a teacher, keep the verified
 and readable ones, fine-tune a student on them — R1-Distill in one resumable command.
 
-    DIR/generate/samples.jsonl   the teacher's samples (resumable by batches)
-    DIR/filter/kept.jsonl        rejection sampling (+ kept.dropped.jsonl, kept.summary.json)
+    DIR/generate/                the teacher's samples (`r1 generate`'s folder, resumable by batches)
+    DIR/filter/                  rejection sampling (`r1 filter`'s folder: kept.jsonl, dropped.jsonl)
     DIR/sft/                     the SFT run; the student at DIR/sft/model
     DIR/eval/before, after       optional: the student before and after, on a run's held-out set
     DIR/summary.json             counts and the before/after numbers
 
 Recipe sections: `generate` (GenerateConfig fields: model | api_base, data | from_run, ...),
 `filter` (FilterConfig fields), `sft` (an `r1 sft` recipe without data), `eval` (optional:
-`from_run`, `samples`, `max_new_tokens`, `limit`). A re-run continues where it stopped: a
-finished stage is not redone.
+`from_run`, `samples`, `max_new_tokens`, `limit`). A run continued with `--resume` goes on
+where it stopped: a finished stage is not redone.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from r1.errors import R1Error
+from pydantic import ValidationError
+
+from r1.config import apply_overrides, build_sft_config, merge
+from r1.data.jsonl import read_jsonl, write_jsonl_atomic
+from r1.errors import R1Error, describe_validation_error
+from r1.eval.runner import EvalConfig, from_run_settings, run_eval
+from r1.pipeline.filter import FilterConfig, filter_to
+from r1.pipeline.generate import GenerateConfig, run_generate
 from r1.pipeline.recipes import DistillEval, DistillRecipe, parse
 
 
 def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, source: str = ""):
     """(seed, GenerateConfig, FilterConfig, SFTConfig, eval section), each checked; the SFT
     data path is filled in by `run_distill`."""
-    from pydantic import ValidationError
-
-    from r1.config import apply_overrides, build_sft_config, merge
-    from r1.errors import describe_validation_error
-    from r1.pipeline.filter import FilterConfig
-    from r1.pipeline.generate import GenerateConfig
-
     typed = parse(DistillRecipe, apply_overrides(merge({}, recipe), overrides or []), source or "distill recipe")
     seed = typed.seed
     try:
@@ -49,29 +48,22 @@ def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, sou
 
 
 def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | None = None,
-                progress: bool = True, source: str = "", extra_data: str | None = None) -> dict:
-    from r1.pipeline.filter import reject
-    from r1.pipeline.generate import run_generate
-    from r1.data.jsonl import read_jsonl, write_jsonl_atomic
-
+                progress: bool = True, source: str = "", extra_data: str | None = None,
+                resume: bool = False) -> dict:
     seed, gen_cfg, filt_cfg, sft_cfg, ev = parse_recipe(recipe, overrides, source)
     out = Path(out)
+    if (out / "generate").is_dir() and not resume:
+        raise R1Error(f"{out} already holds a distillation: pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
 
-    # 1. generate
-    samples_path = out / "generate" / "samples.jsonl"
-    run_generate(gen_cfg, samples_path, progress=progress)
+    # 1. generate (its own folder, continued batch by batch)
+    run_generate(gen_cfg, out / "generate", progress=progress, resume=True)
     # 2. filter (cheap: always redone from the samples)
-    rows = read_jsonl(samples_path)
-    res = reject(rows, filt_cfg)
-    kept_path = out / "filter" / "kept.jsonl"
-    write_jsonl_atomic(kept_path, res.kept)
-    write_jsonl_atomic(out / "filter" / "kept.dropped.jsonl", res.dropped)
+    res, n = filter_to(out / "generate", out / "filter", filt_cfg)
     counts = res.counts()
-    (out / "filter" / "kept.summary.json").write_text(json.dumps(
-        {"samples": len(rows), **counts, "config": dataclasses.asdict(filt_cfg)}, indent=1))
     if not res.kept:
-        raise R1Error(f"the filter kept none of {len(rows)} samples ({counts}); see {out / 'filter'}")
+        raise R1Error(f"the filter kept none of {n} samples ({counts}); see {out / 'filter'}")
+    kept_path = out / "filter" / "kept.jsonl"
     # 3. sft (on the kept samples, mixed with general conversations when given)
     train_path = kept_path
     if extra_data:
@@ -87,9 +79,9 @@ def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | 
     if (sft_dir / "summary.json").is_file() and (sft_dir / "model" / "config.json").is_file():
         sft_summary = json.loads((sft_dir / "summary.json").read_text())
     else:
-        resume = (sft_dir / "checkpoints").exists() and ckpt.latest_checkpoint(sft_dir / "checkpoints") is not None
-        sft_summary = SFTTrainer(sft_cfg, sft_dir, resume=resume).train()
-    summary: dict[str, Any] = {"samples": len(rows), "filter": counts, "sft": {
+        started = (sft_dir / "checkpoints").exists() and ckpt.latest_checkpoint(sft_dir / "checkpoints") is not None
+        sft_summary = SFTTrainer(sft_cfg, sft_dir, resume=started).train()
+    summary: dict[str, Any] = {"samples": n, "filter": counts, "sft": {
         k: sft_summary.get(k) for k in ("steps", "conversations", "rows", "loss_first", "loss_last", "train_seconds")},
         "student": str(sft_dir / "model")}
     # 4. optional evaluation of the student before and after
@@ -101,11 +93,9 @@ def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | 
 
 
 def _evaluate(model: str, ev: DistillEval, out: Path, seed: int, progress: bool) -> dict:
-    from r1.eval.runner import EvalConfig, LocalSampler, from_run_settings, run_eval
-
     task, examples, name, fields = from_run_settings(ev.from_run)
     cfg = EvalConfig(model=model, benchmark=name, samples=ev.samples, max_new_tokens=ev.max_new_tokens,
                      limit=ev.limit, seed=seed, **fields)
-    res = run_eval(cfg, out, sampler=LocalSampler(cfg), task=task, examples=examples, suffix="", progress=progress)
+    res = run_eval(cfg, out, task=task, examples=examples, progress=progress, resume=True)
     m = res["metrics"]
     return {"pass@1": m["pass@1"], "format_rate": m["format_rate"], "problems": m["problems"]}

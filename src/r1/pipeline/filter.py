@@ -19,10 +19,24 @@ names the reason:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+from r1.data.jsonl import read_jsonl, write_jsonl_atomic
+from r1.data.prompts import is_strict_format, split_reasoning
+from r1.data.tasks import get_task
+from r1.data.tasks.base import Example
+from r1.data.verify import answers_match
+from r1.errors import R1Error
+from r1.rewards.language import language_consistency
+from r1.rewards.shaping import ngram_repetition
 
 REASONS = ("unverified", "malformed", "language", "overlong", "repetition", "duplicate", "quota")
 
@@ -51,8 +65,6 @@ class FilterResult:
 
 
 def well_formed(completion: str) -> bool:
-    from r1.data.prompts import is_strict_format
-
     if "<answer>" in completion or "</answer>" in completion:
         return is_strict_format(completion)
     body = completion.strip()
@@ -69,12 +81,7 @@ def _normalise(text: str) -> str:
 
 
 def _verifier(cfg: FilterConfig):
-    from r1.data.prompts import split_reasoning
-    from r1.data.tasks.base import Example
-
     if cfg.task:
-        from r1.data.tasks import get_task
-
         task = get_task(cfg.task, {})
 
         def check(row: dict) -> bool:
@@ -82,8 +89,6 @@ def _verifier(cfg: FilterConfig):
                          meta=row.get("meta") or {})
             return bool(task.score(row["completion"], ex))
     else:
-        from r1.data.verify import answers_match
-
         def check(row: dict) -> bool:  # <answer> tags, then \\boxed{}, then Math-Verify's extraction
             return answers_match(str(row.get("gold", "")), split_reasoning(row["completion"])[1])
     return check
@@ -91,10 +96,6 @@ def _verifier(cfg: FilterConfig):
 
 def reject(rows: list[dict[str, Any]], cfg: FilterConfig) -> FilterResult:
     """Apply the checks to every row (in order), deduplicate, cap per prompt."""
-    from r1.data.prompts import split_reasoning
-    from r1.rewards.language import language_consistency
-    from r1.rewards.shaping import ngram_repetition
-
     verify = _verifier(cfg)
     out = FilterResult()
     seen: dict[str, set[str]] = {}
@@ -127,3 +128,34 @@ def reject(rows: list[dict[str, Any]], cfg: FilterConfig) -> FilterResult:
                 continue
         out.dropped.append({**row, "reason": reason})
     return out
+
+
+def samples_file(path: str | Path) -> Path:
+    """The samples a path names: a JSONL file, an `r1 filter` folder (its kept.jsonl) or an
+    `r1 generate` folder (its samples.jsonl)."""
+    p = Path(path)
+    if p.is_dir():
+        found = next((p / n for n in ("kept.jsonl", "samples.jsonl") if (p / n).is_file()), None)
+        if found is None:
+            raise R1Error(f"{p} holds neither kept.jsonl (r1 filter) nor samples.jsonl (r1 generate)")
+        return found
+    return p
+
+
+def filter_to(source: str | Path, out: Path, cfg: FilterConfig, *, task_given: bool = True) -> tuple[FilterResult, int]:
+    """`r1 filter`: the samples of `source` filtered into the folder `out`: kept.jsonl,
+    dropped.jsonl (each with its reason), summary.json (the counts), config.yaml. Cheap and
+    deterministic, so always redone whole. Returns (result, samples read)."""
+    path = samples_file(source)
+    rows = read_jsonl(path, required=("id", "completion"))
+    if not task_given:
+        for i, row in enumerate(rows):
+            if "gold" not in row:
+                raise R1Error(f"{path}: record {i + 1} (id {row.get('id')!r}) has no 'gold' answer to verify against")
+    res = reject(rows, cfg)
+    write_jsonl_atomic(out / "kept.jsonl", res.kept)
+    write_jsonl_atomic(out / "dropped.jsonl", res.dropped)
+    settings = {"input": str(path), **dataclasses.asdict(cfg)}
+    (out / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    (out / "summary.json").write_text(json.dumps({"input": str(path), "samples": len(rows), **res.counts()}, indent=1))
+    return res, len(rows)

@@ -13,9 +13,9 @@ Each stage trains `input` (default: the previous stage's model; `base` for the b
 and writes everything under `DIR/<name>/`, its model at `DIR/<name>/model`; then that model
 is evaluated on the task's held-out set (`DIR/<name>/eval/`). `DIR/manifest.json` records
 every stage: status, input, resolved config, a fingerprint (config + input), the output
-model's content hash, versions. A re-run skips stages that are done with an unchanged
-fingerprint, resumes a stage that was killed (from its checkpoints), and redoes a stage
-whose config or input changed together with every stage after it. `DIR/report.md` and
+model's content hash, versions. A run continued with `--resume` skips stages that are done with
+an unchanged fingerprint, resumes a stage that was killed (from its checkpoints), and redoes a
+stage whose config or input changed together with every stage after it. `DIR/report.md` and
 `DIR/report.html` compare all stages side by side (accuracy, format, language consistency,
 response length).
 """
@@ -29,8 +29,20 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from r1.config import apply_overrides, build_config, build_sft_config, merge
+from r1.data.jsonl import read_jsonl, read_log, write_jsonl_atomic
+from r1.data.prompts import split_reasoning, user_content
+from r1.data.tasks import get_task
 from r1.errors import R1Error
+from r1.eval.runner import EvalConfig, config_settings, run_eval
+from r1.pipeline.distill import run_distill
 from r1.pipeline.recipes import PipelineRecipe, parse
+from r1.report.pipeline import write_pipeline_report
+from r1.rewards.language import language_consistency
+from r1.tracking import collect_versions
+from r1.trainers import checkpoint as ckpt
+from r1.trainers.grpo import GRPOTrainer
+from r1.trainers.sft import SFTTrainer
 
 
 def _hash(obj: Any) -> str:
@@ -51,15 +63,13 @@ def model_hash(folder: Path) -> str:
 
 class Pipeline:
     def __init__(self, recipe: dict[str, Any], out: str | Path, overrides: list[str] | None = None,
-                 source: str = "", progress: bool = True):
-        from r1.config import apply_overrides, merge
-
+                 source: str = "", progress: bool = True, resume: bool = False):
         self.recipe = apply_overrides(merge({}, recipe), overrides or [])
         self.out = Path(out)
         self.source = source or "pipeline recipe"
         # relative data paths in a recipe file are relative to the file
         self.recipe_dir = Path(source).parent if source and Path(source).is_file() else Path.cwd()
-        self.progress = progress
+        self.progress, self.resume = progress, resume
         typed = parse(PipelineRecipe, self.recipe, self.source)
         # the stages as written (their fingerprints are of what the user wrote)
         stages = [st.model_dump(exclude_unset=True) | {"kind": st.kind} for st in typed.stages]
@@ -77,8 +87,6 @@ class Pipeline:
 
     # ------------------------------------------------------------------ configs
     def _grpo_config(self, section: dict, model: str | None = None):
-        from r1.config import build_config, merge
-
         data = {"seed": self.seed, "model": {"name": model or self.base}}
         for key in ("task", "prompt", "rollout"):
             if key in self.recipe:
@@ -113,8 +121,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict:
-        from r1.tracking import collect_versions
-
+        if (self.out / "manifest.json").is_file() and not self.resume:
+            raise R1Error(f"{self.out} already holds a pipeline run: pass --resume to continue it, or choose "
+                          "another --out")
         self.out.mkdir(parents=True, exist_ok=True)
         manifest = self._manifest()
         old = {s["name"]: s for s in manifest.get("stages", [])}
@@ -154,26 +163,18 @@ class Pipeline:
         manifest = {"stages": entries}
         base_metrics = self._base_metrics()
         self._save_manifest({**manifest, "base": {"model": self.base, "metrics": base_metrics}})
-        from r1.report.pipeline import write_pipeline_report
 
         write_pipeline_report(self.out, base_metrics, entries)
         return {"base": base_metrics, "stages": entries}
 
     def _run_stage(self, st: dict, src: str, stage_dir: Path) -> None:
-        from r1.trainers import checkpoint as ckpt
-
         model = self.model_of(src)
         resume = (stage_dir / "checkpoints").exists() and ckpt.latest_checkpoint(stage_dir / "checkpoints") is not None
         kind = st["kind"]
         if kind == "grpo":
-            from r1.trainers.grpo import GRPOTrainer
-
             cfg = self._grpo_config(st.get("grpo", {}), model)
             GRPOTrainer(cfg, stage_dir, resume=resume).train()
         elif kind == "sft":
-            from r1.config import build_sft_config, merge
-            from r1.trainers.sft import SFTTrainer
-
             data = merge({"seed": self.seed, "tracking": {"progress": self.progress}}, st.get("sft", {}))
             data["model"] = {**data.get("model", {}), "name": model}
             if "data" in st:
@@ -185,9 +186,6 @@ class Pipeline:
     def _sft_data(self, section: dict, stage_dir: Path) -> dict:
         """Rows with a raw `question` get the pipeline's prompt as their user turn, so that SFT
         sees the prompt RL and evaluation use; other rows (messages, problem) pass as they are."""
-        from r1.data.jsonl import read_jsonl, write_jsonl_atomic
-        from r1.data.prompts import user_content
-        from r1.data.tasks import get_task
 
         section = dict(section)
         path = section.get("path")
@@ -209,8 +207,6 @@ class Pipeline:
         """Rejection sampling + SFT: a teacher (a stage's model) samples the shared task's
         training problems with the shared prompt, the filter keeps verified readable
         samples, general data is mixed in, and `model` is fine-tuned on it."""
-        from r1.config import merge
-        from r1.pipeline.distill import run_distill
 
         teacher = st.get("teacher")
         gen = merge({}, st.get("generate", {}))
@@ -219,8 +215,7 @@ class Pipeline:
                 raise R1Error(f"{self.source}: stage {st['name']!r}: teacher {teacher!r} is not a stage")
             shared = self.shared
             gen.update(model=self.model_of(teacher), task=shared.task.name, task_params=dict(shared.task.params),
-                       prompt_style=shared.prompt.style, template=shared.prompt.template,
-                       force_think=shared.prompt.force_think, stop=list(shared.rollout.stop), suffix="")
+                       prompt=shared.prompt.model_dump(), stop=list(shared.rollout.stop), suffix="")
         sft = merge({"tracking": {"progress": self.progress}}, st.get("sft", {}))
         sft["model"] = {**sft.get("model", {}), "name": model}
         recipe = {"seed": self.seed, "generate": gen, "filter": st.get("filter", {}), "sft": sft}
@@ -228,7 +223,7 @@ class Pipeline:
         if general and not Path(general).is_absolute():
             general = str(self.recipe_dir / general)
         run_distill(recipe, stage_dir, progress=self.progress, source=f"{self.source}: {st['name']}",
-                    extra_data=general)
+                    extra_data=general, resume=True)
         # the stage's model is the SFT output: a relative link, not a second copy of the weights
         target = stage_dir / "model"
         if not target.is_symlink() and not target.exists():
@@ -236,18 +231,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, model: str, out: Path) -> dict:
-        from r1.eval.runner import EvalConfig, LocalSampler, config_settings, run_eval
-        from r1.rewards.language import language_consistency
-
         ev = self.eval
         task, examples, name, fields = config_settings(self.shared, "pipeline")
         cfg = EvalConfig(model=model, benchmark=name, samples=ev.samples,
                          max_new_tokens=ev.max_new_tokens or self.shared.rollout.max_new_tokens,
                          limit=ev.limit, seed=self.seed, **fields)
-        res = run_eval(cfg, out, sampler=LocalSampler(cfg), task=task, examples=examples, suffix="",
-                       progress=self.progress)
-        from r1.data.prompts import split_reasoning
-        from r1.data.jsonl import read_log
+        res = run_eval(cfg, out, task=task, examples=examples, progress=self.progress, resume=True)
 
         rows = read_log(out / "samples.jsonl")
 
@@ -256,7 +245,7 @@ class Pipeline:
         m = res["metrics"]
         return {"pass@1": m["pass@1"], "format_rate": m["format_rate"],
                 "language_consistency": statistics.fmean(lang) if lang else 0.0,
-                "mean_length": m["response_length_mean"], "problems": m["problems"]}
+                "response_length_mean": m["response_length_mean"], "problems": m["problems"]}
 
     def _base_metrics(self) -> dict:
         path = self.out / "base_eval" / "metrics.json"

@@ -14,7 +14,7 @@ def write_pipeline_report(out: Path, base: dict, stages: list[dict]) -> None:
 
     cols = [("base", base)] + [(s["name"], s.get("metrics", {})) for s in stages]
     keys = [("pass@1", "accuracy (pass@1)", True), ("format_rate", "format rate", True),
-            ("language_consistency", "language consistency", True), ("mean_length", "mean length (tokens)", False)]
+            ("language_consistency", "language consistency", True), ("response_length_mean", "mean length (tokens)", False)]
     head = "| | " + " | ".join(n for n, _ in cols) + " |\n|---|" + "---|" * len(cols) + "\n"
     body = ""
     for key, label, pct in keys:

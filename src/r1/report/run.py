@@ -8,7 +8,7 @@ from pathlib import Path
 from r1.data.jsonl import read_log
 from r1.report import figure
 
-SUMMARY_KEYS = ("accuracy", "format_rate", "lenient_accuracy", "mean_length", "reflection_rate", "eos_rate")
+SUMMARY_KEYS = ("pass@1", "format_rate", "lenient_pass@1", "response_length_mean", "reflection_rate", "eos_rate")
 
 
 def _smooth(values: list[float], k: int = 5) -> list[float]:
@@ -32,8 +32,8 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
             ax.plot(steps, _smooth(series("accuracy")), color="C1", label="accuracy (train rollouts)")
             ax.plot(steps, _smooth(series("format_rate")), color="C2", label="format rate (train rollouts)")
         if history:
-            ax.plot([h["step"] for h in history], [h["accuracy"] for h in history], "o-", color="C3",
-                    label="held-out accuracy")
+            ax.plot([h["step"] for h in history], [h["pass@1"] for h in history], "o-", color="C3",
+                    label="held-out pass@1")
             ax.plot([h["step"] for h in history], [h["format_rate"] for h in history], "s--", color="C4",
                     label="held-out format rate")
         ax.set_xlabel("step")
@@ -53,8 +53,8 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
     # R1-Zero's signature: accuracy and thinking length rising together, on one figure
     with figure(plots / "signature.png", "Accuracy and response length", written=written) as ax:
         if history:
-            ax.plot([h["step"] for h in history], [h["accuracy"] for h in history], "o-", color="C3",
-                    label="held-out accuracy")
+            ax.plot([h["step"] for h in history], [h["pass@1"] for h in history], "o-", color="C3",
+                    label="held-out pass@1")
         ax.set_xlabel("step")
         ax.set_ylabel("held-out accuracy", color="C3")
         ax.set_ylim(0, 1)
@@ -63,7 +63,7 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
             ax2.plot(steps, _smooth(series("response_length_mean")), color="C0",
                      label="mean response length (train)")
         if history:
-            ax2.plot([h["step"] for h in history], [h["mean_length"] for h in history], "s--", color="C0",
+            ax2.plot([h["step"] for h in history], [h["response_length_mean"] for h in history], "s--", color="C0",
                      alpha=0.6, label="mean response length (held-out)")
         ax2.set_ylabel("tokens", color="C0")
         lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
@@ -177,14 +177,14 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
         f"## Held-out ({summary['heldout_problems']} problems × {cfg.eval.samples} samples, "
         f"T={cfg.eval.temperature})",
         "",
-        "| | accuracy | format rate | lenient accuracy | mean length (tokens) | reflection rate | ends with EOS |",
+        "| | pass@1 | format rate | lenient pass@1 | mean length (tokens) | reflection rate | ends with EOS |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, h in (("before", before), ("after", after)):
         if h:
             eos = "–" if h.get("eos_rate") is None else f"{h['eos_rate']:.3f}"
-            lines.append(f"| {name} | {h['accuracy']:.3f} | {h['format_rate']:.3f} | "
-                         f"{h['lenient_accuracy']:.3f} | {h['mean_length']:.1f} | {h['reflection_rate']:.3f} | {eos} |")
+            lines.append(f"| {name} | {h['pass@1']:.3f} | {h['format_rate']:.3f} | "
+                         f"{h['lenient_pass@1']:.3f} | {h['response_length_mean']:.1f} | {h['reflection_rate']:.3f} | {eos} |")
     lines += [
         "",
         "Accuracy needs the answer inside `<answer>` tags and verified by the task; lenient accuracy "

@@ -11,22 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
+from r1.data.prompts import split_reasoning
 from r1.errors import R1Error
-
-
-@dataclass
-class Sample:
-    text: str  # the whole answer: "<think>\n{reasoning}\n</think>\n{content}" when reasoning exists
-    reasoning: str  # the chain of thought ("" when there is none)
-    content: str  # the answer after the reasoning
-    tokens: int  # completion tokens
+from r1.types import Sample
 
 
 def sample_from_content(content: str, reasoning: str | None, tokens: int) -> Sample:
-    from r1.data.prompts import split_reasoning
-
     if not reasoning and "</think>" in content:
         reasoning, content = split_reasoning(content)
     reasoning = (reasoning or "").strip()

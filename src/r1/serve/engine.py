@@ -24,7 +24,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import torch
+
 from r1.errors import R1Error
+from r1.padding import left_pad
+from r1.rollout import hf  # hf.sample_tokens looked up per call (tests inject faults into it)
+from r1.rollout.hf import eos_ids, pack_linears, packed_linear_available, use_decode_attention
+from r1.rollout.kvcache import drop_front, is_preallocated, pad_left, preallocated_cache, stack_layer, with_cache
 from r1.serve.interface import (EngineRequest, EngineUnavailable, QueueFull, RequestHandle, Step, TokenLogprob,
                                 deliver)
 
@@ -66,9 +72,6 @@ class HFBatchEngine:
 
     def __init__(self, model: Any, tokenizer: Any, *, model_name: str, max_batch: int = 32,
                  max_queue: int = 256, max_prefill_tokens: int = 4096, seed: int = 0):
-        import torch
-
-        from r1.rollout.hf import eos_ids, pack_linears, packed_linear_available, use_decode_attention
 
         if max_batch < 1 or max_queue < 0:
             raise R1Error("max_batch must be >= 1 and max_queue >= 0")
@@ -138,8 +141,6 @@ class HFBatchEngine:
     # -- the engine thread ------------------------------------------------------------
 
     def _run(self) -> None:
-        import torch
-
         try:
             with torch.inference_mode():
                 while self._loop_once():
@@ -204,8 +205,6 @@ class HFBatchEngine:
             self._admit_isolated([h])
 
     def _mergeable(self) -> bool:
-        from r1.rollout.kvcache import is_preallocated
-
         cache = self._batch.cache
         return cache is None or is_preallocated(cache)
 
@@ -231,10 +230,6 @@ class HFBatchEngine:
 
     def _admit(self, handles: list[RequestHandle]) -> None:
         """Prefill the new requests together and stack them under the running batch."""
-        import torch
-
-        from r1.padding import left_pad
-        from r1.rollout.kvcache import pad_left, preallocated_cache, stack_layer, with_cache
 
         ids, mask = left_pad([h.request.prompt_ids for h in handles], self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
@@ -272,8 +267,6 @@ class HFBatchEngine:
         return max(row.handle.request.max_tokens - row.generated, 1)
 
     def _row_generator(self, request: EngineRequest):
-        import torch
-
         if request.seed is None:
             return None
         return torch.Generator(device=self.device).manual_seed(int(request.seed))
@@ -281,9 +274,6 @@ class HFBatchEngine:
     def _sample(self, logits: Any) -> tuple[list[Optional[int]], dict[int, str]]:
         """One token per row, honouring each row's temperature, top-p and seed; a group whose
         sampling fails gets None tokens and its error (its rows end, the others go on)."""
-        import torch
-
-        from r1.rollout.hf import sample_tokens
 
         rows = self._batch.rows
         groups: dict[tuple, list[int]] = {}
@@ -297,7 +287,7 @@ class HFBatchEngine:
             gen = rows[seeded].generator if seeded >= 0 else self._gen
             try:
                 picked = logits if len(groups) == 1 else logits[torch.tensor(idx, device=logits.device)]
-                for b, token in zip(idx, sample_tokens(picked, t, p, gen)[0].tolist()):
+                for b, token in zip(idx, hf.sample_tokens(picked, t, p, gen)[0].tolist()):
                     tokens[b] = token
             except Exception as e:  # noqa: BLE001
                 log.warning("sampling failed for %d request(s): %s: %s", len(idx), type(e).__name__, e)
@@ -306,8 +296,6 @@ class HFBatchEngine:
 
     def _logprobs(self, logits: Any, tokens: list[Optional[int]]) -> dict[int, list[TokenLogprob]]:
         """Raw log-probs of the sampled tokens (and the top-k) for the rows that asked."""
-        import torch
-
         want = [b for b, r in enumerate(self._batch.rows)
                 if r.handle.request.logprobs is not None and tokens[b] is not None]
         if not want:
@@ -324,9 +312,6 @@ class HFBatchEngine:
         return out
 
     def _step(self) -> None:
-        import torch
-
-        from r1.rollout.kvcache import with_cache
 
         batch = self._batch
         tokens, errors = self._sample(batch.logits)
@@ -382,8 +367,6 @@ class HFBatchEngine:
     def _trim_padding(batch: _Batch) -> None:
         """When the rows that needed the longest left padding have left, drop the columns
         nobody attends to any more (only worth a copy when it is a real share of the cache)."""
-        from r1.rollout.kvcache import drop_front, is_preallocated
-
         used = batch.mask.any(0).nonzero()
         start = int(used[0]) if len(used) else 0
         if start < 64 or not is_preallocated(batch.cache):

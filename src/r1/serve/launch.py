@@ -26,8 +26,12 @@ def resolve_model(spec: str) -> tuple[str, Optional[PromptFormat], str]:
     return spec, None, name
 
 
+# the names of training's model.precision, and the torch dtype each serves in
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
 def build_engine(spec: str, *, engine: str = "hf", model_name: str, max_batch: int = 32, max_queue: int = 256,
-                 seed: int = 0, device: Optional[str] = None, dtype: str = "auto",
+                 seed: int = 0, device: Optional[str] = None, precision: str = "auto",
                  gpu_memory_utilization: float = 0.85, kv_cache_gb: Optional[float] = None,
                  enforce_eager: bool = False) -> ServeEngine:
     """The serving engine `engine` (hf: r1's transformers engine; vllm) for a model spec."""
@@ -36,8 +40,11 @@ def build_engine(spec: str, *, engine: str = "hf", model_name: str, max_batch: i
         from r1.serve.engine import HFBatchEngine
 
         device = device or default_device()
-        if dtype == "auto":
-            dtype = "bfloat16" if bf16_available(device) else "float32"
+        if precision == "auto":
+            precision = "bf16" if bf16_available(device) else "fp32"
+        dtype = PRECISIONS.get(precision, precision)  # the torch names (float32...) are accepted too
+        if dtype not in PRECISIONS.values():
+            raise R1Error(f"--precision {precision!r}: use auto, fp32, bf16 or fp16")
         model, tokenizer = load_model(spec, dtype=dtype, device=device)
         return HFBatchEngine(model, tokenizer, model_name=model_name, max_batch=max_batch, max_queue=max_queue,
                              seed=seed)

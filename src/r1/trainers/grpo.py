@@ -24,7 +24,7 @@ from r1.data.tasks import get_task
 from r1.data.tasks.base import curriculum_levels
 from r1.errors import R1Error
 from r1.data.prompts import PromptFormat
-from r1.eval.heldout import evaluate
+from r1.eval.heldout import current_names, evaluate
 from r1.models import default_device
 from r1.rewards import registry as rewards
 from r1.rollout.hf import HFEngine, eos_ids
@@ -291,7 +291,7 @@ class GRPOTrainer:
                                          load_states=self.policy.load_checkpoint_states)
             start = state["step"]
             self.sync()
-        history: list[dict] = state.get("heldout", [])
+        history: list[dict] = current_names(state.get("heldout", []))
         progress = Progress(cfg.train.steps, start, enabled=cfg.tracking.progress and main)
         if latest is not None:
             progress.print(f"resumed from {latest} (step {start})")
@@ -303,7 +303,7 @@ class GRPOTrainer:
                     progress.print(f"held-out evaluation before training ({len(self.heldout)} problems)...")
                     before = self.evaluate_heldout("before")
                     history.append({"step": 0, **before})
-                    progress.print(f"before: accuracy {before['accuracy']:.3f}, format {before['format_rate']:.3f}")
+                    progress.print(f"before: pass@1 {before['pass@1']:.3f}, format {before['format_rate']:.3f}")
                 self.dist.barrier()
             flat: list[Rollout] | None = [] if start == 0 and cfg.train.diagnose_after else None
             for step in range(start, cfg.train.steps):
@@ -315,7 +315,7 @@ class GRPOTrainer:
                     if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < cfg.train.steps:
                         mid = self.evaluate_heldout(f"step{done:06d}")
                         history.append({"step": done, **mid})
-                        row["heldout/accuracy"], row["heldout/format_rate"] = mid["accuracy"], mid["format_rate"]
+                        row["heldout/pass@1"], row["heldout/format_rate"] = mid["pass@1"], mid["format_rate"]
                     tracker.log(row)
                     tracker.log_rollouts(rollout_rows(done, whole, self.cfg.rollout.stop))
                     progress.update(1, f"reward {row['reward']:.3f} acc {row['accuracy']:.2f} "
