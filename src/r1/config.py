@@ -162,7 +162,7 @@ class TrainConfig(_Strict):
         "and reference passes (exact; off with gradient checkpointing)")
 
 
-class EvalConfig(_Strict):
+class HeldoutConfig(_Strict):
     samples: int = Field(2, ge=1, description="samples per held-out problem (pass@1 averaged)")
     temperature: float = Field(0.6, ge=0.0, description="held-out sampling temperature (R1's evaluation setting)")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="held-out nucleus mass (R1's evaluation setting)")
@@ -198,7 +198,7 @@ class Config(_Strict):
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="advantages, loss, KL")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="AdamW and the LR schedule")
     train: TrainConfig = Field(default_factory=TrainConfig, description="steps, checkpoints, evaluations")
-    eval: EvalConfig = Field(default_factory=EvalConfig, description="held-out evaluation during training")
+    eval: HeldoutConfig = Field(default_factory=HeldoutConfig, description="held-out evaluation during training")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="where metrics go")
 
     @field_validator("rewards")
