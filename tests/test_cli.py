@@ -74,3 +74,40 @@ def test_one_rule_for_api_keys_in_every_command(monkeypatch):
         res = subprocess.run([sys.executable, "-m", "r1", command, "--help"], capture_output=True, text=True,
                              env={**os.environ, "COLUMNS": "200"})
         assert "--api-key" in res.stdout and "R1_API_KEY" in res.stdout, command
+
+
+def test_eval_and_generate_share_the_sampling_flags_and_their_defaults():
+    """One set of sampling flags (cli/options.py) for both commands, each defaulting to its
+    `SamplingSettings` field (the CLI keeps pydantic out of `r1 --help`, so the defaults are
+    written twice: here they are held equal)."""
+    import inspect
+
+    from r1.cli import options as O
+    from r1.cli.eval import evaluate
+    from r1.cli.main import generate
+    from r1.rollout.sampler import SamplingPrompt, SamplingSettings
+
+    flags = {"model": O.Model, "api_base": O.ApiBase, "api_model": O.ApiModel, "samples": O.Samples,
+             "limit": O.Limit, "max_new_tokens": O.MaxNewTokens, "temperature": O.Temperature, "top_p": O.TopP,
+             "seed": O.Seed, "batch_size": O.BatchSize, "concurrency": O.Concurrency, "rate_limit": O.RateLimit,
+             "max_retries": O.MaxRetries, "engine": O.Engine, "gpu_memory_utilization": O.GpuMemoryUtilization,
+             "kv_cache_gb": O.KvCacheGb, "enforce_eager": O.EnforceEager}
+    for name, opt in flags.items():
+        assert opt.default == SamplingSettings.model_fields[name].default, name
+    assert O.PromptStyle.default == SamplingPrompt.model_fields["style"].default
+    assert O.ForceThink.default == SamplingPrompt.model_fields["force_think"].default
+    for command in (evaluate, generate):
+        params = inspect.signature(command).parameters
+        for name, opt in {**flags, "prompt_style": O.PromptStyle, "force_think": O.ForceThink,
+                          "resume": O.Resume, "api_key": O.ApiKey}.items():
+            assert params[name].default is opt, (command.__name__, name)
+
+
+def test_default_out_is_runs_command_name():
+    from r1.cli.options import default_out
+
+    assert default_out("zero", "smollm2") == "runs/zero-smollm2"
+    assert default_out("grpo", "recipes/r1-zero-gsm8k-qwen2.5-0.5b.yaml") == "runs/grpo-r1-zero-gsm8k-qwen2.5-0.5b"
+    assert default_out("eval", "gsm8k", "runs/zero-smollm2/model") == "runs/eval-gsm8k-zero-smollm2"
+    assert default_out("eval", "aime24", "Qwen/Qwen2.5-Math-1.5B") == "runs/eval-aime24-Qwen2.5-Math-1.5B"
+    assert default_out("generate", "math", None) == "runs/generate-math"

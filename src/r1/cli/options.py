@@ -33,14 +33,23 @@ def out_option(default: str) -> typer.models.OptionInfo:
 
 
 def default_out(command: str, *names: str | None) -> str:
-    """runs/COMMAND-NAME: NAME from the recipe, preset, benchmark or model (path-safe)."""
+    """runs/COMMAND-NAME, NAME from the recipe, preset, benchmark or model: a path gives its
+    last part without a file suffix (a run's `model/` folder gives the run's name)."""
     import re
-    from pathlib import Path
+    from pathlib import PurePosixPath
 
-    parts = [Path(n.rstrip("/")).stem if ("/" in n or n.endswith((".yaml", ".yml", ".jsonl", ".gguf"))) else n
-             for n in names if n]
-    name = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in parts if p)
-    return f"runs/{command}-{name}" if name else f"runs/{command}"
+    parts = []
+    for n in names:
+        if not n:
+            continue
+        path = PurePosixPath(n.rstrip("/"))
+        if path.name == "model" and path.parent.name:
+            path = path.parent
+        name = path.name
+        for suffix in (".yaml", ".yml", ".jsonl", ".gguf"):
+            name = name.removesuffix(suffix)
+        parts.append(re.sub(r"[^A-Za-z0-9._-]+", "_", name))
+    return "-".join([f"runs/{command}", *parts])
 
 
 # sampling (r1 eval, r1 generate): the same flags and defaults, those of `SamplingSettings`
