@@ -13,37 +13,29 @@ import contextlib
 import copy
 import dataclasses
 import json
-from pathlib import Path
 
 import torch
 
 from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
-from r1.config import Config, dump_config
-from r1.data.prompts import judge_texts
+from r1.config import Config
+from r1.data.prompts import PromptFormat, judge_texts
 from r1.data.tasks import get_task
 from r1.data.tasks.base import curriculum_levels
 from r1.errors import R1Error
-from r1.data.prompts import PromptFormat
 from r1.eval.heldout import current_names, evaluate
 from r1.models import default_device
 from r1.rewards import registry as rewards
 from r1.rollout.hf import HFEngine, eos_ids
-from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
-from r1.trainers.distributed import Dist
+from r1.trainers.base import Trainer
 from r1.trainers.policy import Policy, step_indices
 from r1.trainers.steps import Timer, concat_rollouts, rollout_rows, seed_everything, step_metrics
 from r1.trainers.update import PolicyUpdate
 from r1.types import Generation, Rollout, SamplingParams
 
 
-class GRPOTrainer:
-    def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False):
-        self.cfg = cfg
-        self.out = Path(out_dir)
-        self.ckpt_dir = self.out / "checkpoints"
-        self.dist = Dist()
-        self.resume = self.dist.prepare_run_dir(self.out, resume)
+class GRPOTrainer(Trainer):
+    cfg: Config
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -228,6 +220,8 @@ class GRPOTrainer:
         self.policy.refresh_compute_weights()
         self.engine.sync_weights(self.policy.weights_for_sampling())
 
+    after_resume = sync
+
     # ------------------------------------------------------------------ evaluation
     def evaluate_heldout(self, tag: str) -> dict:
         e, r = self.cfg.eval, self.cfg.rollout
@@ -280,23 +274,8 @@ class GRPOTrainer:
         logs, checkpoints and writes the model and report (the others wait at barriers)."""
         cfg, main = self.cfg, self.dist.is_main
         self.setup()
-        if main:
-            dump_config(cfg, self.out / "config.yaml")
-            (self.out / "versions.json").write_text(json.dumps(
-                {**collect_versions(), "processes": self.dist.world}, indent=1))
-        start, state = 0, {}
-        latest = ckpt.latest_checkpoint(self.ckpt_dir) if self.resume else None
-        if latest is not None:
-            state = ckpt.load_checkpoint(latest, self.model, self.optimizer, self.scheduler,
-                                         load_states=self.policy.load_checkpoint_states)
-            start = state["step"]
-            self.sync()
+        start, state, progress, tracker = self.start_run(cfg.train.steps)
         history: list[dict] = current_names(state.get("heldout", []))
-        progress = Progress(cfg.train.steps, start, enabled=cfg.tracking.progress and main)
-        if latest is not None:
-            progress.print(f"resumed from {latest} (step {start})")
-        tracker = Tracker(self.out, cfg.tracking, config=cfg.model_dump(mode="json"),
-                          resume_step=start if latest is not None else None) if main else None
         try:
             if not history:
                 if main:

@@ -14,22 +14,19 @@ merged), `metrics.jsonl` (+ TensorBoard), `plots/loss.png`, `report.md`, `summar
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
-from pathlib import Path
 
 import torch
 
-from r1.config import SFTConfig, dump_config
+from r1.config import SFTConfig
 from r1.data.chat import IGNORE, Pack, collate, load_conversations, pack, tokenize_conversation
 from r1.errors import R1Error
 from r1.models import default_device
 from r1.report.sft import write_sft_report
-from r1.tracking import Progress, Tracker, collect_versions
 from r1.trainers import checkpoint as ckpt
-from r1.trainers.distributed import Dist
+from r1.trainers.base import Trainer
 from r1.trainers.policy import Policy, make_scheduler, step_indices
 
 
@@ -50,13 +47,8 @@ def sft_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, i
     return loss, int((tgt != IGNORE).sum())
 
 
-class SFTTrainer:
-    def __init__(self, cfg: SFTConfig, out_dir: str | Path, *, resume: bool = False):
-        self.cfg = cfg
-        self.out = Path(out_dir)
-        self.ckpt_dir = self.out / "checkpoints"
-        self.dist = Dist()
-        self.resume = self.dist.prepare_run_dir(self.out, resume)
+class SFTTrainer(Trainer):
+    cfg: SFTConfig
 
     def prepare(self) -> None:
         cfg = self.cfg
@@ -123,25 +115,10 @@ class SFTTrainer:
     def train(self) -> dict:
         cfg, main = self.cfg, self.dist.is_main
         self.prepare()
-        if main:
-            dump_config(cfg, self.out / "config.yaml")
-            (self.out / "versions.json").write_text(json.dumps(
-                {**collect_versions(), "processes": self.dist.world}, indent=1))
-        start = 0
-        latest = ckpt.latest_checkpoint(self.ckpt_dir) if self.resume else None
-        if latest is not None:
-            p = self.policy
-            start = ckpt.load_checkpoint(latest, p.model, p.optimizer, p.scheduler,
-                                         load_states=p.load_checkpoint_states)["step"]
-            self.policy.refresh_compute_weights()
-        progress = Progress(self.total_steps, start, enabled=cfg.tracking.progress and main, description="SFT")
-        if latest is not None:
-            progress.print(f"resumed from {latest} (step {start})")
+        start, _, progress, tracker = self.start_run(self.total_steps, "SFT")
         progress.print(f"{self.stats['conversations']} conversations -> {self.stats['rows']} rows of "
                        f"<= {cfg.train.max_length} tokens ({100 * self.stats['fill']:.0f}% filled), "
                        f"{self.total_steps} steps")
-        tracker = Tracker(self.out, cfg.tracking, config=cfg.model_dump(mode="json"),
-                          resume_step=start if latest is not None else None) if main else None
         try:
             for step in range(start, self.total_steps):
                 t0 = time.perf_counter()
