@@ -95,3 +95,46 @@ def test_agg_loss_micro_batches_add_up_to_full_batch(mode):
         for i in range(0, 6, 2)
     )
     assert parts.item() == pytest.approx(full.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_selective_logprobs_equal_the_full_log_softmax_and_its_gradient(dtype, temperature):
+    """Chunked (chunk 3 over 10 rows, so a ragged last chunk): the values and the gradient
+    with respect to the logits equal those of the full fp32 log-softmax."""
+    from r1.algorithms.logprobs import entropy, selective_logprobs
+
+    torch.manual_seed(0)
+    logits = (torch.randn(2, 5, 50) * 4).to(dtype)
+    targets = torch.randint(0, 50, (2, 5))
+    weights = torch.randn(2, 5)
+    a = logits.clone().requires_grad_(True)
+    got = selective_logprobs(a, targets, temperature, chunk=3)
+    (got * weights).sum().backward()
+    b = logits.clone().requires_grad_(True)
+    full = torch.log_softmax(b.float() / temperature, -1)
+    want = full.gather(-1, targets[..., None])[..., 0]
+    (want * weights).sum().backward()
+    assert got.dtype == torch.float32 and got.shape == (2, 5)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    tol = 1e-5 if dtype == torch.float32 else 1e-2  # the gradient is returned in the logits' dtype
+    torch.testing.assert_close(a.grad.float(), b.grad.float(), rtol=tol, atol=tol)
+    ent = entropy(logits, temperature, chunk=3)
+    torch.testing.assert_close(ent, -(full.exp() * full).sum(-1).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_selective_logprobs_keep_no_fp32_copy_of_the_logits_for_backward():
+    """What the autograd graph holds: the logits as given (bf16) and one fp32 number per
+    position, not a [positions, vocab] fp32 tensor."""
+    from r1.algorithms.logprobs import selective_logprobs
+
+    saved = []
+
+    def pack(t):
+        saved.append((t.dtype, t.numel()))
+        return t
+
+    logits = torch.randn(64, 1000, dtype=torch.bfloat16, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        selective_logprobs(logits, torch.randint(0, 1000, (64,)), 0.8)
+    assert not [s for s in saved if s[0] == torch.float32 and s[1] > 64], saved

@@ -630,3 +630,29 @@ def test_report_shows_the_signature_analytics(tmp_path, varied_reward):
     through = report.split("## One held-out problem through training: ")[1]
     assert [t for t in ("- before (", "- step000002 (", "- after (") if t in through] == \
         ["- before (", "- step000002 (", "- after ("]
+
+
+def test_bf16_sampling_shares_the_compute_copy_and_follows_every_update(tmp_path, varied_reward, monkeypatch):
+    """precision bf16: the HF engine samples with the bf16 compute copy's own tensors (no third
+    copy of the weights) and re-packs them after each update, so its log-probs stay those of
+    the trainer (mismatch ~1e-3) while a large learning rate moves the weights; without the
+    re-pack (the engine's sync switched off) the mismatch grows."""
+    from r1.rollout.hf import HFEngine
+
+    def run(name):
+        cfg = tiny_cfg("train.steps=3", f"rewards.{varied_reward}=1.0", "model.precision=bf16", "optim.lr=3e-3",
+                       "optim.warmup_steps=0")
+        tr = GRPOTrainer(cfg, tmp_path / name)
+        tr.train()
+        rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return tr, [r["logprob_mismatch_mean"] for r in rows]
+
+    tr, synced = run("synced")
+    engine_ptrs = {p.data_ptr() for p in tr.engine.model.parameters()}
+    assert engine_ptrs == {p.data_ptr() for p in tr.policy.compute_model.parameters()}
+    assert engine_ptrs.isdisjoint(p.data_ptr() for p in tr.policy.model.parameters())
+    assert max(synced) < 0.02
+    monkeypatch.setattr(HFEngine, "sync_weights", lambda self, model: None)
+    _, stale = run("stale")
+    print("mismatch synced", synced, "stale", stale)
+    assert stale[2] > 3 * synced[2], (synced, stale)

@@ -158,17 +158,26 @@ class HFEngine:
     """Rollouts from a transformers causal LM. See `r1.rollout.base.RolloutEngine`."""
 
     def __init__(self, model: Any, tokenizer: Any, *, bf16: bool = False, own_copy: bool = True,
-                 pack_weights: bool = True):
+                 pack_weights: bool = True, share_weights: bool = False):
+        """`share_weights`: sample with `model`'s own parameter tensors (no copy of the weights,
+        modules of its own so that decode-only changes stay here); the trainer keeps them
+        current (a bf16 compute copy refreshed after each step) and `sync_weights` only re-packs."""
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         dtype = torch.bfloat16 if bf16 else next(model.parameters()).dtype
-        if own_copy and dtype != next(model.parameters()).dtype:
+        self._shared = share_weights
+        if share_weights:
+            if dtype != next(model.parameters()).dtype:
+                raise ValueError("share_weights needs a model already in the sampling dtype")
+            memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
+            self.model = copy.deepcopy(model, memo)  # new modules, the same tensors
+        elif own_copy and dtype != next(model.parameters()).dtype:
             self.model = copy.deepcopy(model).to(dtype)
         else:
             self.model = model  # shared with the trainer (LoRA, or no dtype change)
         self.model.eval()
         use_decode_attention(self.model)
-        # Prepacked oneDNN weights only on our own bf16 CPU copy (the trainer's modules stay as they are).
+        # Prepacked oneDNN weights only on our own bf16 CPU modules (the trainer's stay as they are).
         self._packed = pack_weights and self.model is not model and packed_linear_available(self.model)
         if self._packed:
             pack_linears(self.model)
@@ -176,13 +185,15 @@ class HFEngine:
         self._piece_cache: list[str] | None = None
 
     def sync_weights(self, model: Any) -> None:
-        """Copy the trainer's weights in: a module, or a full state dict (a sharded trainer)."""
+        """Copy the trainer's weights in: a module, or a full state dict (a sharded trainer).
+        With shared weights there is nothing to copy: the packed layout is redone."""
         if self.model is model:
             return
-        with torch.no_grad():
-            src = model if isinstance(model, dict) else dict(model.named_parameters())
-            for name, p in self.model.named_parameters():
-                p.copy_(src[name].detach())
+        if not self._shared:
+            with torch.no_grad():
+                src = model if isinstance(model, dict) else dict(model.named_parameters())
+                for name, p in self.model.named_parameters():
+                    p.copy_(src[name].detach())
         if self._packed:
             pack_linears(self.model)
 

@@ -86,7 +86,12 @@ class GRPOTrainer(Trainer):
     def make_engine(self, bf16: bool):
         r = self.cfg.rollout
         if r.engine == "hf":
-            source = self.model if self.policy.presharded is None else copy.deepcopy(self.policy.presharded)
+            p = self.policy
+            if p.compute_model is not p.model and p.presharded is None:
+                # precision bf16: sample with the bf16 compute copy's own weights (kept current
+                # by the policy after every step), not a third copy of the model
+                return HFEngine(p.compute_model, self.tokenizer, share_weights=True)
+            source = self.model if p.presharded is None else copy.deepcopy(p.presharded)
             return HFEngine(source, self.tokenizer, bf16=bf16 and not self.cfg.model.lora.enabled)
         from r1.models import resolve_path
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from r1.algorithms.logprobs import entropy, selective_logprobs
 from r1.config import ModelConfig, OptimConfig
 from r1.errors import R1Error
 from r1.models import bf16_available, load_model
@@ -241,17 +242,10 @@ def pad_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: in
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
-    """log softmax(logits / T) at `targets` ([b, L]), and the entropy when asked."""
-    logits = logits.float()
-    if temperature > 0:
-        logits = logits / temperature
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, targets[..., None])[..., 0]
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy
+    """log softmax(logits / T) at `targets` ([b, L]), and the entropy when asked: without the
+    full fp32 log-softmax (`algorithms.logprobs`)."""
+    logp = selective_logprobs(logits, targets, temperature)
+    return logp, entropy(logits.detach(), temperature) if with_entropy else None
 
 
 def completion_logprobs(model, ids, attn, lc: int, temperature: float, with_entropy: bool = False):
