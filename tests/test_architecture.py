@@ -17,7 +17,7 @@ LADDER = [
     {"trainers", "eval", "serve"},
     {"config", "rollout", "rewards"},
     {"data", "report", "tracking"},
-    {"models", "algorithms", "types", "errors", "padding", "sandbox", "presets"},
+    {"models", "algorithms", "types", "errors", "padding", "sandbox", "presets", "allocator"},
 ]
 RUNG = {unit: i for i, units in enumerate(LADDER) for unit in units}
 

@@ -656,3 +656,30 @@ def test_bf16_sampling_shares_the_compute_copy_and_follows_every_update(tmp_path
     _, stale = run("stale")
     print("mismatch synced", synced, "stale", stale)
     assert stale[2] > 3 * synced[2], (synced, stale)
+
+
+@pytest.mark.parametrize("clip", [1.0, 1e-4, 0.0])
+def test_the_sliced_optimizer_step_equals_the_whole_one(clip):
+    """precision bf16, one backward per step: `Policy.step` takes the gradients from the bf16
+    compute copy a slice at a time (no whole fp32 copy); the grad norm, the clipping (off, not
+    binding, binding) and the AdamW update are those of the plain step, bit for bit."""
+    from r1.trainers.policy import Policy
+
+    cfg = tiny_cfg("model.precision=bf16", f"optim.grad_clip={clip}", "optim.lr=1e-2", "optim.warmup_steps=0")
+    policies = [Policy(cfg.model, cfg.optim, 10, "cpu") for _ in range(2)]
+    ids = torch.randint(3, 200, (4, 12))
+    norms = []
+    for last, p in zip((False, True), policies):
+        for _ in range(2):  # two steps: AdamW's moments and step counts matter from the second on
+            p.compute_model(input_ids=ids, labels=ids).loss.backward()
+            p.accumulate_grads(last=last)
+            assert all(w.grad is None for w in p.compute_model.parameters()) != last
+            if last:
+                norms.append(p._sliced_step(slice_bytes=4096))  # many slices
+            else:
+                norms.append(p.step())
+    assert norms[:2] == norms[2:]
+    for a, b in zip(policies[0].model.parameters(), policies[1].model.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(policies[0].compute_model.parameters(), policies[1].compute_model.parameters()):
+        assert torch.equal(a, b)

@@ -100,11 +100,11 @@ class SFTTrainer(Trainer):
         n_tok = self.dist.sum([float(sum(sum(x != IGNORE for x in self.rows[i].labels[1:]) for i in idx))])[0]
         p.compute_model.train()
         total = 0.0
-        for m in micro:
+        for k, m in enumerate(micro):
             with p.autocast_ctx():
                 loss_sum, _ = sft_loss_sum(p.compute_model, self._batch(m))
             p.backward(loss_sum / max(n_tok, 1))
-            p.accumulate_grads()
+            p.accumulate_grads(last=k == len(micro) - 1)
             total += float(loss_sum.detach())
         total = self.dist.sum([total])[0]
         grad_norm = p.step()

@@ -107,7 +107,8 @@ class PolicyUpdate:
         self.policy.compute_model.train()
         for epoch in range(a.mu):
             self.policy.optimizer.zero_grad(set_to_none=True)
-            for part, real in self._lockstep(rollout, rows):
+            parts = self._lockstep(rollout, rows)
+            for k, (part, real) in enumerate(parts):
                 with self.policy.autocast_ctx():
                     logp, entropy, cmask = self._logprobs(self.policy.compute_model, rollout, part, with_entropy=True)
                 if not real:  # keeps a sharded model's collectives in step; contributes nothing
@@ -150,7 +151,7 @@ class PolicyUpdate:
                 if not torch.isfinite(loss):
                     raise R1Error(non_finite_loss(loss, logp, old, adv, ref_lp if a.beta > 0 else None, cmask))
                 self.policy.backward(loss)
-                self.policy.accumulate_grads()
+                self.policy.accumulate_grads(last=k == len(parts) - 1)
                 stats["loss"] += loss.item() / a.mu
                 stats["clip"].append(masked_mean(clipped.float(), cmask).item())
                 stats["entropy"].append(masked_mean(entropy, cmask).item())
