@@ -6,13 +6,15 @@ that size come from the heap and stay in the process when freed: a training step
 activations, gradients and log-probs, tens of MB each, then keep their peak in the resident
 set for good. A fixed threshold turns that off: blocks of 64 KB and more are mapped and
 unmapped, so the resident set follows the live tensors (on `benchmarks/grpo_vs_trl.py`'s
-step, 2.8 GB instead of 3.8 GB between steps). No effect where glibc is not the allocator.
+step, 2.8 GB instead of 3.8 GB between steps). No effect where glibc is not the allocator;
+`R1_MALLOC_DEFAULTS=1` leaves glibc's defaults.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -24,7 +26,7 @@ def return_freed_memory(mmap_threshold: int = 64 << 10, trim_threshold: int = 1 
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.environ.get("R1_MALLOC_DEFAULTS") == "1":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

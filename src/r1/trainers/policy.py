@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from r1.algorithms.logprobs import entropy, selective_logprobs
+from r1.allocator import return_freed_memory
 from r1.config import ModelConfig, OptimConfig
 from r1.errors import R1Error
 from r1.models import bf16_available, load_model
@@ -64,6 +65,7 @@ def make_scheduler(optimizer, o: OptimConfig, total: int):
 class Policy:
     def __init__(self, mcfg: ModelConfig, ocfg: OptimConfig, total_steps: int, device: str,
                  grad_reduce=None, fsdp=None, is_main: bool = True):
+        return_freed_memory()  # a step's freed activations and gradients leave the resident set
         self.device = device
         self.grad_reduce = grad_reduce  # sums gradients over data-parallel ranks (r1.trainers.distributed)
         self.fsdp, self.is_main = fsdp, is_main
