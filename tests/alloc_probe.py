@@ -1,7 +1,8 @@
 """Run by tests/test_e2e.py in a fresh process: does freed tensor memory leave the resident set?"""
-import sys
-from r1.allocator import return_freed_memory
 import torch
+
+from r1.allocator import return_freed_memory
+
 def rss():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")) / 1024
 on = return_freed_memory()
