@@ -1,13 +1,14 @@
-"""Give freed tensor memory back to the operating system (glibc).
+"""Give freed tensor memory back to the operating system (glibc), where memory is scarcer
+than time: opt in with `R1_RETURN_FREED_MEMORY=1`.
 
 PyTorch's CPU tensors come from malloc. glibc serves a large block from mmap only above a
 threshold that it raises each time such a block is freed (up to 32 MB), after which blocks of
 that size come from the heap and stay in the process when freed: a training step's
-activations, gradients and log-probs, tens of MB each, then keep their peak in the resident
-set for good. A fixed threshold turns that off: blocks of 64 KB and more are mapped and
-unmapped, so the resident set follows the live tensors (on `benchmarks/grpo_vs_trl.py`'s
-step, 2.8 GB instead of 3.8 GB between steps). No effect where glibc is not the allocator;
-`R1_MALLOC_DEFAULTS=1` leaves glibc's defaults.
+activations, gradients and log-probs then keep their peak in the resident set. A fixed 64 KB
+threshold turns that off (on `benchmarks/grpo_vs_trl.py`'s step: 2.8 GB resident between steps
+instead of 3.8 GB, peak 3.3–3.9 GB instead of 3.9–4.1 GB) but every large tensor then comes
+from fresh pages: measured on `benchmarks/train_step.py`, the update took 5.8–6.2 s instead of
+3.9–4.1 s and even a bare bf16 matmul ran at half speed. So it is off unless asked for.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def return_freed_memory(mmap_threshold: int = 64 << 10, trim_threshold: int = 1 
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux") or os.environ.get("R1_MALLOC_DEFAULTS") == "1":
+    if not sys.platform.startswith("linux") or os.environ.get("R1_RETURN_FREED_MEMORY") != "1":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

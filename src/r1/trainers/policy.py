@@ -65,7 +65,7 @@ def make_scheduler(optimizer, o: OptimConfig, total: int):
 class Policy:
     def __init__(self, mcfg: ModelConfig, ocfg: OptimConfig, total_steps: int, device: str,
                  grad_reduce=None, fsdp=None, is_main: bool = True):
-        return_freed_memory()  # a step's freed activations and gradients leave the resident set
+        return_freed_memory()  # R1_RETURN_FREED_MEMORY=1: memory over speed (see r1/allocator.py)
         self.device = device
         self.grad_reduce = grad_reduce  # sums gradients over data-parallel ranks (r1.trainers.distributed)
         self.fsdp, self.is_main = fsdp, is_main
