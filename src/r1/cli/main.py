@@ -228,11 +228,11 @@ def serve(
     shutdown_grace: float = typer.Option(5.0, help="on SIGTERM/Ctrl-C, seconds requests in flight get to finish"),
 ) -> None:
     """An OpenAI-compatible API (reasoning_content, streaming) and a chat page at /."""
-    from r1.serve.app import ServeSettings, create_app
     import dataclasses
 
     from r1.data.prompts import PromptFormat
     from r1.rollout.openai import resolve_api_key
+    from r1.serve.app import ServeSettings, create_app
     from r1.serve.launch import build_engine, make_server, resolve_model
 
     spec, style, name = resolve_model(model)

@@ -130,7 +130,7 @@ def make_sampler(cfg: SamplingSettings, *, answer_hint: str = "the final answer"
     if cfg.api_base:
         from r1.rollout.openai import APISampler
 
-        return APISampler(cfg.api_base, getattr(cfg, "api_model", None) or cfg.model or "default", api_key,
+        return APISampler(cfg.api_base, cfg.api_model or cfg.model or "default", api_key,
                           concurrency=cfg.concurrency, max_retries=cfg.max_retries, rate_limit=cfg.rate_limit)
     engine, tok = local_engine(cfg.model, cfg.engine, seed=cfg.seed, gpu_memory_utilization=cfg.gpu_memory_utilization,
                                kv_cache_gb=cfg.kv_cache_gb, enforce_eager=cfg.enforce_eager)

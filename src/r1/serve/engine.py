@@ -72,7 +72,6 @@ class HFBatchEngine:
 
     def __init__(self, model: Any, tokenizer: Any, *, model_name: str, max_batch: int = 32,
                  max_queue: int = 256, max_prefill_tokens: int = 4096, seed: int = 0):
-
         if max_batch < 1 or max_queue < 0:
             raise R1Error("max_batch must be >= 1 and max_queue >= 0")
         self.model, self.tokenizer, self.model_name = model, tokenizer, model_name
@@ -230,7 +229,6 @@ class HFBatchEngine:
 
     def _admit(self, handles: list[RequestHandle]) -> None:
         """Prefill the new requests together and stack them under the running batch."""
-
         ids, mask = left_pad([h.request.prompt_ids for h in handles], self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -274,7 +272,6 @@ class HFBatchEngine:
     def _sample(self, logits: Any) -> tuple[list[Optional[int]], dict[int, str]]:
         """One token per row, honouring each row's temperature, top-p and seed; a group whose
         sampling fails gets None tokens and its error (its rows end, the others go on)."""
-
         rows = self._batch.rows
         groups: dict[tuple, list[int]] = {}
         for b, row in enumerate(rows):
@@ -312,7 +309,6 @@ class HFBatchEngine:
         return out
 
     def _step(self) -> None:
-
         batch = self._batch
         tokens, errors = self._sample(batch.logits)
         logprobs = self._logprobs(batch.logits, tokens)

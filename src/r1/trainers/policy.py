@@ -70,7 +70,6 @@ class Policy:
         self.grad_reduce = grad_reduce  # sums gradients over data-parallel ranks (r1.trainers.distributed)
         self.fsdp, self.is_main = fsdp, is_main
         self.loss_scale = 1.0
-        self._grads_on_compute = False  # see accumulate_grads
         self.presharded = None  # FSDP: the full model before sharding (engine, reference), then dropped
         self.model, self.tokenizer = load_model(mcfg.name, device=device)
         precision = mcfg.precision
@@ -179,8 +178,7 @@ class Policy:
         if self.compute_model is self.model:
             return
         if last and self.grad_reduce is None and all(m.grad is None for m in self.model.parameters()):
-            self._grads_on_compute = True
-            return
+            return  # `step` finds them on the compute copy
         for master, work in zip(self.model.parameters(), self.compute_model.parameters()):
             if work.grad is None:
                 continue
@@ -198,9 +196,8 @@ class Policy:
 
     def step(self) -> float:
         """Clip, AdamW step on the masters, refresh the compute copy; returns the grad norm."""
-        if self._grads_on_compute:
-            self._grads_on_compute = False
-            return self._sliced_step()
+        if self.compute_model is not self.model and any(w.grad is not None for w in self.compute_model.parameters()):
+            return self._sliced_step()  # accumulate_grads left them there (one backward this step)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if self.grad_reduce is not None:
             self.grad_reduce(params)
