@@ -26,8 +26,11 @@ CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
            "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, sorted(os.sched_getaffinity(0)))),
            "VLLM_LOGGING_LEVEL": "WARNING"}
 os.environ.update({k: os.environ.get(k, v) for k, v in CPU_ENV.items()})
-# a small arithmetic task SmolLM2 can partly solve with the demo's prompt, so pass@1 is not 0
+# a small arithmetic task SmolLM2 can partly solve with the demo's prompt, so pass@1 is not 0;
+# the cosine reward (graded by length) gives every group unequal rewards, so every step updates
+# the weights whatever the CPU samples (CI's once drew a first step whose groups all tied)
 ZERO = ["--steps", "3", "--set", "tracking.progress=false", "--set", "task.heldout_size=8",
+        "--set", "rewards.cosine=0.2",
         "--set", "train.eval_every=0", "--set", "eval.samples=1", "--set", "rollout.vllm_enforce_eager=true",
         "--set", "optim.lr=1e-4", "--set", "optim.warmup_steps=0"]
 
