@@ -326,7 +326,11 @@ def shared_prefix_logprobs(model, prompts: list[list[int]], completions: list[li
     mask_rep = mask_p.repeat_interleave(group, dim=0)
     attn = torch.cat([mask_rep, cmask.long()], dim=1)
     pos_c = mask_rep.sum(-1, keepdim=True) + torch.arange(lc, device=device)[None, :]
-    rest = model(input_ids=ids_c, attention_mask=attn, position_ids=pos_c, **with_cache(model, cache),
-                 use_cache=True, logits_to_keep=lc).logits[:, :-1, :]
-    logp, entropy = token_logprobs(torch.cat([first, rest], dim=1), ids_c, temperature, with_entropy)
+    parts = [token_logprobs(first, ids_c[:, :1], temperature, with_entropy)]
+    if lc > 1:  # the rest's logits as the model gave them: joining them to `first` would copy them all
+        rest = model(input_ids=ids_c[:, :-1], attention_mask=attn[:, :-1], position_ids=pos_c[:, :-1],
+                     **with_cache(model, cache), use_cache=True).logits
+        parts.append(token_logprobs(rest, ids_c[:, 1:], temperature, with_entropy))
+    logp = torch.cat([p[0] for p in parts], dim=1)
+    entropy = torch.cat([p[1] for p in parts], dim=1) if with_entropy else None
     return logp, entropy, cmask
