@@ -1,7 +1,7 @@
 """r1's GRPO against TRL's GRPOTrainer on this CPU, side by side, in one run.
 
     pip install -e ".[bench]"      # TRL is a benchmark-only dependency
-    python benchmarks/grpo_vs_trl.py [--steps 6] [--rounds 2] [--group 8] [--max-tokens 128]
+    python benchmarks/grpo_vs_trl.py [--steps 6] [--rounds 3] [--group 8] [--max-tokens 128]
 
 Both sides train the same model (smollm2-135m by default) on the same prompts in the same
 order (the `r1 zero` preset's arithmetic task and template, `<think>` forced; TRL reads
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,9 +62,10 @@ def r1_worker(args, out: Path) -> None:
     from r1.trainers.grpo import GRPOTrainer
 
     cfg = build_config(read_yaml(preset_path("smollm2")), r1_overrides(args))
-    run = Path(tempfile.mkdtemp(prefix="r1-bench-"))
-    GRPOTrainer(cfg, run).train()
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    with tempfile.TemporaryDirectory(prefix="r1-bench-") as tmp:  # a run's folder is 2 GB (checkpoints)
+        run = Path(tmp)
+        GRPOTrainer(cfg, run).train()
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     out.write_text(json.dumps({"step_s": [r["time/step"] for r in rows], "reward": [r["reward"] for r in rows],
                                "stages": {k: [r[k] for r in rows] for k in rows[0] if k.startswith("time/")}}))
 
@@ -76,7 +78,6 @@ def trl_worker(args, out: Path) -> None:
 
     from r1.models import load_model
     from r1.rewards import registry
-
     from r1.trainers.policy import step_indices
 
     cfg, task, train, prompt, tok = shared_setup(args)
@@ -126,6 +127,7 @@ def trl_worker(args, out: Path) -> None:
                           train_dataset=ds, processing_class=tok, callbacks=[Timer(), Rewards()])
     torch.manual_seed(args.seed)
     trainer.train()
+    shutil.rmtree(conf.output_dir, ignore_errors=True)
     out.write_text(json.dumps({"step_s": times, "reward": rewards}))
 
 
@@ -141,6 +143,7 @@ def run_side(side: str, args, seed: int) -> dict:
         err = proc.stderr.read().decode()[-3000:] if proc.stderr else ""
         raise SystemExit(f"{side} worker failed:\n{err}")
     data = json.loads(out.read_text())
+    out.unlink()
     data["peak_rss_mb"] = usage.ru_maxrss / 1024
     return data
 
@@ -149,7 +152,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--steps", type=int, default=6, help="steps per process")
-    ap.add_argument("--rounds", type=int, default=2, help="r1/TRL process pairs, alternating")
+    ap.add_argument("--rounds", type=int, default=3, help="r1/TRL process pairs, alternating, seed + round "
+                    "each: one round is one trajectory per side, too few to compare rewards")
     ap.add_argument("--group", type=int, default=8, help="completions per prompt (G)")
     ap.add_argument("--prompts", type=int, default=1, help="prompts per step")
     ap.add_argument("--max-tokens", type=int, default=128)

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,8 @@ def worker(args) -> None:
         f"rollout.max_new_tokens={length}", "rollout.stop=[]", "rollout.stop_grace_tokens=0",
         f"optim.micro_batch_size={g}", f"algorithm.beta={args.beta}", "algorithm.skip_zero_variance=false",
         "algorithm.dynamic_sampling=false", "task.heldout_size=1", "tracking.progress=false", "seed=0"])
-    tr = GRPOTrainer(cfg, Path(tempfile.mkdtemp(prefix="r1-scaling-")))
+    run_dir = Path(tempfile.mkdtemp(prefix="r1-scaling-"))
+    tr = GRPOTrainer(cfg, run_dir)
     tr.setup()
     sample = tr.engine.generate
     tr.engine.generate = lambda ids, n, p: sample(ids, n, dataclasses.replace(p, ignore_eos=True))
@@ -50,6 +52,7 @@ def worker(args) -> None:
         rows.append({"step_s": time.perf_counter() - t0, **ro.timings,
                      "tokens": sum(len(c) for c in ro.generation.completion_ids)})
     Path(args.worker_out).write_text(json.dumps(rows))
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run(args, group: int, length: int) -> dict:
@@ -61,6 +64,7 @@ def run(args, group: int, length: int) -> dict:
     if status:
         raise SystemExit(f"G={group} L={length} failed:\n{proc.stderr.read().decode()[-3000:]}")
     rows = json.loads(out.read_text())[1:]  # the first step warms up
+    out.unlink()
     med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
     return {"group": group, "length": length, "tokens": med("tokens"), "step_s": round(med("step_s"), 2),
             **{k: round(med(k), 2) for k in ("generate", "ref_logprobs", "update", "sync")},
