@@ -138,3 +138,25 @@ def test_selective_logprobs_keep_no_fp32_copy_of_the_logits_for_backward():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         selective_logprobs(logits, torch.randint(0, 1000, (64,)), 0.8)
     assert not [s for s in saved if s[0] == torch.float32 and s[1] > 64], saved
+
+
+def test_selective_logprobs_default_chunks_stay_under_the_mmap_ceiling_and_stay_exact():
+    """The default chunk keeps the fp32 work buffer under glibc's largest mmap threshold (32 MB;
+    a larger one is mapped afresh, page by page, on every call), and over several chunks with a
+    ragged last one the values and gradients still equal the full log-softmax's."""
+    from r1.algorithms.logprobs import _chunk_rows, entropy, selective_logprobs
+
+    vocab = 65_536
+    logits = (torch.randn(150, vocab) * 3).to(torch.bfloat16)
+    rows = _chunk_rows(logits, None)
+    assert rows * vocab * 4 <= 32 << 20 and 150 % rows and 150 // rows >= 2
+    targets = torch.randint(0, vocab, (150,))
+    a = logits.clone().requires_grad_(True)
+    got = selective_logprobs(a, targets, 0.8)
+    got.sum().backward()
+    b = logits.clone().requires_grad_(True)
+    full = torch.log_softmax(b.float() / 0.8, -1)
+    full.gather(-1, targets[:, None])[:, 0].sum().backward()
+    torch.testing.assert_close(got, full.gather(-1, targets[:, None])[:, 0].detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.grad.float(), b.grad.float(), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(entropy(logits, 0.8), -(full.exp() * full).sum(-1).detach(), rtol=1e-4, atol=1e-4)

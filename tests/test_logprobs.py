@@ -2,18 +2,21 @@
 
 import copy
 
+import pytest
 import torch
 
 from r1.trainers.policy import completion_logprobs, pad_batch, shared_prefix_logprobs
 
 
-def test_shared_prefix_matches_full_sequences(tiny):
+@pytest.mark.parametrize("lengths", [(4, 7, 1, 5, 2, 6), (1, 1, 1, 1, 1, 1)])
+def test_shared_prefix_matches_full_sequences(tiny, lengths):
+    """Ragged completions, and completions of one token each (no second pass at all)."""
     model, tok = tiny
     model = copy.deepcopy(model).train()
     g = 3
     prompts = [tok("What is 1 + 2?", add_special_tokens=False)["input_ids"], [5, 6, 7]]
     torch.manual_seed(0)
-    completions = [torch.randint(3, 200, (n,)).tolist() for n in (4, 7, 1, 5, 2, 6)]
+    completions = [torch.randint(3, 200, (n,)).tolist() for n in lengths]
     rows_p = [prompts[i // g] for i in range(len(completions))]
 
     ids, attn, cmask = pad_batch(rows_p, completions, tok.pad_token_id)
