@@ -22,6 +22,11 @@ def _chunk_rows(logits: torch.Tensor, chunk: int | None) -> int:
     return chunk or max(1, CHUNK_BYTES // (4 * logits.shape[-1]))
 
 
+def _work_buffer(logits: torch.Tensor, chunk: int) -> torch.Tensor:
+    """The one fp32 buffer of `chunk` rows (fewer for a shorter input) every chunk reuses."""
+    return logits.new_empty((min(chunk, logits.shape[0]), logits.shape[1]), dtype=torch.float32)
+
+
 def _scaled(buf: torch.Tensor, rows: torch.Tensor, t: float) -> torch.Tensor:
     """`buf` (fp32, at least as many rows) filled with rows / t: a view, no new memory."""
     out = buf[: rows.shape[0]]
@@ -34,7 +39,7 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
     def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, t: float, chunk: int) -> torch.Tensor:
         n = logits.shape[0]
         lse = torch.empty(n, dtype=torch.float32, device=logits.device)
-        buf = logits.new_empty((min(chunk, n), logits.shape[1]), dtype=torch.float32)
+        buf = _work_buffer(logits, chunk)
         for s in range(0, n, chunk):
             x = _scaled(buf, logits[s : s + chunk], t)
             top = x.amax(-1, keepdim=True)
@@ -50,7 +55,7 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         t, chunk = ctx.t, ctx.chunk
         scale = grad.float() / t  # d/dx_j (x_t/T - lse(x/T)) = (1[j = t] - softmax(x/T)_j) / T
         out = torch.empty_like(logits)
-        buf = logits.new_empty((min(chunk, logits.shape[0]), logits.shape[1]), dtype=torch.float32)
+        buf = _work_buffer(logits, chunk)
         for s in range(0, logits.shape[0], chunk):
             e = s + chunk
             g = _scaled(buf, logits[s:e], t).sub_(lse[s:e, None]).exp_().mul_(-scale[s:e, None])
@@ -77,7 +82,7 @@ def entropy(logits: torch.Tensor, temperature: float = 1.0, chunk: int | None = 
     flat = logits.reshape(-1, logits.shape[-1])
     chunk = _chunk_rows(flat, chunk)
     out = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
-    buf = flat.new_empty((min(chunk, flat.shape[0]), flat.shape[1]), dtype=torch.float32)
+    buf = _work_buffer(flat, chunk)
     probs = torch.empty_like(buf)
     for s in range(0, flat.shape[0], chunk):
         x = _scaled(buf, flat[s : s + chunk], t)
