@@ -215,6 +215,19 @@ def test_packed_bf16_engine_gives_the_same_tokens(tiny):
     c, d = plain.generate(_prompts(tok), 3, p), packed.generate(_prompts(tok), 3, p)
     assert c.completion_ids == d.completion_ids and c.completion_ids != a.completion_ids
 
+    def packs():
+        return sum(getattr(m, "_r1_packed", None) is not None for m in packed.model.modules())
+
+    n = packs()
+    assert n == sum(isinstance(m, torch.nn.Linear) for m in packed.model.modules())
+    packed.release()  # what the trainer does before its update: the packed copies go
+    assert packs() == 0
+    with torch.no_grad():  # unpacked, the model's own forward still gives the same numbers
+        ids = torch.tensor([_prompts(tok)[0]])
+        assert torch.equal(packed.model(input_ids=ids).logits, plain.model(input_ids=ids).logits)
+    e = packed.generate(_prompts(tok), 3, p)  # packed again, the same samples
+    assert packs() == n and e.completion_ids == c.completion_ids and e.logprobs == c.logprobs
+
 
 def test_dropping_finished_rows_keeps_the_others_exact(engine, tiny):
     """Rows that stop early leave the batch (and the KV cache); the rows that go on must

@@ -17,12 +17,13 @@ from r1.types import Generation
 
 class FakeEngine:
     """Completions from `script(call, question, j)`: the j-th sample of a prompt; each text is
-    tokenised and ends with EOS; log-probs 0. Counts the weight syncs."""
+    tokenised and ends with EOS; log-probs 0. Records the weight syncs and releases."""
 
     def __init__(self, tokenizer, script):
         self.tokenizer, self.script = tokenizer, script
         self.eos_ids = {tokenizer.eos_token_id}
         self.calls, self.syncs = 0, 0
+        self.events: list[str] = []
 
     def generate(self, prompt_ids, n, params) -> Generation:
         texts = []
@@ -30,6 +31,7 @@ class FakeEngine:
             question = self.tokenizer.decode(ids).split("What is")[-1].split("?")[0]
             texts += [self.script(self.calls, question, j) for j in range(n)]
         self.calls += 1
+        self.events.append("generate")
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
                for t in texts]
         return Generation(completion_ids=ids, logprobs=[[0.0] * len(i) for i in ids],
@@ -37,6 +39,10 @@ class FakeEngine:
 
     def sync_weights(self, weights) -> None:
         self.syncs += 1
+        self.events.append("sync")
+
+    def release(self) -> None:
+        self.events.append("release")
 
 
 def right(question: str) -> str:
@@ -86,6 +92,7 @@ def test_varied_groups_train_and_uniform_ones_are_dropped_unless_asked(tmp_path)
         g = ro.group_size
         expect = list(range(g)) if skip else list(range(ro.size))
         assert ro.rows == expect and ro.stepped and engine.syncs == 1
+        assert engine.events == ["generate", "release", "sync"]  # sampling's memory freed for the update
         assert all(ro.advantages[i] == 0.0 for i in range(g, ro.size))  # uniform groups carry no advantage
         assert len({round(a, 6) for a in ro.advantages[:g]}) == 2
 

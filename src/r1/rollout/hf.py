@@ -131,7 +131,7 @@ def pack_linears(model: Any) -> None:
     Plain `F.linear` in bf16 re-lays-out the weight on every call; in a decode step, which
     reads each weight once for a handful of rows, that is ~1/4 of the step (a 1536×576
     projection at 32 rows: 302 → 229 µs; identical results). Re-run after each weight sync
-    (0.18 s for SmolLM2-135M)."""
+    (0.18 s for SmolLM2-135M); `unpack_linears` drops the copies (the plain weights serve)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             module._r1_packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), 32)
@@ -139,7 +139,15 @@ def pack_linears(model: Any) -> None:
                 module.forward = _packed_forward.__get__(module)
 
 
+def unpack_linears(model: Any) -> None:
+    for module in model.modules():
+        if getattr(module, "_r1_packed", None) is not None:
+            module._r1_packed = None
+
+
 def _packed_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    if self._r1_packed is None:
+        return torch.nn.functional.linear(x, self.weight, self.bias)
     return torch.ops.mkldnn._linear_pointwise(x, self._r1_packed, self.bias, "none", [], "")
 
 
@@ -178,15 +186,17 @@ class HFEngine:
         self.model.eval()
         use_decode_attention(self.model)
         # Prepacked oneDNN weights only on our own bf16 CPU modules (the trainer's stay as they are).
+        # Packed at the first generate after a sync, dropped by `release` (the trainer's update
+        # does not need them: 0.27 GB of a 135M model's peak).
         self._packed = pack_weights and self.model is not model and packed_linear_available(self.model)
-        if self._packed:
-            pack_linears(self.model)
+        self._packed_current = False
         self.eos_ids = eos_ids(model, tokenizer)
         self._piece_cache: list[str] | None = None
 
     def sync_weights(self, model: Any) -> None:
         """Copy the trainer's weights in: a module, or a full state dict (a sharded trainer).
-        With shared weights there is nothing to copy: the packed layout is redone."""
+        With shared weights there is nothing to copy; the packed layout is redone at the next
+        `generate`."""
         if self.model is model:
             return
         if not self._shared:
@@ -194,8 +204,14 @@ class HFEngine:
                 src = model if isinstance(model, dict) else dict(model.named_parameters())
                 for name, p in self.model.named_parameters():
                     p.copy_(src[name].detach())
-        if self._packed:
-            pack_linears(self.model)
+        self.release()
+
+    def release(self) -> None:
+        """Free what only sampling needs until the next `generate` (the packed weights):
+        the trainer calls it before its update, whose activations can then use that memory."""
+        if self._packed and self._packed_current:
+            unpack_linears(self.model)
+            self._packed_current = False
 
     def _pieces(self) -> list[str]:
         if self._piece_cache is None:
@@ -206,6 +222,9 @@ class HFEngine:
     @torch.inference_mode()
     def generate(self, prompt_ids: list[list[int]], n: int, params: SamplingParams) -> Generation:
         t0 = time.perf_counter()
+        if self._packed and not self._packed_current:
+            pack_linears(self.model)
+            self._packed_current = True
         model, dev = self.model, self.device
         gen = torch.Generator(device=dev).manual_seed(int(params.seed))
         pad = self.tokenizer.pad_token_id

@@ -256,6 +256,8 @@ class GRPOTrainer(Trainer):
         with timer.stage("refill"):
             rollout = self.refill(step, rollout)
             self.select_rows(rollout)
+        if hasattr(self.engine, "release"):  # sampling's own memory, free for the update
+            self.engine.release()
         with timer.stage("ref_logprobs"):
             self.updater.ref_logprobs(rollout)
         with timer.stage("update"):
