@@ -160,3 +160,69 @@ def test_selective_logprobs_default_chunks_stay_under_the_mmap_ceiling_and_stay_
     torch.testing.assert_close(got, full.gather(-1, targets[:, None])[:, 0].detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a.grad.float(), b.grad.float(), rtol=1e-2, atol=1e-2)
     torch.testing.assert_close(entropy(logits, 0.8), -(full.exp() * full).sum(-1).detach(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_head_logprobs_equal_the_full_log_softmax_of_the_head(dtype, temperature, monkeypatch):
+    """The fused head (vocabulary slices of 64 over 300 entries, blocks of 8 rows over 20, so
+    ragged last slices and blocks) against log_softmax(h @ W^T + b): values, entropies and
+    the gradients with respect to h, W and b."""
+    import r1.algorithms.logprobs as lp
+
+    monkeypatch.setattr(lp, "CHUNK_BYTES", 4 * 8 * 64)
+    monkeypatch.setattr(lp, "ROW_BLOCK", 8)
+    torch.manual_seed(0)
+    h0, w0, b0 = torch.randn(4, 5, 16).to(dtype), (torch.randn(300, 16) * 0.7).to(dtype), torch.randn(300).to(dtype)
+    targets, weights = torch.randint(0, 300, (4, 5)), torch.randn(4, 5)
+    h, w, b = (x.clone().requires_grad_(True) for x in (h0, w0, b0))
+    got, ent = lp.head_logprobs(h, w, targets, temperature, bias=b, with_entropy=True)
+    (got * weights).sum().backward()
+    h2, w2, b2 = (x.clone().requires_grad_(True) for x in (h0, w0, b0))
+    full = torch.log_softmax((h2 @ w2.t() + b2).float() / temperature, -1)
+    want = full.gather(-1, targets[..., None])[..., 0]
+    (want * weights).sum().backward()
+    assert got.shape == ent.shape == (4, 5) and got.dtype == ent.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ent, -(full.exp() * full).sum(-1).detach(), rtol=1e-5, atol=1e-5)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: gradients rounded per vocabulary slice
+    for mine, ref in ((h, h2), (w, w2), (b, b2)):
+        assert mine.grad.dtype == dtype
+        torch.testing.assert_close(mine.grad.float(), ref.grad.float(), rtol=tol, atol=tol)
+
+
+def test_head_logprobs_under_autocast_compute_as_the_autocast_head_does():
+    """fp32 weights under bf16 autocast (LoRA, `bf16-autocast`): the logits are the bf16
+    matmul's, as the model's own head makes them, and the gradients come back in fp32."""
+    from r1.algorithms.logprobs import head_logprobs
+
+    torch.manual_seed(0)
+    h = torch.randn(6, 32, requires_grad=True)
+    w = torch.randn(500, 32, requires_grad=True)
+    targets = torch.randint(0, 500, (6,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = head_logprobs(h, w, targets, 0.8)
+        logits = h @ w.t()
+    assert logits.dtype == torch.bfloat16
+    want = torch.log_softmax(logits.float() / 0.8, -1).gather(-1, targets[:, None])[:, 0]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    got.sum().backward()
+    assert h.grad.dtype == w.grad.dtype == torch.float32 and h.grad.abs().sum() > 0
+
+
+def test_head_logprobs_keep_neither_the_logits_nor_their_gradient():
+    """What autograd holds: the hidden states, the head's weight and one fp32 number per row;
+    nothing of [rows, vocab] (the point of the fusion: 100 MB each way at 1k tokens × 49k)."""
+    from r1.algorithms.logprobs import head_logprobs
+
+    saved = []
+
+    def pack(t):
+        saved.append(tuple(t.shape))
+        return t
+
+    h = torch.randn(64, 32, dtype=torch.bfloat16, requires_grad=True)
+    w = torch.randn(2000, 32, dtype=torch.bfloat16, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        head_logprobs(h, w, torch.randint(0, 2000, (64,)), 0.8)
+    assert saved and not [s for s in saved if len(s) == 2 and s[0] == 64 and s[1] == 2000], saved

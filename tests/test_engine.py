@@ -1,5 +1,7 @@
 """The transformers rollout engine on the offline tiny model."""
 
+import sys
+
 import pytest
 import torch
 
@@ -257,3 +259,29 @@ def test_a_shard_samples_what_the_whole_batch_samples(engine, tiny):
     assert rows == whole.completion_ids
     alone = engine.generate(prompts[1:2], 3, SamplingParams(**base))  # no offset: different draws
     assert alone.completion_ids != whole.completion_ids[3:6]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status; madvise semantics")
+def test_file_paged_weights_leave_the_resident_set_and_keep_their_values(tmp_path):
+    """`allocator.FilePagedWeights`: after `drop()` the module's 64 MB of weights are out of
+    the process (RssFile falls by about that much), and the next forward reads them back
+    exactly; no file is left in the folder."""
+    from r1.allocator import FilePagedWeights
+
+    def rss_file_mb():
+        line = next(x for x in open("/proc/self/status") if x.startswith("RssFile:"))
+        return int(line.split()[1]) / 1024
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2048, 4096), torch.nn.Linear(4096, 2048)).requires_grad_(False)
+    x = torch.randn(3, 2048)
+    want = net(x)
+    pages = FilePagedWeights(net, tmp_path)
+    assert not list(tmp_path.iterdir())
+    assert torch.equal(net(x), want)  # every page touched: resident
+    before = rss_file_mb()
+    assert pages.drop()
+    assert before - rss_file_mb() > 48  # of 64 MB
+    assert torch.equal(net(x), want)
+    with pytest.raises(ValueError):
+        FilePagedWeights(torch.nn.Linear(4, 4), tmp_path)  # trainable weights are not paged

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from r1.config import build_config, read_yaml
 from r1.presets import preset_path
@@ -111,3 +112,43 @@ def test_held_out_evaluations_during_training(tmp_path):
         "heldout_after.jsonl", "heldout_before.jsonl", "heldout_step000002.jsonl"]
     assert [h["step"] for h in summary["heldout_history"]] == [0, 2, 4]
     assert summary["heldout_after"]["pass@1"] == pytest.approx(summary["heldout_history"][-1]["pass@1"])
+
+
+def test_one_process_steps_on_the_bf16_gradients_without_an_fp32_copy(tmp_path, monkeypatch):
+    """precision bf16, one process, one backward: the masters never hold a whole fp32 copy of
+    the gradients (0.54 GB for a 135M model); the optimizer takes them from the compute copy a
+    slice at a time. (A data-parallel run sums the gradients first, so it takes the full path.)"""
+    from r1.trainers.policy import Policy
+
+    def script(call, q, j):
+        return right(q) if j % 2 else "no answer"
+
+    tr, _ = trainer(tmp_path, script, "model.precision=bf16")
+    assert tr.policy.grad_reduce is None and tr.policy.compute_model is not tr.policy.model
+    seen = []
+    sliced = Policy._sliced_step
+    monkeypatch.setattr(Policy, "_sliced_step", lambda self, *a, **k: (
+        seen.append([m.grad is None for m in self.model.parameters()]), sliced(self, *a, **k))[1])
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    ro = tr.step(0)
+    assert ro.stepped and len(seen) == 1 and all(seen[0])
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
+
+
+def test_the_reference_paged_from_disk_gives_the_same_reference_logprobs(tmp_path):
+    """model.reference_on_disk: the reference weights live in an unlinked file mapping (no file
+    left in the run folder), and the reference log-probs of a step are the same numbers."""
+
+    def script(call, q, j):
+        return right(q) if j % 2 else "no answer"
+
+    refs = []
+    for on in (False, True):
+        tr, _ = trainer(tmp_path / str(on), script, "algorithm.beta=0.04", f"model.reference_on_disk={str(on).lower()}")
+        assert (tr.ref_pages is not None) == on
+        ro = tr.step(0)
+        assert ro.ref and ro.stepped
+        refs.append(ro.ref)
+        assert not list((tmp_path / str(on) / "run").glob(".paged-weights-*"))
+    assert refs[0].keys() == refs[1].keys()
+    assert all(torch.equal(refs[0][i], refs[1][i]) for i in refs[0])

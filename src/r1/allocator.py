@@ -9,14 +9,26 @@ threshold turns that off (on `benchmarks/grpo_vs_trl.py`'s step: 2.8 GB resident
 instead of 3.8 GB, peak 3.3–3.9 GB instead of 3.9–4.1 GB) but every large tensor then comes
 from fresh pages: measured on `benchmarks/train_step.py`, the update took 5.8–6.2 s instead of
 3.9–4.1 s and even a bare bf16 matmul ran at half speed. So it is off unless asked for.
+
+`FilePagedWeights(module, folder)` moves a frozen module's parameters into one file, mapped
+shared, and unlinks the file at once (nothing is left behind, even by a killed process; the
+space is freed when the process ends). `drop()` takes the pages out of the process
+(`madvise(MADV_DONTNEED)`); the next use faults them back in from the page cache, or from
+disk where the kernel reclaimed them under memory pressure. The values never change: an exact
+way to keep GRPO's reference model out of the resident set during sampling and the update
+(`model.reference_on_disk`). The folder must be on a disk: on a tmpfs the pages would stay in
+memory.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import mmap
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _done = False
@@ -37,3 +49,57 @@ def return_freed_memory(mmap_threshold: int = 64 << 10, trim_threshold: int = 1 
         return False
     _done = ok
     return ok
+
+
+_MADV_DONTNEED = 4
+_ALIGN = 64
+
+
+class FilePagedWeights:
+    """A frozen CPU module's parameters in one unlinked, shared file mapping (see above)."""
+
+    def __init__(self, module: Any, folder: Path):
+        import torch
+
+        params = list(module.parameters())  # unique tensors (tied weights once)
+        if any(p.requires_grad or p.device.type != "cpu" for p in params):
+            raise ValueError("only frozen CPU weights can be paged from a file")
+        offsets, size = [], 0
+        for p in params:
+            offsets.append(size)
+            size += -(-p.numel() * p.element_size() // _ALIGN) * _ALIGN
+        self.size = max(size, 1)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f".paged-weights-{os.getpid()}-{id(self)}"
+        try:
+            with open(path, "wb") as f:
+                f.truncate(self.size)
+                for p, off in zip(params, offsets):
+                    f.seek(off)
+                    f.write(p.detach().contiguous().view(torch.uint8).numpy().tobytes())
+            self.storage = torch.UntypedStorage.from_file(str(path), shared=True, nbytes=self.size)
+        finally:
+            path.unlink(missing_ok=True)
+        with torch.no_grad():
+            for p, off in zip(params, offsets):
+                view = torch.empty(0, dtype=p.dtype).set_(self.storage, off // p.element_size(), p.shape)
+                p.data = view  # the parameter object stays (tied weights keep sharing it)
+        self._madvise = _libc_madvise()
+
+    def drop(self) -> bool:
+        """Take the pages out of this process; True where the system allows it."""
+        if self._madvise is None:
+            return False
+        length = -(-self.size // mmap.PAGESIZE) * mmap.PAGESIZE
+        return self._madvise(ctypes.c_void_p(self.storage.data_ptr()), ctypes.c_size_t(length), _MADV_DONTNEED) == 0
+
+
+def _libc_madvise():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn

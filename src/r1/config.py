@@ -40,6 +40,10 @@ class ModelConfig(_Strict):
     )
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
                                          "(less memory, about a third more compute)")
+    reference_on_disk: bool = Field(False, description="GRPO with beta > 0: the frozen reference model's "
+                                    "weights in a file in the run folder (unlinked at once), resident only "
+                                    "during the reference pass; the same numbers, 0.27 GB less resident for a "
+                                    "135M model (the page cache keeps them between steps where memory allows)")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
 
 

@@ -91,3 +91,114 @@ def entropy(logits: torch.Tensor, temperature: float = 1.0, chunk: int | None = 
         total = p.sum(-1)
         out[s : s + chunk] = total.log() - p.mul_(x).sum(-1) / total
     return out.view(logits.shape[:-1])
+
+
+# -- the LM head fused in: logits made a vocabulary slice at a time, never kept ----------------
+
+ROW_BLOCK = 2048  # rows per call of the fused function (each re-reads the head's weight)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """What the LM head's matmul runs in: autocast's dtype where it is on, else the input's."""
+    dev = x.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+
+
+def _cols(rows: int, vocab: int) -> int:
+    """Vocabulary columns per slice: an fp32 [rows, cols] buffer within CHUNK_BYTES."""
+    return max(64, min(vocab, CHUNK_BYTES // (4 * rows)))
+
+
+class _HeadLogSoftmax(torch.autograd.Function):
+    """log softmax((h @ W^T + b) / T)[target] for rows of `h`, going through W a slice of
+    rows (vocabulary entries) at a time with an online log-sum-exp, so that neither the
+    logits nor their gradient ([rows, vocab]) ever exist whole; the backward pass makes each
+    slice's logits again (one more matmul of the head) and writes that slice's weight
+    gradient directly. Values: each logit is rounded to the compute dtype as the model's own
+    LM head rounds it, then handled in fp32."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, t: float, dtype: torch.dtype, want_entropy: bool):
+        n, vocab = h.shape[0], weight.shape[0]
+        hc = h.to(dtype)
+        cols = _cols(n, vocab)
+        f32 = dict(dtype=torch.float32, device=h.device)
+        top = torch.full((n,), float("-inf"), **f32)  # running max of x = logit / T
+        total = torch.zeros(n, **f32)  # sum of exp(x - top)
+        moment = torch.zeros(n, **f32) if want_entropy else None  # sum of exp(x - top) * (x - top)
+        picked = torch.empty(n, **f32)
+        buf = torch.empty((n, cols), **f32)
+        probs = torch.empty_like(buf) if want_entropy else None
+        for c0 in range(0, vocab, cols):
+            c1 = min(vocab, c0 + cols)
+            x = _head_slice(buf, hc, weight, bias, c0, c1, dtype, t)
+            inside = (targets >= c0) & (targets < c1)
+            picked[inside] = x[inside, targets[inside] - c0]
+            new_top = torch.maximum(top, x.amax(-1))
+            shift = (top - new_top).exp_()  # rescales what the earlier slices summed
+            x.sub_(new_top[:, None])
+            if want_entropy:
+                p = torch.exp(x, out=probs[:, : c1 - c0])
+                moment.add_(total * (top - new_top).nan_to_num_(0.0)).mul_(shift).add_(p.mul(x).sum(-1))
+                total.mul_(shift).add_(p.sum(-1))
+            else:
+                total.mul_(shift).add_(x.exp_().sum(-1))
+            top = new_top
+        lse = total.log().add_(top)
+        ctx.save_for_backward(h, weight, bias, targets, lse)
+        ctx.t, ctx.dtype, ctx.cols = t, dtype, cols
+        ent = total.log().sub_(moment / total) if want_entropy else None
+        ctx.mark_non_differentiable(*([ent] if ent is not None else []))
+        return picked - lse, ent
+
+    @staticmethod
+    def backward(ctx, grad, _grad_entropy):
+        h, weight, bias, targets, lse = ctx.saved_tensors
+        t, dtype, cols = ctx.t, ctx.dtype, ctx.cols
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        n, vocab = h.shape[0], weight.shape[0]
+        hc = h.to(dtype)
+        scale = grad.float() / t  # d/dz_j (z_t/T - lse(z/T)) = (1[j = t] - softmax(z/T)_j) / T
+        grad_h = torch.zeros(h.shape, dtype=torch.float32, device=h.device) if need_h else None
+        grad_w = torch.empty_like(weight) if need_w else None
+        grad_b = torch.empty_like(bias) if need_b else None
+        buf = torch.empty((n, cols), dtype=torch.float32, device=h.device)
+        for c0 in range(0, vocab, cols):
+            c1 = min(vocab, c0 + cols)
+            g = _head_slice(buf, hc, weight, bias, c0, c1, dtype, t).sub_(lse[:, None]).exp_().mul_(-scale[:, None])
+            inside = (targets >= c0) & (targets < c1)
+            rows = inside.nonzero()[:, 0]
+            g[rows, targets[rows] - c0] += scale[rows]
+            gc = g.to(dtype)
+            if need_w:
+                grad_w[c0:c1] = (gc.t() @ hc).to(weight.dtype)
+            if need_b:
+                grad_b[c0:c1] = g.sum(0).to(bias.dtype)
+            if need_h:
+                grad_h += gc @ weight[c0:c1].to(dtype)
+        return (grad_h.to(h.dtype) if need_h else None), grad_w, grad_b, None, None, None, None
+
+
+def _head_slice(buf, hc, weight, bias, c0: int, c1: int, dtype, t: float) -> torch.Tensor:
+    """`buf`'s first c1 - c0 columns filled with the logits of vocabulary [c0, c1) / T (fp32)."""
+    logits = hc @ weight[c0:c1].to(dtype).t()
+    if bias is not None:
+        logits = logits + bias[c0:c1].to(dtype)
+    x = buf[:, : c1 - c0]
+    x.copy_(logits)
+    return x if t == 1.0 else x.mul_(1.0 / t)
+
+
+def head_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
+                  bias: torch.Tensor | None = None, with_entropy: bool = False):
+    """`selective_logprobs(hidden @ weight.T + bias, targets)` (and `entropy` when asked) for
+    hidden [..., H], weight [V, H], targets [...], without the [..., V] logits: fp32 [...]
+    each (entropy None when not asked). Differentiable with respect to hidden, weight, bias."""
+    t = temperature if temperature > 0 else 1.0
+    shape = targets.shape
+    flat, tgt = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+    dtype = _compute_dtype(hidden)
+    parts = [_HeadLogSoftmax.apply(flat[s : s + ROW_BLOCK], weight, bias, tgt[s : s + ROW_BLOCK], t, dtype,
+                                   with_entropy) for s in range(0, flat.shape[0], ROW_BLOCK)]
+    logp = torch.cat([p[0] for p in parts]).view(shape)
+    return logp, torch.cat([p[1] for p in parts]).view(shape) if with_entropy else None

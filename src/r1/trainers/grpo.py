@@ -51,8 +51,11 @@ class GRPOTrainer(Trainer):
         self.device = self.dist.device or default_device()
         self.dist.shard(list(range(cfg.rollout.prompts_per_step)))  # P must split evenly over the ranks
         fsdp = self.dist.fsdp
-        self.policy = Policy(cfg.model, cfg.optim, cfg.train.steps, self.device, fsdp=fsdp,
-                             grad_reduce=None if fsdp else self.dist.all_reduce_grads, is_main=self.dist.is_main)
+        # gradients summed over ranks only where there are ranks to sum over (one process: the
+        # policy can then step on the bf16 gradients a slice at a time, with no fp32 copy)
+        reduce = self.dist.all_reduce_grads if self.dist.enabled and not fsdp else None
+        self.policy = Policy(cfg.model, cfg.optim, cfg.train.steps, self.device, fsdp=fsdp, grad_reduce=reduce,
+                             is_main=self.dist.is_main)
         p = self.policy
         self.model, self.tokenizer, self.compute_model = p.model, p.tokenizer, p.compute_model
         self.optimizer, self.scheduler, self.autocast = p.optimizer, p.scheduler, p.autocast
@@ -72,6 +75,21 @@ class GRPOTrainer(Trainer):
                 self.ref_model.eval()
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
+        self.ref_pages = None
+        if cfg.model.reference_on_disk and self.ref_model is not None:
+            if fsdp is not None:
+                raise R1Error("model.reference_on_disk is not supported with FSDP (the reference is sharded "
+                              "over the ranks already)")
+            if torch.device(self.device).type != "cpu":
+                raise R1Error("model.reference_on_disk is for training on the CPU (it pages host memory)")
+            from r1.allocator import FilePagedWeights
+
+            try:
+                self.ref_pages = FilePagedWeights(self.ref_model, self.out)
+            except OSError as e:
+                raise R1Error(f"model.reference_on_disk: cannot write the reference weights into {self.out}: "
+                              f"{e.strerror or e}") from None
+            self.ref_pages.drop()
         self.policy.presharded = None
         self.prompt = PromptFormat.of(cfg, self.task.answer_hint)
         try:
@@ -260,6 +278,8 @@ class GRPOTrainer(Trainer):
             self.engine.release()
         with timer.stage("ref_logprobs"):
             self.updater.ref_logprobs(rollout)
+            if self.ref_pages is not None:  # out of the resident set until the next step's pass
+                self.ref_pages.drop()
         with timer.stage("update"):
             self.updater.update(rollout)
         with timer.stage("sync"):

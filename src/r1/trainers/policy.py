@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from r1.algorithms.logprobs import entropy, selective_logprobs
+from r1.algorithms.logprobs import entropy, head_logprobs, selective_logprobs
 from r1.allocator import return_freed_memory
 from r1.config import ModelConfig, OptimConfig
 from r1.errors import R1Error
@@ -292,15 +292,51 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: flo
     return logp, entropy(logits.detach(), temperature) if with_entropy else None
 
 
+# Model types whose logits are exactly `lm_head(decoder(...).last_hidden_state)`: no scaling,
+# soft-capping or other step after the head (Gemma, Cohere, Granite... have one).
+PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+
+def split_head(model):
+    """(decoder, lm_head) of a model whose logits are a plain linear head over the decoder's
+    last hidden state, so that the chosen tokens' log-probs can be taken through the head
+    without the [tokens, vocab] logits (`algorithms.logprobs.head_logprobs`); else None. Not
+    for a model sharded at its root (FSDP gathers the head's weight in the root's forward)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(getattr(base, "config", None), "model_type", None) not in PLAIN_HEAD_TYPES:
+        return None
+    if type(base).__name__.startswith("FSDP"):  # fully_shard's class; the root must run its own forward
+        return None
+    head = base.get_output_embeddings()
+    if type(head) is not torch.nn.Linear:  # e.g. a LoRA-adapted head
+        return None
+    return base.get_decoder(), head
+
+
+def chosen_logprobs(model, targets: torch.Tensor, temperature: float, with_entropy: bool, *, skip_last: bool,
+                    **inputs):
+    """log-probs (and entropies) of `targets` [b, n], predicted by the last n positions of
+    `model(**inputs)` (the last n + 1 but one with `skip_last`): through the decoder and the
+    fused head where `split_head` allows, else from the model's logits of those positions."""
+    n = targets.shape[1]
+    parts = split_head(model)
+    if parts is None:
+        logits = model(**inputs, logits_to_keep=n + skip_last).logits
+        return token_logprobs(logits[:, :-1] if skip_last else logits, targets, temperature, with_entropy)
+    decoder, head = parts
+    hidden = decoder(**inputs).last_hidden_state
+    hidden = hidden[:, -n - 1 : -1] if skip_last else hidden[:, -n:]
+    return head_logprobs(hidden, head.weight, targets, temperature, head.bias, with_entropy)
+
+
 def completion_logprobs(model, ids, attn, lc: int, temperature: float, with_entropy: bool = False):
     """log pi(token) at the Lc completion positions: [b, Lc] (and the entropy [b, Lc]).
 
-    Only the last Lc+1 positions go through the LM head (`logits_to_keep`): the prompt's
-    logits are never materialised."""
+    Only the completion positions go through the LM head: the prompt's logits are never
+    made (nor, for most models, the completion's whole: `chosen_logprobs`)."""
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=lc + 1,
-                use_cache=False)
-    return token_logprobs(out.logits[:, :-1, :], ids[:, -lc:], temperature, with_entropy)
+    return chosen_logprobs(model, ids[:, -lc:], temperature, with_entropy, skip_last=True, input_ids=ids,
+                           attention_mask=attn, position_ids=positions, use_cache=False)
 
 
 def shared_prefix_logprobs(model, prompts: list[list[int]], completions: list[list[int]], group: int,
@@ -327,10 +363,10 @@ def shared_prefix_logprobs(model, prompts: list[list[int]], completions: list[li
     attn = torch.cat([mask_rep, cmask.long()], dim=1)
     pos_c = mask_rep.sum(-1, keepdim=True) + torch.arange(lc, device=device)[None, :]
     parts = [token_logprobs(first, ids_c[:, :1], temperature, with_entropy)]
-    if lc > 1:  # the rest's logits as the model gave them: joining them to `first` would copy them all
-        rest = model(input_ids=ids_c[:, :-1], attention_mask=attn[:, :-1], position_ids=pos_c[:, :-1],
-                     **with_cache(model, cache), use_cache=True).logits
-        parts.append(token_logprobs(rest, ids_c[:, 1:], temperature, with_entropy))
+    if lc > 1:  # the rest apart: joining their logits to `first` would copy them all
+        parts.append(chosen_logprobs(model, ids_c[:, 1:], temperature, with_entropy, skip_last=False,
+                                     input_ids=ids_c[:, :-1], attention_mask=attn[:, :-1],
+                                     position_ids=pos_c[:, :-1], **with_cache(model, cache), use_cache=True))
     logp = torch.cat([p[0] for p in parts], dim=1)
     entropy = torch.cat([p[1] for p in parts], dim=1) if with_entropy else None
     return logp, entropy, cmask
