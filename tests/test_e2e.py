@@ -635,8 +635,9 @@ def test_report_shows_the_signature_analytics(tmp_path, varied_reward):
 def test_bf16_sampling_shares_the_compute_copy_and_follows_every_update(tmp_path, varied_reward, monkeypatch):
     """precision bf16: the HF engine samples with the bf16 compute copy's own tensors (no third
     copy of the weights) and re-packs them after each update, so its log-probs stay those of
-    the trainer (mismatch ~1e-3) while a large learning rate moves the weights; without the
-    re-pack (the engine's sync switched off) the mismatch grows."""
+    the trainer (mismatch 0 to ~1e-3) while a large learning rate moves the weights; without the
+    re-pack (the engine's sync and release switched off: its packed copies stay those of the
+    first step) the mismatch grows."""
     from r1.rollout.hf import HFEngine
 
     def run(name):
@@ -653,6 +654,7 @@ def test_bf16_sampling_shares_the_compute_copy_and_follows_every_update(tmp_path
     assert engine_ptrs.isdisjoint(p.data_ptr() for p in tr.policy.model.parameters())
     assert max(synced) < 0.02
     monkeypatch.setattr(HFEngine, "sync_weights", lambda self, model: None)
+    monkeypatch.setattr(HFEngine, "release", lambda self: None)
     _, stale = run("stale")
     print("mismatch synced", synced, "stale", stale)
     assert stale[2] > 3 * synced[2], (synced, stale)
@@ -689,11 +691,14 @@ def test_the_sliced_optimizer_step_equals_the_whole_one(clip):
 def test_freed_tensors_leave_the_resident_set_when_asked(asked):
     """`allocator.return_freed_memory` (called by every trainer's Policy; on with
     `R1_RETURN_FREED_MEMORY=1`): 512 MB of 8 MB tensors freed between live small ones leave the
-    resident set; with glibc's defaults they stay in it (its dynamic mmap threshold rose past 8 MB)."""
+    resident set. (With glibc's defaults they usually stay in it, its dynamic mmap threshold having
+    risen past 8 MB, but not always: measured 733 → 733 MB in some runs and 733 → 246 MB in
+    others on the same build, with the heap's layout; so only the switch itself is checked then.)"""
     env = {k: v for k, v in os.environ.items() if k != "R1_RETURN_FREED_MEMORY"}
     env.update({"R1_RETURN_FREED_MEMORY": "1"} if asked else {})
     res = subprocess.run([sys.executable, str(Path(__file__).parent / "alloc_probe.py")], env=env,
                          capture_output=True, text=True, timeout=120)
     on, before, after = res.stdout.split()
     assert on == str(asked) and int(before) > 600
-    assert (int(after) < int(before) - 400) if asked else (int(after) > int(before) - 50), res.stdout
+    if asked:
+        assert int(after) < int(before) - 400, res.stdout
