@@ -135,20 +135,35 @@ def test_one_process_steps_on_the_bf16_gradients_without_an_fp32_copy(tmp_path, 
     assert any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
 
 
-def test_the_reference_paged_from_disk_gives_the_same_reference_logprobs(tmp_path):
+def test_the_reference_paged_from_disk_gives_the_same_reference_logprobs(tmp_path, monkeypatch):
     """model.reference_on_disk: the reference weights live in an unlinked file mapping (no file
-    left in the run folder), and the reference log-probs of a step are the same numbers."""
+    left in the run folder), and the reference log-probs of a step are the same numbers.
+    model.low_memory adds gradient checkpointing (so no shared prompt pass) and asks the
+    allocator to return freed memory (recorded here: it would switch it on for the whole
+    test process)."""
+    import r1.trainers.policy as policy
+
+    asked = []
+    monkeypatch.setattr(policy, "return_freed_memory", lambda force=False: asked.append(force))
 
     def script(call, q, j):
         return right(q) if j % 2 else "no answer"
 
     refs = []
-    for on in (False, True):
-        tr, _ = trainer(tmp_path / str(on), script, "algorithm.beta=0.04", f"model.reference_on_disk={str(on).lower()}")
-        assert (tr.ref_pages is not None) == on
+    for name, sets in (("default", []), ("disk", ["model.reference_on_disk=true"]), ("low", ["model.low_memory=true"])):
+        asked.clear()
+        tr, _ = trainer(tmp_path / name, script, "algorithm.beta=0.04", *sets)
+        assert (tr.ref_pages is not None) == (name != "default")
+        assert asked == [name == "low"] and tr.share_prefix == (name != "low")
+        cm = tr.policy.compute_model  # the property was renamed in transformers 5
+        on = cm.is_activation_checkpointing if hasattr(type(cm), "is_activation_checkpointing") \
+            else cm.is_gradient_checkpointing
+        assert on == (name == "low")
         ro = tr.step(0)
         assert ro.ref and ro.stepped
         refs.append(ro.ref)
-        assert not list((tmp_path / str(on) / "run").glob(".paged-weights-*"))
-    assert refs[0].keys() == refs[1].keys()
-    assert all(torch.equal(refs[0][i], refs[1][i]) for i in refs[0])
+        assert not list((tmp_path / name / "run").glob(".paged-weights-*"))
+    assert refs[0].keys() == refs[1].keys() == refs[2].keys()
+    assert all(torch.equal(refs[0][i], refs[1][i]) for i in refs[0])  # paging alone: the same bits
+    for i in refs[0]:  # low_memory: each sequence's prompt in its own pass, the same up to bf16 rounding
+        torch.testing.assert_close(refs[0][i], refs[2][i], rtol=1e-4, atol=1e-4)

@@ -34,12 +34,13 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _done = False
 
 
-def return_freed_memory(mmap_threshold: int = 64 << 10, trim_threshold: int = 1 << 20) -> bool:
-    """Set glibc's mmap and trim thresholds once per process; True where it took effect."""
+def return_freed_memory(mmap_threshold: int = 64 << 10, trim_threshold: int = 1 << 20, force: bool = False) -> bool:
+    """Set glibc's mmap and trim thresholds once per process, where `force` (`model.low_memory`)
+    or R1_RETURN_FREED_MEMORY=1 asks for it; True where it took effect."""
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux") or os.environ.get("R1_RETURN_FREED_MEMORY") != "1":
+    if not sys.platform.startswith("linux") or not (force or os.environ.get("R1_RETURN_FREED_MEMORY") == "1"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -61,7 +61,7 @@ class GRPOTrainer(Trainer):
         self.optimizer, self.scheduler, self.autocast = p.optimizer, p.scheduler, p.autocast
         bf16 = p.bf16
         # A KV cache cannot be kept across activation checkpointing's recomputation.
-        self.share_prefix = cfg.train.share_prompt_prefix and not cfg.model.gradient_checkpointing
+        self.share_prefix = cfg.train.share_prompt_prefix and not cfg.model.checkpointing
         # LoRA shares the policy module with the engine (adapters are live); full fine-tuning
         # samples from a bf16 copy refreshed after every update.
         self.engine = self.make_engine(bf16)
@@ -75,21 +75,7 @@ class GRPOTrainer(Trainer):
                 self.ref_model.eval()
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
-        self.ref_pages = None
-        if cfg.model.reference_on_disk and self.ref_model is not None:
-            if fsdp is not None:
-                raise R1Error("model.reference_on_disk is not supported with FSDP (the reference is sharded "
-                              "over the ranks already)")
-            if torch.device(self.device).type != "cpu":
-                raise R1Error("model.reference_on_disk is for training on the CPU (it pages host memory)")
-            from r1.allocator import FilePagedWeights
-
-            try:
-                self.ref_pages = FilePagedWeights(self.ref_model, self.out)
-            except OSError as e:
-                raise R1Error(f"model.reference_on_disk: cannot write the reference weights into {self.out}: "
-                              f"{e.strerror or e}") from None
-            self.ref_pages.drop()
+        self.ref_pages = self.page_reference(fsdp) if self.ref_model is not None else None
         self.policy.presharded = None
         self.prompt = PromptFormat.of(cfg, self.task.answer_hint)
         try:
@@ -100,6 +86,29 @@ class GRPOTrainer(Trainer):
         self.eos = eos_ids(self.model, self.tokenizer)  # the ids that end a sample (its own stop)
         self.updater = PolicyUpdate(cfg, self.policy, self.dist, self.ref_model, share_prefix=self.share_prefix,
                                     device=self.device, pad_id=self.tokenizer.pad_token_id)
+
+    def page_reference(self, fsdp):
+        """`model.reference_on_disk` (or `low_memory`): the reference's weights in an unlinked
+        file, resident only during its pass (`allocator.FilePagedWeights`). On the CPU, without
+        FSDP (which shards the reference already); asked for by name elsewhere, an error."""
+        m = self.cfg.model
+        if not m.paged_reference:
+            return None
+        where = "with FSDP (the reference is sharded over the ranks already)" if fsdp is not None else \
+            "off the CPU (it pages host memory)" if torch.device(self.device).type != "cpu" else None
+        if where:
+            if m.reference_on_disk:
+                raise R1Error(f"model.reference_on_disk is not supported {where}")
+            return None  # low_memory: the rest of it still applies
+        from r1.allocator import FilePagedWeights
+
+        try:
+            pages = FilePagedWeights(self.ref_model, self.out)
+        except OSError as e:
+            raise R1Error(f"model.reference_on_disk: cannot write the reference weights into {self.out}: "
+                          f"{e.strerror or e}") from None
+        pages.drop()
+        return pages
 
     def make_engine(self, bf16: bool):
         r = self.cfg.rollout

@@ -65,7 +65,7 @@ def make_scheduler(optimizer, o: OptimConfig, total: int):
 class Policy:
     def __init__(self, mcfg: ModelConfig, ocfg: OptimConfig, total_steps: int, device: str,
                  grad_reduce=None, fsdp=None, is_main: bool = True):
-        return_freed_memory()  # R1_RETURN_FREED_MEMORY=1: memory over speed (see r1/allocator.py)
+        return_freed_memory(force=mcfg.low_memory)  # or R1_RETURN_FREED_MEMORY=1 (see r1/allocator.py)
         self.device = device
         self.grad_reduce = grad_reduce  # sums gradients over data-parallel ranks (r1.trainers.distributed)
         self.fsdp, self.is_main = fsdp, is_main
@@ -79,7 +79,7 @@ class Policy:
         pure_bf16 = precision == "bf16" and not mcfg.lora.enabled
         self.autocast = self.bf16 and not pure_bf16
         self.lora = mcfg.lora.enabled
-        if mcfg.gradient_checkpointing:
+        if mcfg.checkpointing:
             enable = getattr(self.model, "activation_checkpointing_enable", None) or \
                 self.model.gradient_checkpointing_enable  # renamed in transformers 5
             enable()
