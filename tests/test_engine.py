@@ -1,6 +1,7 @@
 """The transformers rollout engine on the offline tiny model."""
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -268,9 +269,9 @@ def test_file_paged_weights_leave_the_resident_set_and_keep_their_values(tmp_pat
     exactly; no file is left in the folder."""
     from r1.allocator import FilePagedWeights
 
-    def rss_file_mb():
-        line = next(x for x in open("/proc/self/status") if x.startswith("RssFile:"))
-        return int(line.split()[1]) / 1024
+    def rss_file_mb():  # file-backed pages, or shared-memory ones where tmp_path is on a tmpfs
+        lines = [x for x in open("/proc/self/status") if x.startswith(("RssFile:", "RssShmem:"))]
+        return sum(int(x.split()[1]) for x in lines) / 1024
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(2048, 4096), torch.nn.Linear(4096, 2048)).requires_grad_(False)
@@ -285,3 +286,17 @@ def test_file_paged_weights_leave_the_resident_set_and_keep_their_values(tmp_pat
     assert torch.equal(net(x), want)
     with pytest.raises(ValueError):
         FilePagedWeights(torch.nn.Linear(4, 4), tmp_path)  # trainable weights are not paged
+
+
+def test_memory_filesystem_finds_the_mount_a_folder_is_on(tmp_path):
+    """The reference on disk saves memory only on a disk: a folder on a tmpfs is told apart
+    (the longest mount point that holds the path decides; spaces come escaped as \\040)."""
+    from r1.allocator import memory_filesystem
+
+    mounts = ("/dev/vda1 / ext4 rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\ntmpfs /data tmpfs rw 0 0\n"
+              "/dev/vdb /data/disk\\040two xfs rw 0 0\n")
+    assert memory_filesystem(Path("/dev/shm/run"), mounts) == "tmpfs"
+    assert memory_filesystem(Path("/data/x"), mounts) == "tmpfs"
+    assert memory_filesystem(Path("/data/disk two/run"), mounts) is None
+    assert memory_filesystem(Path("/datax/run"), mounts) is None  # a prefix of the name is not a mount
+    assert memory_filesystem(Path("/home/u/run"), mounts) is None

@@ -167,3 +167,24 @@ def test_the_reference_paged_from_disk_gives_the_same_reference_logprobs(tmp_pat
     assert all(torch.equal(refs[0][i], refs[1][i]) for i in refs[0])  # paging alone: the same bits
     for i in refs[0]:  # low_memory: each sequence's prompt in its own pass, the same up to bf16 rounding
         torch.testing.assert_close(refs[0][i], refs[2][i], rtol=1e-4, atol=1e-4)
+
+
+def test_the_reference_on_a_tmpfs_says_it_saves_nothing():
+    """A run folder on a tmpfs: the reference's pages would stay in memory there; the trainer
+    says so (a warning naming the folder) and still trains with the same numbers."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from r1.allocator import memory_filesystem
+
+    if not Path("/dev/shm").is_dir() or memory_filesystem(Path("/dev/shm")) is None:
+        pytest.skip("no tmpfs at /dev/shm here")
+    folder = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        with pytest.warns(UserWarning, match="is on a tmpfs"):
+            tr, _ = trainer(folder, lambda call, q, j: right(q), "algorithm.beta=0.04",
+                            "model.reference_on_disk=true")
+        assert tr.ref_pages is not None and not list((folder / "run").glob(".paged-weights-*"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -17,7 +17,7 @@ space is freed when the process ends). `drop()` takes the pages out of the proce
 disk where the kernel reclaimed them under memory pressure. The values never change: an exact
 way to keep GRPO's reference model out of the resident set during sampling and the update
 (`model.reference_on_disk`). The folder must be on a disk: on a tmpfs the pages would stay in
-memory.
+memory (`memory_filesystem` tells).
 """
 
 from __future__ import annotations
@@ -53,6 +53,27 @@ def return_freed_memory(mmap_threshold: int = 64 << 10, trim_threshold: int = 1 
 
 
 _MADV_DONTNEED = 4
+_MEMORY_FILESYSTEMS = {"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"}
+
+
+def memory_filesystem(path: Path, mounts: str | None = None) -> str | None:
+    """The type of the in-memory filesystem `path` is on (tmpfs...), or None (a disk, or
+    unknown: no /proc/self/mounts). `mounts`: that file's text, for tests."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return None
+    target, best, kind = str(Path(path).resolve()), -1, None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:
+            best, kind = len(point), fields[2]
+    return kind if kind in _MEMORY_FILESYSTEMS else None
 _ALIGN = 64
 
 

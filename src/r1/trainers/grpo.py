@@ -13,6 +13,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import warnings
 
 import torch
 
@@ -100,8 +101,13 @@ class GRPOTrainer(Trainer):
             if m.reference_on_disk:
                 raise R1Error(f"model.reference_on_disk is not supported {where}")
             return None  # low_memory: the rest of it still applies
-        from r1.allocator import FilePagedWeights
+        from r1.allocator import FilePagedWeights, memory_filesystem
 
+        kind = memory_filesystem(self.out)
+        if kind:
+            warnings.warn(f"the reference on disk (model.reference_on_disk or low_memory): {self.out} is on a "
+                          f"{kind} (memory), so its weights stay in memory there; give --out a folder on a "
+                          "disk to save that memory", stacklevel=2)
         try:
             pages = FilePagedWeights(self.ref_model, self.out)
         except OSError as e:
