@@ -50,6 +50,11 @@ def right(question: str) -> str:
     return f"x</think><answer>{eval(question)}</answer>"  # the tiny task's sums: digits and +
 
 
+def half_right(call, q, j) -> str:
+    """Every group varied: odd samples right, even ones without an answer."""
+    return right(q) if j % 2 else "no answer"
+
+
 def trainer(tmp_path, script, *overrides) -> tuple[GRPOTrainer, FakeEngine]:
     cfg = build_config(read_yaml(preset_path("tiny")), ["tracking.progress=false", "train.diagnose_after=0",
                                                         *overrides])
@@ -120,10 +125,7 @@ def test_one_process_steps_on_the_bf16_gradients_without_an_fp32_copy(tmp_path, 
     slice at a time. (A data-parallel run sums the gradients first, so it takes the full path.)"""
     from r1.trainers.policy import Policy
 
-    def script(call, q, j):
-        return right(q) if j % 2 else "no answer"
-
-    tr, _ = trainer(tmp_path, script, "model.precision=bf16")
+    tr, _ = trainer(tmp_path, half_right, "model.precision=bf16")
     assert tr.policy.grad_reduce is None and tr.policy.compute_model is not tr.policy.model
     seen = []
     sliced = Policy._sliced_step
@@ -146,13 +148,10 @@ def test_the_reference_paged_from_disk_gives_the_same_reference_logprobs(tmp_pat
     asked = []
     monkeypatch.setattr(policy, "return_freed_memory", lambda force=False: asked.append(force))
 
-    def script(call, q, j):
-        return right(q) if j % 2 else "no answer"
-
     refs = []
     for name, sets in (("default", []), ("disk", ["model.reference_on_disk=true"]), ("low", ["model.low_memory=true"])):
         asked.clear()
-        tr, _ = trainer(tmp_path / name, script, "algorithm.beta=0.04", *sets)
+        tr, _ = trainer(tmp_path / name, half_right, "algorithm.beta=0.04", *sets)
         assert (tr.ref_pages is not None) == (name != "default")
         assert asked == [name == "low"] and tr.share_prefix == (name != "low")
         cm = tr.policy.compute_model  # the property was renamed in transformers 5

@@ -43,7 +43,7 @@ def return_freed_memory(mmap_threshold: int = 64 << 10, trim_threshold: int = 1 
     if not sys.platform.startswith("linux") or not (force or os.environ.get("R1_RETURN_FREED_MEMORY") == "1"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc()
         ok = libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
         ok = libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1 and ok
     except (OSError, AttributeError):  # musl and others: no mallopt
@@ -74,6 +74,8 @@ def memory_filesystem(path: Path, mounts: str | None = None) -> str | None:
         if inside and len(point) > best:
             best, kind = len(point), fields[2]
     return kind if kind in _MEMORY_FILESYSTEMS else None
+
+
 _ALIGN = 64
 
 
@@ -116,10 +118,13 @@ class FilePagedWeights:
         return self._madvise(ctypes.c_void_p(self.storage.data_ptr()), ctypes.c_size_t(length), _MADV_DONTNEED) == 0
 
 
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def _libc_madvise():
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.madvise
+        fn = _libc().madvise
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]

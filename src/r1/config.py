@@ -48,6 +48,7 @@ class ModelConfig(_Strict):
                              "the reference on disk, and freed memory returned to the OS at once "
                              "(R1_RETURN_FREED_MEMORY=1); the same numbers (SmolLM2-135M GRPO step: 2.8 GB "
                              "peak instead of 4.3 GB, the update about 1.7x slower)")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
 
     @property
     def checkpointing(self) -> bool:
@@ -56,7 +57,6 @@ class ModelConfig(_Strict):
     @property
     def paged_reference(self) -> bool:
         return self.reference_on_disk or self.low_memory
-    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
 
 
 class CurriculumConfig(_Strict):

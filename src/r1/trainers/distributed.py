@@ -96,6 +96,13 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def grad_reduce(self):
+        """What `Policy` calls to sum gradients over ranks: `all_reduce_grads` with data
+        parallelism, None with one process (nothing to sum, so the policy may step on its bf16
+        gradients a slice at a time) or under FSDP (which reduces them itself)."""
+        return self.all_reduce_grads if self.enabled and self.fsdp is None else None
+
     def prepare_run_dir(self, out: Any, resume: bool) -> bool:
         """Rank 0 prepares (or refuses) the run directory; every rank gets the outcome."""
         from r1.trainers import checkpoint as ckpt

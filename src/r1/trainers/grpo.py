@@ -52,11 +52,8 @@ class GRPOTrainer(Trainer):
         self.device = self.dist.device or default_device()
         self.dist.shard(list(range(cfg.rollout.prompts_per_step)))  # P must split evenly over the ranks
         fsdp = self.dist.fsdp
-        # gradients summed over ranks only where there are ranks to sum over (one process: the
-        # policy can then step on the bf16 gradients a slice at a time, with no fp32 copy)
-        reduce = self.dist.all_reduce_grads if self.dist.enabled and not fsdp else None
-        self.policy = Policy(cfg.model, cfg.optim, cfg.train.steps, self.device, fsdp=fsdp, grad_reduce=reduce,
-                             is_main=self.dist.is_main)
+        self.policy = Policy(cfg.model, cfg.optim, cfg.train.steps, self.device, fsdp=fsdp,
+                             grad_reduce=self.dist.grad_reduce, is_main=self.dist.is_main)
         p = self.policy
         self.model, self.tokenizer, self.compute_model = p.model, p.tokenizer, p.compute_model
         self.optimizer, self.scheduler, self.autocast = p.optimizer, p.scheduler, p.autocast

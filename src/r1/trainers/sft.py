@@ -59,7 +59,7 @@ class SFTTrainer(Trainer):
         fsdp = self.dist.fsdp
         # the schedule is set once the rows are known
         self.policy = Policy(cfg.model, cfg.optim, 1, self.device, fsdp=fsdp, is_main=self.dist.is_main,
-                             grad_reduce=self.dist.all_reduce_grads if self.dist.enabled and not fsdp else None)
+                             grad_reduce=self.dist.grad_reduce)
         self.policy.presharded = None
         tok = self.policy.tokenizer
         examples = [tokenize_conversation(tok, m, cfg.train.max_length) for m in convs]
