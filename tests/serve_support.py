@@ -101,3 +101,33 @@ def make_server(model_dir: str, *, max_batch: int = 32, max_queue: int = 256, ap
     settings = ServeSettings(model_name=model_name, api_key=api_key, max_tokens_cap=max_tokens_cap,
                              default_max_tokens=default_max_tokens, request_timeout=request_timeout)
     return BackgroundServer(create_app(engine, settings), engine=engine)
+
+
+def hook_passes(engine, hook):
+    """Call `hook(kind, ids)` before each pass of the serving engine's model, where a test plays
+    a slow or failing device: "prefill" (the model's forward over prompts) or "decode" (one
+    token per row: the lean step where the engine has one, else the model's forward). Returns
+    a function that puts the passes back."""
+    forward = engine.model.forward
+
+    def hooked_forward(*args, **kwargs):
+        ids = kwargs["input_ids"]
+        hook("decode" if ids.shape[1] == 1 else "prefill", ids)
+        return forward(*args, **kwargs)
+
+    engine.model.forward = hooked_forward
+    lean = engine._lean
+    step = lean.step if lean is not None else None
+    if lean is not None:
+        def hooked_step(tokens, *args):
+            hook("decode", tokens[:, None])
+            return step(tokens, *args)
+
+        lean.step = hooked_step
+
+    def restore():
+        engine.model.forward = forward
+        if lean is not None:
+            lean.step = step
+
+    return restore

@@ -182,6 +182,38 @@ def test_inverse_cdf_sampling_follows_the_distribution():
     assert torch.allclose(lps.exp(), probs[tokens], atol=1e-5)
 
 
+def test_two_level_inverse_cdf_over_a_large_vocabulary():
+    """Past 1,024 columns the draw finds its block of 256 first, then the column inside it:
+    the frequencies still follow the weights, in full blocks and in the short last one, and a
+    zero weight is never drawn, even next to the mass or at a block's edge."""
+    n = 256 * 5 + 37
+    probs = torch.zeros(n)
+    heavy = {3: 0.3, 255: 0.2, 256: 0.1, 700: 0.15, n - 37: 0.05, n - 1: 0.2}
+    for i, p in heavy.items():
+        probs[i] = p
+    g = torch.Generator().manual_seed(0)
+    logits = torch.log(probs + 1e-38).repeat(5000, 1)  # exp(log(1e-38)) underflows to 0 in the draw's weights
+    counts = torch.zeros(n)
+    for _ in range(4):
+        tokens, lps = sample_tokens(logits, 1.0, 1.0, g)
+        counts += torch.bincount(tokens, minlength=n).float()
+    freq = counts / counts.sum()
+    assert set(torch.nonzero(counts)[:, 0].tolist()) <= set(heavy)
+    for i, p in heavy.items():
+        assert abs(freq[i].item() - p) < 0.012, (i, freq[i].item(), p)
+    assert torch.allclose(lps.exp(), probs[tokens], atol=1e-5)
+    # uniforms at the top of [0, 1): the two levels' sums round differently, and the draw must
+    # then stay on the block's last non-zero weight, not run into the zeros after it (4,096
+    # random rows of weights that end at column 300: without that guard 2 of them would)
+    from r1.rollout.hf import _inverse_cdf
+
+    w = torch.rand(4096, n, generator=torch.Generator().manual_seed(0)) ** 8
+    w[:, 300:] = 0
+    drawn = _inverse_cdf(w, None, torch.full((4096,), 1 - 2**-24))
+    assert drawn.max().item() < 300 and bool((w.gather(1, drawn[:, None]) > 0).all())
+    assert _inverse_cdf(w[:2], None, torch.zeros(2)).tolist() == [0, 0]
+
+
 def test_nucleus_grows_past_the_first_top_k():
     """A flat distribution over 1000 tokens: the 0.5 nucleus holds 500 of them, more than the
     first top-64 prefix; all draws fall inside it and cover far more than 64 tokens."""
@@ -218,11 +250,14 @@ def test_packed_bf16_engine_gives_the_same_tokens(tiny):
     c, d = plain.generate(_prompts(tok), 3, p), packed.generate(_prompts(tok), 3, p)
     assert c.completion_ids == d.completion_ids and c.completion_ids != a.completion_ids
 
-    def packs():
-        return sum(getattr(m, "_r1_packed", None) is not None for m in packed.model.modules())
+    def packs():  # the lean decoder's fused packs (the tiny Llama has one), else every Linear's
+        lean = [lin.weight for lin in packed._lean.linears()] if packed._lean is not None else []
+        return sum(getattr(m, "_r1_packed", None) is not None for m in packed.model.modules()) + sum(
+            w is not None for w in lean)
 
     n = packs()
-    assert n == sum(isinstance(m, torch.nn.Linear) for m in packed.model.modules())
+    assert n == (4 * len(packed.model.model.layers) + 1 if packed._lean is not None
+                 else sum(isinstance(m, torch.nn.Linear) for m in packed.model.modules()))
     packed.release()  # what the trainer does before its update: the packed copies go
     assert packs() == 0
     with torch.no_grad():  # unpacked, the model's own forward still gives the same numbers

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from serve_support import API_KEY, QUESTIONS, content_of, make_server, question, reasoning_of
+from serve_support import API_KEY, QUESTIONS, content_of, hook_passes, make_server, question, reasoning_of
 
 
 def _post(server, path, body, key=API_KEY):
@@ -264,13 +264,7 @@ def test_client_disconnect_stops_generation(server):
 
 
 def _slow(engine, seconds):
-    forward = engine.model.forward
-
-    def slow_forward(*args, **kwargs):  # every forward pass (prefill or decode step) takes longer
-        time.sleep(seconds)
-        return forward(*args, **kwargs)
-
-    engine.model.forward = slow_forward
+    hook_passes(engine, lambda kind, ids: time.sleep(seconds))  # every pass (prefill or decode step) takes longer
 
 
 def test_request_timeout_is_504(answering_model):

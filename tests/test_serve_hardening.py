@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from serve_support import API_KEY, QUESTIONS, content_of, make_server, question, reasoning_of
+from serve_support import API_KEY, QUESTIONS, content_of, hook_passes, make_server, question, reasoning_of
 
 
 def post(server, path, body, *, key=API_KEY, content_type="application/json", **kw):
@@ -126,18 +126,15 @@ def test_a_failing_prefill_or_sampler_fails_only_its_request(answering_model, mo
 
     monkeypatch.setattr(hf, "sample_tokens", flaky_sample)
     with make_server(answering_model, max_batch=16) as srv:
-        forward = srv.engine.model.forward
         marker = srv.engine.tokenizer("POISON", add_special_tokens=False).input_ids
 
-        def poisoned_forward(*args, **kwargs):
-            ids = kwargs["input_ids"]
+        def poisoned(kind, ids):
             time.sleep(0.01)
-            if ids.shape[1] > 1 and any(marker == row[i:i + len(marker)] for row in ids.tolist()
-                                        for i in range(len(row))):
+            if kind == "prefill" and any(marker == row[i:i + len(marker)] for row in ids.tolist()
+                                         for i in range(len(row))):
                 raise RuntimeError("injected prefill fault")
-            return forward(*args, **kwargs)
 
-        srv.engine.model.forward = poisoned_forward
+        hook_passes(srv.engine, poisoned)
 
         async def burst():
             c = openai.AsyncOpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=60)
@@ -167,17 +164,15 @@ def test_a_failing_decode_step_ends_its_rows_and_the_queue_goes_on(answering_mod
     import openai
 
     with make_server(answering_model, max_batch=4) as srv:
-        forward = srv.engine.model.forward
         state = {"decode_steps": 0}
 
-        def fails_once(*args, **kwargs):
-            if kwargs["input_ids"].shape[1] == 1:
+        def fails_once(kind, ids):
+            if kind == "decode":
                 state["decode_steps"] += 1
                 if state["decode_steps"] == 3:
                     raise RuntimeError("injected decode fault")
-            return forward(*args, **kwargs)
 
-        srv.engine.model.forward = fails_once
+        hook_passes(srv.engine, fails_once)
         c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=60)
         with pytest.raises(openai.InternalServerError) as e:
             c.chat.completions.create(model="tiny-answers", messages=HI, max_tokens=32, temperature=0)
@@ -194,13 +189,11 @@ def test_a_broken_engine_answers_every_waiting_request_and_health_says_so_until_
     import openai
 
     with make_server(answering_model, max_batch=2) as srv:
-        forward = srv.engine.model.forward
-
-        def broken(*args, **kwargs):
+        def broken(kind, ids):
             time.sleep(0.02)
             raise RuntimeError("the device is gone")
 
-        srv.engine.model.forward = broken
+        restore = hook_passes(srv.engine, broken)
 
         async def many():
             async with openai.AsyncOpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=30) as c:
@@ -214,7 +207,7 @@ def test_a_broken_engine_answers_every_waiting_request_and_health_says_so_until_
         assert "device is gone" in results[0].body["message"]
         health = httpx.get(srv.url + "/health")
         assert health.status_code == 503 and health.json()["failures_in_a_row"] >= 8
-        srv.engine.model.forward = forward  # the device is back: the next request works, health recovers
+        restore()  # the device is back: the next request works, health recovers
         c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
         a, b = QUESTIONS[5]
         r = c.chat.completions.create(model="tiny-answers", messages=[{"role": "user", "content": question(a, b)}],

@@ -10,7 +10,7 @@ import inspect
 from typing import Any
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
 
 
 class PreallocatedLayer(DynamicLayer):
@@ -66,9 +66,16 @@ class PreallocatedLayer(DynamicLayer):
 
 
 def preallocated_cache(model: Any, capacity: int) -> Any:
-    """A DynamicCache whose full-attention layers write into preallocated buffers."""
+    """A DynamicCache whose layers write into preallocated buffers, where every layer attends
+    to the whole sequence: full attention, or a sliding window no shorter than `capacity`
+    (Mistral's 4,096 for a shorter rollout). Otherwise transformers' own layers."""
     cache = DynamicCache(config=model.config)
-    if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
+
+    def full(layer: Any) -> bool:
+        return type(layer) is DynamicLayer or (
+            type(layer) is DynamicSlidingWindowLayer and layer.sliding_window >= capacity)
+
+    if cache.layers and all(full(layer) for layer in cache.layers):
         cache.layers = [PreallocatedLayer(capacity) for _ in cache.layers]
     return cache
 

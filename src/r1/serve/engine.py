@@ -77,10 +77,20 @@ class HFBatchEngine:
         self.model, self.tokenizer, self.model_name = model, tokenizer, model_name
         self.model.eval()
         use_decode_attention(self.model)
-        if packed_linear_available(self.model):
-            pack_linears(self.model)
         self.device = next(model.parameters()).device
         self.max_model_len = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        # Decode steps without transformers' forward where the architecture allows (the same
+        # logits, `rollout.decode`); its fused packed weights then serve in place of the modules'.
+        from r1.rollout.decode import LeanDecoder
+
+        packed = packed_linear_available(self.model)
+        self._lean = LeanDecoder.for_model(self.model, packed=packed)
+        if self._lean is not None and not self._lean.fits(self.max_model_len):
+            self._lean = None  # a sliding window shorter than a request may grow: the model's forward
+        if self._lean is not None:
+            self._lean.pack()
+        elif packed:
+            pack_linears(self.model)
         self.max_batch, self.max_queue, self.max_prefill_tokens = max_batch, max_queue, max_prefill_tokens
         self.eos_ids = eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -354,6 +364,9 @@ class HFBatchEngine:
             self._trim_padding(batch)
         batch.mask = torch.cat([batch.mask, batch.mask.new_ones((batch.mask.shape[0], 1))], dim=1)
         batch.last_pos = batch.last_pos + 1
+        if self._lean is not None and is_preallocated(batch.cache):
+            batch.logits = self._lean.step(token_t, batch.last_pos, batch.mask, batch.cache)
+            return
         out = self.model(input_ids=token_t[:, None], attention_mask=batch.mask,
                          position_ids=batch.last_pos[:, None], **with_cache(self.model, batch.cache),
                          use_cache=True)
