@@ -10,6 +10,12 @@ round a warm-up; the best of the other rounds counts. r1: `rollout.hf.HFEngine`,
 (compiled; `--eager` for enforce_eager), where vLLM can be imported; HF: transformers'
 `generate` with its defaults on a copy of the same weights. The last line is one JSON object
 with each side's tokens/s and the ratios r1/vLLM and r1/HF.
+
+The floor: what a decode step costs for its two memory streams alone, timed on r1's own
+packed weights (`rollout.decode.LeanDecoder`, every projection back to back at the batch's
+rows) and SDPA over a KV cache of the rollout's mean length in every layer. It bounds every
+engine that reads these weights in this dtype, whatever the rest of its step costs:
+`floor_tokens_per_s` is batch / floor.
 """
 
 from __future__ import annotations
@@ -60,6 +66,30 @@ def main() -> None:
                                      min_new_tokens=n, pad_token_id=tok.pad_token_id)
         return (out.shape[1] - enc["input_ids"].shape[1]) * batch / (time.perf_counter() - t0)
 
+    def floor_seconds(batch: int, kv_len: int) -> float | None:
+        lean = sides["r1"]._lean
+        if lean is None:
+            return None
+        lean.pack()
+        cfg = sides["r1"].model.config
+        kv, heads = cfg.num_key_value_heads, cfg.num_attention_heads
+        d = lean.head_dim
+        dtype = next(sides["r1"].model.parameters()).dtype
+        xs = [(lin, torch.randn(batch, lin.modules[0].in_features, dtype=dtype)) for lin in lean.linears()]
+        q = torch.randn(batch, kv, heads // kv, d, dtype=dtype)
+        caches = [(torch.randn(batch, kv, kv_len, d, dtype=dtype), torch.randn(batch, kv, kv_len, d, dtype=dtype))
+                  for _ in lean.layers]
+        best = float("inf")
+        with torch.inference_mode():
+            for _ in range(6):
+                t0 = time.perf_counter()
+                for lin, x in xs:
+                    lin(x)
+                for k, v in caches:
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                best = min(best, time.perf_counter() - t0)
+        return best
+
     results = []
     for n in [int(x) for x in args.tokens.split(",")]:
         for batch in [int(b) for b in args.batches.split(",")]:
@@ -80,10 +110,15 @@ def main() -> None:
             for other in ("vllm", "hf"):
                 if other in rates:
                     row[f"r1_vs_{other}"] = round(max(rates["r1"]) / max(rates[other]), 2)
+            floor = floor_seconds(batch, len(ids) + n // 2)
+            if floor is not None:
+                row["floor_tokens_per_s"] = round(batch / floor, 1)
             results.append(row)
             print(f"{n:4d} tokens, batch {batch:3d}: " + "   ".join(
                 f"{s} {max(r):7.1f} tok/s" for s, r in rates.items()) + "   " + "   ".join(
-                f"r1/{o} {row[f'r1_vs_{o}']:.2f}" for o in ("vllm", "hf") if f"r1_vs_{o}" in row), flush=True)
+                f"r1/{o} {row[f'r1_vs_{o}']:.2f}" for o in ("vllm", "hf") if f"r1_vs_{o}" in row) + (
+                f"   floor {batch / floor:7.1f} tok/s ({floor * 1e3:.1f} ms a step: weights + KV alone)"
+                if floor is not None else ""), flush=True)
     print(json.dumps({"model": args.model, "bf16": bf16, "vllm_eager": args.eager if "vllm" in sides else None,
                       "results": results}))
 
