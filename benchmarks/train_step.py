@@ -13,8 +13,11 @@ sampling. Both of r1's bf16 modes, alternating: `model.precision=bf16` (a bf16 c
 with fp32 masters, the default) and `bf16-autocast` (fp32 weights under autocast). Useful
 FLOPs count 6 x (non-embedding parameters) per token processed (P*Lp + P*G*Lc) plus the LM
 head on completion positions; the peak is a 2048x2048 bf16 matmul timed between the steps
-(median). `--profile` prints where one bf16 update spends its time. The last line is one JSON
-object.
+(median). The floor: every projection's three matmuls (forward, gradient of the input, of the
+weight) at the update's shapes on the compute copy's own weights, back to back, nothing else:
+no update through any code can take less on this machine's kernels, and its share of the
+peak is the most the update can reach. `--profile` prints where one bf16 update spends its
+time. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -42,6 +45,26 @@ def matmul_peak(dtype=torch.bfloat16, n=2048, reps=20) -> float:
     for _ in range(reps):
         a @ b
     return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def matmul_floor(model, rows: int, head_rows: int, reps: int = 3) -> float:
+    """Seconds for the update's matmuls alone: for every nn.Linear of `model` (the decoder's at
+    `rows` tokens, the LM head's at `head_rows`), y = x W^T, dx = dy W and dW = dy^T x, in the
+    weights' dtype, back to back; the best of `reps` rounds."""
+    head = model.get_output_embeddings()
+    shapes = [(m.weight, head_rows if m is head else rows) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    work = [(w.detach(), torch.randn(n, w.shape[1], dtype=w.dtype), torch.randn(n, w.shape[0], dtype=w.dtype))
+            for w, n in shapes]
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for w, x, dy in work:
+                torch.nn.functional.linear(x, w)
+                dy @ w
+                dy.t() @ x
+            best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def synthetic_rollout(args, vocab: int) -> Rollout:
@@ -127,6 +150,12 @@ def main() -> None:
             peaks.append(matmul_peak())
     peak = statistics.median(peaks)
     out = {"tokens": tokens, "bf16_peak_gflops": round(peak / 1e9, 1), "beta": args.beta}
+    if "bf16" in sides:
+        floor = matmul_floor(sides["bf16"].policy.compute_model, tokens, n_comp * args.completion_len)
+        print(f"        floor: the update's matmuls alone (every projection's forward and two backward matmuls "
+              f"at these shapes, back to back): {floor:.2f} s = {100 * flops / floor / peak:.1f}% of the peak; "
+              f"60% of the peak would be {flops / (0.6 * peak):.2f} s")
+        out.update({"matmul_floor_s": round(floor, 3), "floor_fraction_of_peak": round(flops / floor / peak, 3)})
     for name, ts in times.items():
         step = statistics.median(ts)
         achieved = flops / step

@@ -144,3 +144,24 @@ def test_a_sliding_window_shorter_than_the_rollout_goes_through_the_forward():
     assert calls  # the whole rollout within the window: the lean step ran
     qwen = _model("qwen2", 300, use_sliding_window=True, sliding_window=6, max_window_layers=1)
     assert LeanDecoder.for_model(qwen).window == 6
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+def test_the_engine_samples_what_the_plain_weights_give_at_real_widths():
+    """At SmolLM2's widths (576) a prefill of 4 × 112 tokens through oneDNN's packed weights
+    rounds differently from the plain bf16 matmul the trainer runs; the engine takes the packs
+    only at decode's few rows (`hf.PACKED_MAX_ROWS`), where they agree with the plain matmul,
+    so its samples are the plain path's, token for token, with the lean step or without."""
+    model = _model("llama", 300, hidden_size=576, intermediate_size=1536, num_attention_heads=9,
+                   num_key_value_heads=3)
+    if not packed_linear_available(model.to(torch.bfloat16)):
+        pytest.skip("no prepacked bf16 linear on this CPU")
+    tok = _ByteTokenizer()
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(2, 300, (112,), generator=g).tolist() for _ in range(4)]
+    p = SamplingParams(max_new_tokens=8, temperature=1.0, seed=0, stop=(), ignore_eos=True)
+    plain = HFEngine(model, tok, bf16=True, pack_weights=False, lean_decode=False).generate(prompts, 2, p)
+    lean = HFEngine(model, tok, bf16=True).generate(prompts, 2, p)
+    assert lean.completion_ids == plain.completion_ids and lean.logprobs == plain.logprobs
+    packed = HFEngine(model, tok, bf16=True, lean_decode=False).generate(prompts, 2, p)
+    assert packed.completion_ids == plain.completion_ids and packed.logprobs == plain.logprobs

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from r1.rollout.hf import PACKED_MAX_ROWS
 from r1.rollout.kvcache import is_preallocated
 
 LEAN_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
@@ -61,7 +62,7 @@ class _Linear:
         self.weight = self.bias = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed:
+        if self.packed and x.shape[0] <= PACKED_MAX_ROWS:  # where the packs give the plain numbers
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
         outs = [torch.nn.functional.linear(x, m.weight, m.bias) for m in self.modules]
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)

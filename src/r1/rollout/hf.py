@@ -162,8 +162,9 @@ def pack_linears(model: Any) -> None:
 
     Plain `F.linear` in bf16 re-lays-out the weight on every call; in a decode step, which
     reads each weight once for a handful of rows, that is ~1/4 of the step (a 1536×576
-    projection at 32 rows: 302 → 229 µs; identical results). Re-run after each weight sync
-    (0.18 s for SmolLM2-135M); `unpack_linears` drops the copies (the plain weights serve)."""
+    projection at 32 rows: 302 → 229 µs; identical results at up to `PACKED_MAX_ROWS` rows, the
+    plain weights serve above). Re-run after each weight sync (0.18 s for SmolLM2-135M);
+    `unpack_linears` drops the copies (the plain weights serve)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             module._r1_packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), 32)
@@ -177,8 +178,15 @@ def unpack_linears(model: Any) -> None:
             module._r1_packed = None
 
 
+# oneDNN's packed bf16 matmul gives the plain `F.linear`'s numbers bit for bit at a decode
+# step's few rows, not at a prefill's hundreds (measured at SmolLM2's widths: equal up to 256
+# rows, different last bits from 384 at 576 outputs): above this many rows the plain weights
+# serve, so that the engine samples what the trainer's own forward computes.
+PACKED_MAX_ROWS = 256
+
+
 def _packed_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    if self._r1_packed is None:
+    if self._r1_packed is None or x.numel() > PACKED_MAX_ROWS * x.shape[-1]:
         return torch.nn.functional.linear(x, self.weight, self.bias)
     return torch.ops.mkldnn._linear_pointwise(x, self._r1_packed, self.bias, "none", [], "")
 
