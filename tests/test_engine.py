@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_support import same_samples_across_a_sync
 
 from r1.rollout.base import RolloutEngine
 from r1.rollout.hf import HFEngine, sample_tokens
@@ -240,15 +241,7 @@ def test_packed_bf16_engine_gives_the_same_tokens(tiny):
         pytest.skip("no prepacked bf16 linear on this CPU")
     packed = HFEngine(policy, tok, bf16=True)
     p = SamplingParams(max_new_tokens=12, temperature=1.0, seed=2, stop=())
-    a, b = plain.generate(_prompts(tok), 3, p), packed.generate(_prompts(tok), 3, p)
-    assert a.completion_ids == b.completion_ids and a.logprobs == b.logprobs
-    with torch.no_grad():
-        for q in policy.parameters():
-            q.mul_(1.5)
-    plain.sync_weights(policy)
-    packed.sync_weights(policy)
-    c, d = plain.generate(_prompts(tok), 3, p), packed.generate(_prompts(tok), 3, p)
-    assert c.completion_ids == d.completion_ids and c.completion_ids != a.completion_ids
+    _, c = same_samples_across_a_sync(plain, packed, policy, _prompts(tok), 3, p, 1.5)
 
     def packs():  # the lean decoder's fused packs (the tiny Llama has one), else every Linear's
         lean = [lin.weight for lin in packed._lean.linears()] if packed._lean is not None else []

@@ -4,10 +4,16 @@ must leave to transformers."""
 
 import pytest
 import torch
+from engine_support import same_samples_across_a_sync
 
 from r1.padding import left_pad
 from r1.rollout.decode import LeanDecoder
-from r1.rollout.hf import HFEngine, pack_linears, packed_linear_available, use_decode_attention
+from r1.rollout.hf import (
+    HFEngine,
+    pack_linears,
+    packed_linear_available,
+    use_decode_attention,
+)
 from r1.rollout.kvcache import preallocated_cache, with_cache
 from r1.types import SamplingParams
 
@@ -85,15 +91,7 @@ def test_engine_samples_the_same_with_and_without_the_lean_step(kind):
     plain = HFEngine(model, tok, bf16=True, lean_decode=False)
     assert lean._lean is not None and plain._lean is None
     p = SamplingParams(max_new_tokens=10, temperature=0.9, seed=3, stop=(), ignore_eos=True)
-    a, b = lean.generate(_prompts(), 2, p), plain.generate(_prompts(), 2, p)
-    assert a.completion_ids == b.completion_ids and a.logprobs == b.logprobs
-    with torch.no_grad():
-        for q in model.parameters():
-            q.mul_(1.3)
-    lean.sync_weights(model)
-    plain.sync_weights(model)
-    c, d = lean.generate(_prompts(), 2, p), plain.generate(_prompts(), 2, p)
-    assert c.completion_ids == d.completion_ids and c.logprobs == d.logprobs and c.completion_ids != a.completion_ids
+    _, c = same_samples_across_a_sync(lean, plain, model, _prompts(), 2, p, 1.3)
     lean.release()
     assert all(lin.weight is None for lin in lean._lean.linears())
     assert lean.generate(_prompts(), 2, p).completion_ids == c.completion_ids
