@@ -45,12 +45,20 @@ def _prompts():
     return [[5, 9, 33, 41, 7, 2], [12, 3], [100, 101, 102]]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+# Llama 3.x's shapes of the family: biases on every projection, its scaled RoPE, a head
+# size of its own (not hidden / heads), an untied head
+LLAMA3 = {"attention_bias": True, "mlp_bias": True, "head_dim": 24, "tie_word_embeddings": False,
+          "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                              "original_max_position_embeddings": 64}}
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "llama3"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_lean_step_gives_the_models_logits(kind, dtype):
     """Decode steps over left-padded rows (and without padding) through the lean step and through
     the model's forward, each on its own cache: the same logits bit for bit, step after step."""
-    model = _model(kind, 300, **({"attention_bias": True} if kind == "llama" else {})).to(dtype)
+    model = (_model("llama", 300, **LLAMA3) if kind == "llama3" else _model(kind, 300)).to(dtype)
     use_decode_attention(model)  # the engine's single-token attention, as its forward runs it
     packed = dtype == torch.bfloat16 and packed_linear_available(model)
     if packed:
