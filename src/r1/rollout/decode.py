@@ -21,22 +21,19 @@ from typing import Any
 
 import torch
 
-from r1.rollout.hf import PACKED_MAX_ROWS
+from transformers.models.llama.modeling_llama import rotate_half
+
+from r1.rollout.hf import DECODE_ATTENTION, PACKED_MAX_ROWS
 from r1.rollout.kvcache import is_preallocated
 
 LEAN_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
 
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """transformers' LlamaRMSNorm, op for op (fp32 statistics, the weight applied in x's dtype)."""
-    h = x.to(torch.float32)
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(x.dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def _sliding_window(cfg: Any) -> tuple[bool, int | None]:
+    """(whether some layer attends through a sliding window, its length)."""
+    window = getattr(cfg, "sliding_window", None)
+    types = getattr(cfg, "layer_types", None) or []
+    return (cfg.model_type == "mistral" and window is not None) or "sliding_attention" in types, window
 
 
 class _Linear:
@@ -92,7 +89,6 @@ class LeanDecoder:
     def __init__(self, model: Any, packed: bool):
         base = model.model
         cfg = model.config
-        self.model = model
         self.embed, self.rotary = base.embed_tokens, base.rotary_emb
         self.norm = base.norm
         self.layers = [_Layer(layer, packed) for layer in base.layers[: cfg.num_hidden_layers]]
@@ -100,9 +96,7 @@ class LeanDecoder:
         self.heads = cfg.num_attention_heads
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        window = getattr(cfg, "sliding_window", None)
-        types = getattr(cfg, "layer_types", None) or []
-        uses_window = (cfg.model_type == "mistral" and window is not None) or "sliding_attention" in types
+        uses_window, window = _sliding_window(cfg)
         self.window = window if uses_window else None
         self.packed_now = False
 
@@ -119,16 +113,17 @@ class LeanDecoder:
         cfg = getattr(model, "config", None)
         if getattr(cfg, "model_type", None) not in LEAN_TYPES or hasattr(model, "get_base_model"):
             return None
-        if getattr(cfg, "_attn_implementation", None) not in ("sdpa", "r1_sdpa_decode", "eager"):
+        # SDPA is the attention this step runs; another implementation (eager's matmuls, flex)
+        # would give the model's forward other numbers
+        if getattr(cfg, "_attn_implementation", None) not in ("sdpa", DECODE_ATTENTION):
             return None
         base = getattr(model, "model", None)
         if base is None or not all(hasattr(base, a) for a in ("embed_tokens", "rotary_emb", "norm", "layers")):
             return None
         if type(getattr(model, "lm_head", None)) is not torch.nn.Linear:
             return None
-        window = getattr(cfg, "sliding_window", None)
-        types = getattr(cfg, "layer_types", None) or []
-        if "sliding_attention" in types and window is None:
+        uses_window, window = _sliding_window(cfg)
+        if uses_window and window is None:
             return None
         for layer in base.layers:
             attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
@@ -156,8 +151,7 @@ class LeanDecoder:
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, cache: Any) -> torch.Tensor:
         """tokens, positions [b]; mask [b, L] (1 = attend, L = the cache's length after this
         token) or None for no padding; cache: the engine's preallocated cache. -> logits [b, V]."""
-        if not self.packed_now:
-            self.pack()
+        self.pack()  # a no-op while the packs are current
         if not is_preallocated(cache):
             raise ValueError("the lean decoder writes into a preallocated KV cache (rollout.kvcache)")
         b, heads, kv, d = tokens.shape[0], self.heads, self.kv_heads, self.head_dim
@@ -166,8 +160,7 @@ class LeanDecoder:
         cos, sin = self.rotary(x, positions[:, None])  # [b, 1, d]
         attn_mask = None if mask is None else mask.bool()[:, None, None, :]
         for layer, kv_cache in zip(self.layers, cache.layers):
-            ln = layer.ln1
-            h = _rms_norm(x, ln.weight, ln.variance_epsilon)
+            h = layer.ln1(x)
             qkv = layer.qkv(h).view(b, heads + 2 * kv, d)
             if layer.q_norm is not None:
                 q = layer.q_norm(qkv[:, :heads])
@@ -175,15 +168,13 @@ class LeanDecoder:
                 qk = torch.cat((q, k), dim=1)
             else:
                 qk = qkv[:, : heads + kv]
-            qk = qk * cos + _rotate_half(qk) * sin
+            qk = qk * cos + rotate_half(qk) * sin
             keys, values = kv_cache.update(qk[:, heads:, None], qkv[:, heads + kv :, None])
             out = torch.nn.functional.scaled_dot_product_attention(
                 qk[:, :heads].reshape(b, kv, group, d), keys, values, attn_mask=attn_mask, scale=layer.scaling,
             )
             x = x + layer.o(out.reshape(b, heads * d))
-            ln = layer.ln2
-            h = _rms_norm(x, ln.weight, ln.variance_epsilon)
+            h = layer.ln2(x)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
             x = x + layer.down(layer.act(gate) * up)
-        x = _rms_norm(x, self.norm.weight, self.norm.variance_epsilon)
-        return self.head(x)
+        return self.head(self.norm(x))
