@@ -38,7 +38,9 @@ def r1_eval(run: Path, samples: int, max_new_tokens: int) -> dict:
         return json.loads((Path(tmp) / "summary.json").read_text())["metrics"]
 
 
-def plain(run: Path, samples: int, max_new_tokens: int, greedy: bool, batch: int = 32) -> dict:
+def plain(run: Path, samples: int, max_new_tokens: int, greedy: bool, batch: int = 32, examples=None) -> dict:
+    """EOS rate and pass@1 of the run's model through `generate` on `examples` (default: the
+    run's held-out problems), prompted as in training."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from r1.config import load_config
@@ -46,7 +48,8 @@ def plain(run: Path, samples: int, max_new_tokens: int, greedy: bool, batch: int
     from r1.eval.runner import config_settings
 
     rc = load_config(run / "config.yaml")
-    task, examples, _, _ = config_settings(rc, str(run))
+    task, heldout, _, _ = config_settings(rc, str(run))
+    examples = heldout if examples is None else examples
     tok = AutoTokenizer.from_pretrained(run / "model", padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(run / "model", dtype=torch.bfloat16).eval()
     config = GenerationConfig.from_pretrained(run / "model")

@@ -126,8 +126,21 @@ class AlgorithmConfig(_Strict):
         "token-mean", description="how token losses become the step's loss: token-mean (DAPO: every token "
         "of the step weighs the same), seq-mean-token-mean (GRPO paper: mean per sequence, then over "
         "sequences), seq-mean-token-sum-norm (Dr. GRPO: sums divided by a constant, max_new_tokens)")
+    policy_loss: Literal["clip", "clip_cov", "kl_cov"] = Field(
+        "clip", description="clip: PPO's clipped surrogate (GRPO; DAPO's clip-higher with clip_high > clip_low); "
+        "clip_cov: Clip-Cov (Cui et al. 2025): the clipped surrogate with no gradient on a random cov_ratio share "
+        "of the tokens whose advantage-log-prob covariance lies in clip_cov_bounds; kl_cov: KL-Cov: the "
+        "unclipped surrogate plus kl_cov_coef x |log pi - log pi_old| on the top cov_ratio share by covariance "
+        "(it acts only as the policy moves within a step: mu >= 2)")
     clip_low: float = Field(0.2, ge=0.0, description="PPO clip: the ratio is kept above 1 - clip_low")
-    clip_high: float = Field(0.28, ge=0.0, description="> clip_low is DAPO's clip-higher")
+    clip_high: float = Field(0.28, ge=0.0, description="> clip_low is DAPO's clip-higher (the clip acts only "
+                             "from the second of mu passes: the first pass's ratio is 1)")
+    cov_ratio: float = Field(2e-4, gt=0.0, le=1.0, description="clip_cov / kl_cov: the share of a micro-batch's "
+                             "tokens they act on (at least one); verl's default 2e-4 suits batches of "
+                             "hundreds of thousands of tokens, a few thousand need about 1e-2")
+    clip_cov_bounds: tuple[float, float] = Field((1.0, 5.0), description="clip_cov: the covariance range "
+                                                 "(low, high) of the tokens it may pick")
+    kl_cov_coef: float = Field(1.0, ge=0.0, description="kl_cov: weight of the |log-ratio| penalty")
     beta: float = Field(0.0, ge=0.0, description="KL weight; 0 loads no reference model")
     kl_estimator: Literal["k1", "k2", "k3"] = Field(
         "k3", description="estimator of KL(pi || pi_ref) per token (Schulman): k1 log ratio, k2 half its "
@@ -152,6 +165,37 @@ class AlgorithmConfig(_Strict):
         "sampling, as verl and TRL do for vLLM rollouts); auto: tis for the vLLM engines, none for hf, whose "
         "mismatch is ~1e-3")
     tis_cap: float = Field(2.0, gt=0.0, description="C of the truncated importance weights")
+
+
+class EntropyConfig(_Strict):
+    coef: float = Field(0.0, ge=0.0, description="entropy bonus: coef x the policy's per-token entropy is "
+                        "subtracted from the loss (aggregated like it); with control bonus, the starting value")
+    target: float | None = Field(None, gt=0.0, description="the entropy to hold, in nats per completion token of "
+                                 "the sampling distribution (softmax(logits / T)); needed by control bonus and "
+                                 "temperature")
+    control: Literal["none", "bonus", "temperature"] = Field(
+        "none", description="none: coef stays fixed; bonus: the coefficient moves by coef_delta each step, up "
+        "while the entropy is at or below target, down while above (within [0, coef_max]; TRL's adaptive "
+        "entropy); temperature: the rollout temperature moves to hold target (log T += temperature_gain x "
+        "log(target / H), within [temperature_min, temperature_max]), starting at rollout.temperature; "
+        "the loss's log-probs are taken at the temperature each step sampled at")
+    coef_delta: float = Field(0.005, gt=0.0, description="control bonus: the coefficient's step")
+    coef_max: float = Field(1.0, ge=0.0, description="control bonus: the coefficient's ceiling")
+    temperature_gain: float = Field(0.25, gt=0.0, description="control temperature: how far log T moves per unit "
+                                    "of log(target / entropy)")
+    temperature_min: float = Field(0.3, gt=0.0, description="control temperature: the lowest temperature")
+    temperature_max: float = Field(2.0, gt=0.0, description="control temperature: the highest temperature")
+    collapse_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="warn (log and report.md) when the entropy "
+                                     "falls below this share of its first step's value ...")
+    collapse_within: int = Field(10, ge=2, description="... within this many first steps")
+
+    @model_validator(mode="after")
+    def _target_when_controlled(self):
+        if self.control != "none" and self.target is None:
+            raise ValueError(f"entropy.control {self.control} needs entropy.target (nats per token)")
+        if self.temperature_min > self.temperature_max:
+            raise ValueError("entropy.temperature_min is above entropy.temperature_max")
+        return self
 
 
 class OptimConfig(_Strict):
@@ -212,6 +256,8 @@ class Config(_Strict):
         default_factory=dict, description="reward name -> its keyword parameters (e.g. language: {target: zh})")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="sampling the G completions")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="advantages, loss, KL")
+    entropy: EntropyConfig = Field(default_factory=EntropyConfig, description="entropy bonus and control, the "
+                                   "collapse warning")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="AdamW and the LR schedule")
     train: TrainConfig = Field(default_factory=TrainConfig, description="steps, checkpoints, evaluations")
     eval: HeldoutConfig = Field(default_factory=HeldoutConfig, description="held-out evaluation during training")
@@ -237,6 +283,18 @@ class Config(_Strict):
         if not value:
             raise ValueError("at least one reward is needed")
         return value
+
+    @model_validator(mode="after")
+    def _entropy_settings(self):
+        if self.algorithm.policy_loss == "kl_cov" and self.algorithm.mu < 2:
+            raise ValueError("algorithm.policy_loss kl_cov penalises the policy's move away from pi_old within a "
+                             "step, and with algorithm.mu 1 there is none: set algorithm.mu >= 2, or use clip_cov")
+        e = self.entropy
+        if e.control == "temperature" and not e.temperature_min <= self.rollout.temperature <= e.temperature_max:
+            raise ValueError(f"rollout.temperature {self.rollout.temperature} (where entropy.control temperature "
+                             f"starts) is outside [entropy.temperature_min {e.temperature_min}, "
+                             f"entropy.temperature_max {e.temperature_max}]")
+        return self
 
     @model_validator(mode="after")
     def _reward_params_match(self):

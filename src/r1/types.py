@@ -68,6 +68,9 @@ class Rollout:
     update: dict[str, float] = field(default_factory=dict)  # the update's statistics (loss, kl, clip_frac...)
     stepped: bool = False  # the optimizer stepped (some row entered the loss)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    step: int = 0  # the step's index (0-based): seeds what the step draws at random besides sampling
+    temperature: float | None = None  # what the samples were drawn at (None: the config's rollout.temperature)
+    entropy_coef: float = 0.0  # the entropy bonus's coefficient in this step's loss
 
     @property
     def size(self) -> int:

@@ -74,23 +74,51 @@ def selective_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature:
     return _SelectiveLogSoftmax.apply(flat, targets.reshape(-1), t, _chunk_rows(flat, chunk)).view(shape)
 
 
-@torch.no_grad()
+class _Entropy(torch.autograd.Function):
+    """H(softmax(x / T)) per row, a chunk of rows at a time in reused fp32 buffers. Backward:
+    dH/dx_j = -p_j (log p_j + H) / T, made again a chunk at a time from the saved logits."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, t: float, chunk: int) -> torch.Tensor:
+        out = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
+        lse = torch.empty_like(out)
+        buf = _work_buffer(logits, chunk)
+        probs = torch.empty_like(buf)
+        for s in range(0, logits.shape[0], chunk):
+            x = _scaled(buf, logits[s : s + chunk], t)
+            top = x.amax(-1, keepdim=True)
+            x.sub_(top)  # the entropy does not change with a shift of x
+            p = torch.exp(x, out=probs[: x.shape[0]])
+            total = p.sum(-1)
+            out[s : s + chunk] = total.log() - p.mul_(x).sum(-1) / total
+            lse[s : s + chunk] = total.log_().add_(top[:, 0])
+        ctx.save_for_backward(logits, lse, out)
+        ctx.t, ctx.chunk = t, chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        logits, lse, ent = ctx.saved_tensors
+        t, chunk = ctx.t, ctx.chunk
+        scale = grad.float() / t
+        out = torch.empty_like(logits)
+        buf = _work_buffer(logits, chunk)
+        probs = torch.empty_like(buf)
+        for s in range(0, logits.shape[0], chunk):
+            e = s + chunk
+            logp = _scaled(buf, logits[s:e], t).sub_(lse[s:e, None])
+            p = torch.exp(logp, out=probs[: logp.shape[0]])
+            out[s:e] = logp.add_(ent[s:e, None]).mul_(p).mul_(-scale[s:e, None])
+        return out, None, None
+
+
 def entropy(logits: torch.Tensor, temperature: float = 1.0, chunk: int | None = None) -> torch.Tensor:
-    """The entropy of softmax(logits / T) per position, fp32 [...], a chunk of rows at a time:
-    H = lse - sum(p * x) over x = logits / T, in two reused fp32 buffers."""
+    """The entropy of softmax(logits / T) per position, fp32 [...], a chunk of rows at a time
+    (H = lse - sum(p * x) over x = logits / T). Differentiable with respect to `logits` (an
+    entropy bonus); nothing of [..., V] is kept beyond the logits themselves."""
     t = temperature if temperature > 0 else 1.0
     flat = logits.reshape(-1, logits.shape[-1])
-    chunk = _chunk_rows(flat, chunk)
-    out = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
-    buf = _work_buffer(flat, chunk)
-    probs = torch.empty_like(buf)
-    for s in range(0, flat.shape[0], chunk):
-        x = _scaled(buf, flat[s : s + chunk], t)
-        x.sub_(x.amax(-1, keepdim=True))  # the entropy does not change with a shift of x
-        p = torch.exp(x, out=probs[: x.shape[0]])
-        total = p.sum(-1)
-        out[s : s + chunk] = total.log() - p.mul_(x).sum(-1) / total
-    return out.view(logits.shape[:-1])
+    return _Entropy.apply(flat, t, _chunk_rows(flat, chunk)).view(logits.shape[:-1])
 
 
 # -- the LM head fused in: logits made a vocabulary slice at a time, never kept ----------------
@@ -145,27 +173,35 @@ class _HeadLogSoftmax(torch.autograd.Function):
                 total.mul_(shift).add_(x.exp_().sum(-1))
             top = new_top
         lse = total.log().add_(top)
-        ctx.save_for_backward(h, weight, bias, targets, lse)
-        ctx.t, ctx.dtype, ctx.cols = t, dtype, cols
         ent = total.log().sub_(moment / total) if want_entropy else None
-        ctx.mark_non_differentiable(*([ent] if ent is not None else []))
+        ctx.save_for_backward(h, weight, bias, targets, lse, ent)
+        ctx.t, ctx.dtype, ctx.cols = t, dtype, cols
+        ctx.set_materialize_grads(False)
         return picked - lse, ent
 
     @staticmethod
-    def backward(ctx, grad, _grad_entropy):
-        h, weight, bias, targets, lse = ctx.saved_tensors
+    def backward(ctx, grad, grad_entropy):
+        h, weight, bias, targets, lse, ent = ctx.saved_tensors
         t, dtype, cols = ctx.t, ctx.dtype, ctx.cols
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         n, vocab = h.shape[0], weight.shape[0]
         hc = h.to(dtype)
-        scale = grad.float() / t  # d/dz_j (z_t/T - lse(z/T)) = (1[j = t] - softmax(z/T)_j) / T
+        # d/dz_j (z_t/T - lse(z/T)) = (1[j = t] - p_j) / T;  dH/dz_j = -p_j (log p_j + H) / T
+        scale = grad.float() / t if grad is not None else torch.zeros(n, dtype=torch.float32, device=h.device)
+        scale_h = grad_entropy.float() / t if grad_entropy is not None else None
         grad_h = torch.zeros(h.shape, dtype=torch.float32, device=h.device) if need_h else None
         grad_w = torch.empty_like(weight) if need_w else None
         grad_b = torch.empty_like(bias) if need_b else None
         buf = torch.empty((n, cols), dtype=torch.float32, device=h.device)
+        probs = torch.empty_like(buf) if scale_h is not None else None
         for c0 in range(0, vocab, cols):
             c1 = min(vocab, c0 + cols)
-            g = _head_slice(buf, hc, weight, bias, c0, c1, dtype, t).sub_(lse[:, None]).exp_().mul_(-scale[:, None])
+            logp = _head_slice(buf, hc, weight, bias, c0, c1, dtype, t).sub_(lse[:, None])
+            if scale_h is None:
+                g = logp.exp_().mul_(-scale[:, None])
+            else:
+                p = torch.exp(logp, out=probs[:, : c1 - c0])
+                g = logp.add_(ent[:, None]).mul_(scale_h[:, None]).add_(scale[:, None]).mul_(p).neg_()
             inside = (targets >= c0) & (targets < c1)
             rows = inside.nonzero()[:, 0]
             g[rows, targets[rows] - c0] += scale[rows]
@@ -193,7 +229,8 @@ def head_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Ten
                   bias: torch.Tensor | None = None, with_entropy: bool = False):
     """`selective_logprobs(hidden @ weight.T + bias, targets)` (and `entropy` when asked) for
     hidden [..., H], weight [V, H], targets [...], without the [..., V] logits: fp32 [...]
-    each (entropy None when not asked). Differentiable with respect to hidden, weight, bias."""
+    each (entropy None when not asked). Both differentiable with respect to hidden, weight,
+    bias (the entropy's backward runs only when a loss uses it: an entropy bonus)."""
     t = temperature if temperature > 0 else 1.0
     shape = targets.shape
     flat, tgt = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)

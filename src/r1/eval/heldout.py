@@ -6,6 +6,7 @@ import re
 import statistics
 
 from r1.data.prompts import PromptFormat, ends_with_eos, extract_answer, is_strict_format, judge_texts
+from r1.eval.metrics import per_problem_mean_se
 from r1.types import SamplingParams
 
 REFLECTION_RE = re.compile(
@@ -32,7 +33,8 @@ def evaluate(engine, prompt: PromptFormat, tokenizer, task, examples, *, samples
              top_p: float, max_new_tokens: int, stop: tuple[str, ...], seed: int,
              batch_size: int = 64, stop_grace: int = 0) -> dict:
     """pass@1 averaged over `samples` per problem, the strict format rate, the lenient
-    accuracy (last number / boxed anywhere, tags or not) and lengths; plus every sample.
+    accuracy (last number / boxed anywhere, tags or not) and lengths, the first three with
+    their standard errors over problems (`*_se`); plus every sample.
     With `stop_grace` > 0 (and an engine that says which ids end a sequence) also the share
     of samples that ended with EOS by themselves (`eos_rate`)."""
     eos = getattr(engine, "eos_ids", None)
@@ -64,10 +66,13 @@ def evaluate(engine, prompt: PromptFormat, tokenizer, task, examples, *, samples
             })
     n = max(len(rows), 1)
     lengths = [r["tokens"] for r in rows] or [0]
+    errors = {f"{name}_se": per_problem_mean_se(rows, key)[1]
+              for name, key in (("pass@1", "correct"), ("format_rate", "format"), ("lenient_pass@1", "lenient_correct"))}
     return {
         "pass@1": sum(r["correct"] for r in rows) / n,
         "format_rate": sum(r["format"] for r in rows) / n,
         "lenient_pass@1": sum(r["lenient_correct"] for r in rows) / n,
+        **errors,
         "response_length_mean": statistics.fmean(lengths),
         "reflection_rate": sum(r["reflection"] for r in rows) / n,
         **({"eos_rate": sum(r["eos"] for r in rows) / n} if stop_grace > 0 and eos else {}),

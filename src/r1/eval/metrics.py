@@ -40,12 +40,29 @@ def majority_vote(answers: Sequence[str | None], same: Callable[[str, str], bool
     return best[0]
 
 
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, standard error of the mean): over problems, each value one problem's score (the
+    mean of its samples), so the error counts both the problems drawn and the samples drawn
+    for them. 0 error for fewer than two values."""
+    if not values:
+        return 0.0, 0.0
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
+
+
+def per_problem_mean_se(rows: Sequence[dict], key: str) -> tuple[float, float]:
+    """`mean_se` of rows[key] (true/false or a number) averaged per problem (rows[id]) first."""
+    by: dict = {}
+    for r in rows:
+        by.setdefault(r["id"], []).append(float(r[key]))
+    return mean_se([statistics.fmean(v) for v in by.values()])
+
+
 def mean_ci95(values: Sequence[float]) -> tuple[float, float, float]:
     """(mean, low, high): normal-approximation 95% interval over problems, clipped to [0, 1]."""
     if not values:
         return 0.0, 0.0, 0.0
-    mean = statistics.fmean(values)
+    mean, se = mean_se(values)
     if len(values) < 2:
         return mean, mean, mean
-    half = 1.96 * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+    return mean, max(0.0, mean - 1.96 * se), min(1.0, mean + 1.96 * se)

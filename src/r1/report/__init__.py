@@ -12,18 +12,19 @@ from typing import Any
 
 @contextlib.contextmanager
 def figure(path: Path, title: str | None = None, *, size: tuple[float, float] = (7, 4), ncols: int = 1,
-           grid: bool = True, written: list[Path] | None = None) -> Iterator[Any]:
-    """A matplotlib figure (Agg, no display) whose axes are yielded (a list with `ncols` > 1);
-    saved to `path` (its folder made) at 110 dpi, with the title and a light grid, then closed."""
+           rows: int = 1, grid: bool = True, written: list[Path] | None = None) -> Iterator[Any]:
+    """A matplotlib figure (Agg, no display) whose axes are yielded (a list with `ncols` or
+    `rows` > 1, sharing the x axis down a column); saved to `path` (its folder made) at 110
+    dpi, with the title and a light grid on a single axes, then closed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, ncols, figsize=size)
+    fig, ax = plt.subplots(rows, ncols, figsize=size, sharex=rows > 1)
     try:
         yield ax
-        if ncols == 1:
+        if ncols == 1 and rows == 1:
             if title:
                 ax.set_title(title)
             if grid:

@@ -8,7 +8,8 @@ from pathlib import Path
 from r1.data.jsonl import read_log
 from r1.report import figure
 
-SUMMARY_KEYS = ("pass@1", "format_rate", "lenient_pass@1", "response_length_mean", "reflection_rate", "eos_rate")
+SUMMARY_KEYS = ("pass@1", "pass@1_se", "format_rate", "format_rate_se", "lenient_pass@1", "lenient_pass@1_se",
+                "response_length_mean", "reflection_rate", "eos_rate")
 
 
 def _smooth(values: list[float], k: int = 5) -> list[float]:
@@ -25,7 +26,10 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
     def series(key):
         return [r.get(key) for r in rows]
 
-    with figure(plots / "reward.png", "Reward and accuracy during GRPO", written=written) as ax:
+    with figure(plots / "reward.png", None, size=(7, 6.5), ncols=1, rows=2, written=written) as (ax, low):
+        ax.set_title("Reward and accuracy during GRPO")
+        ax.grid(alpha=0.3)
+        entropy_panel(low, steps, series)
         if rows:
             ax.plot(steps, series("reward"), alpha=0.3, color="C0")
             ax.plot(steps, _smooth(series("reward")), color="C0", label="reward (train, mean total)")
@@ -38,6 +42,11 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
                     label="held-out format rate")
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
+
+    with figure(plots / "entropy.png", None, written=written) as ax:
+        ax.set_title("Policy entropy and its control")
+        ax.grid(alpha=0.3)
+        entropy_panel(ax, steps, series)
 
     for key, color, title, ylabel, name in (
             ("response_length_mean", "C0", "Mean response length per step", "tokens", "response_length.png"),
@@ -82,6 +91,28 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
         if any(buckets.values()):
             ax.legend(fontsize=8)
     return written
+
+
+def entropy_panel(ax, steps: list[int], series) -> None:
+    """The policy's per-token entropy per step (nats, at the sampling temperature; steps that
+    trained no row leave a gap), with the sampling temperature and the entropy bonus's
+    coefficient on a second axis where they moved."""
+    entropy = [float("nan") if v is None else v for v in series("entropy")]
+    ax.plot(steps, entropy, "o-", ms=2.5, color="C6", label="entropy (nats/token, loss rows)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("entropy (nats)", color="C6")
+    ax.set_ylim(bottom=0)
+    handles = ax.get_legend_handles_labels()[0]
+    moved = [(k, c, label) for k, c, label in (("temperature", "C1", "sampling temperature"),
+                                                ("entropy_coef", "C3", "entropy bonus coefficient"))
+             if len({v for v in series(k) if v is not None}) > 1]
+    if moved:
+        twin = ax.twinx()
+        for key, color, label in moved:
+            twin.plot(steps, series(key), "--", color=color, label=label)
+        twin.set_ylabel(" / ".join(label for _, _, label in moved))
+        handles += twin.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper right")
 
 
 def _eval_rows(out: Path, tag: str) -> list[dict]:
@@ -145,6 +176,36 @@ def length_signature(rows: list[dict], window: int = 5) -> dict:
             "ratio": last / rolling[low] if rolling[low] else None, "window": window}
 
 
+def _with_se(h: dict, key: str) -> str:
+    se = h.get(f"{key}_se")
+    return f"{h[key]:.3f}" if se is None else f"{h[key]:.3f} ± {se:.3f}"
+
+
+def entropy_section(rows: list[dict], cfg) -> list[str]:
+    """report.md's entropy lines: where it started and ended, how the control moved, and the
+    collapse warning (the same test as the trainer's log)."""
+    from r1.algorithms.entropy import collapse, collapse_message
+
+    measured = [(r["step"], r["entropy"]) for r in rows if isinstance(r.get("entropy"), (int, float))]
+    if not measured:
+        return []
+    e = cfg.entropy
+    lines = ["## Entropy", "",
+             f"Policy entropy (nats per completion token, at the sampling temperature, over the rows in the loss): "
+             f"{measured[0][1]:.3f} at step {measured[0][0]}, {measured[-1][1]:.3f} at step {measured[-1][0]}; "
+             f"lowest {min(h for _, h in measured):.3f}."]
+    if e.control != "none":
+        key = "temperature" if e.control == "temperature" else "entropy_coef"
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            lines[-1] += (f" Control `{e.control}` (target {e.target} nats): {key} {values[0]:.3g} → {values[-1]:.3g} "
+                          f"(range {min(values):.3g}–{max(values):.3g}).")
+    found = collapse([r.get("entropy") for r in rows], e.collapse_fraction, e.collapse_within)
+    if found:
+        lines += ["", "**Warning:** " + collapse_message(found, e.collapse_fraction, e.collapse_within)]
+    return lines + [""]
+
+
 def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
     rows = read_log(out / "metrics.jsonl")
     write_plots(out, rows, history)
@@ -183,11 +244,12 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
     for name, h in (("before", before), ("after", after)):
         if h:
             eos = "–" if h.get("eos_rate") is None else f"{h['eos_rate']:.3f}"
-            lines.append(f"| {name} | {h['pass@1']:.3f} | {h['format_rate']:.3f} | "
-                         f"{h['lenient_pass@1']:.3f} | {h['response_length_mean']:.1f} | {h['reflection_rate']:.3f} | {eos} |")
+            lines.append(f"| {name} | {_with_se(h, 'pass@1')} | {_with_se(h, 'format_rate')} | "
+                         f"{_with_se(h, 'lenient_pass@1')} | {h['response_length_mean']:.1f} | "
+                         f"{h['reflection_rate']:.3f} | {eos} |")
     lines += [
         "",
-        "Accuracy needs the answer inside `<answer>` tags and verified by the task; lenient accuracy "
+        "± one standard error over the problems (each problem's samples averaged first). Accuracy needs the answer inside `<answer>` tags and verified by the task; lenient accuracy "
         "takes the last number (or `\\boxed{}`) anywhere, tags or not. Ends with EOS: the sample ended with "
         "EOS by itself, at most `rollout.stop_grace_tokens` tokens after a stop string (what tools without r1's "
         "stop strings see); text other than whitespace after `</answer>` fails the format.",
@@ -198,10 +260,13 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
         lines += [f"Response length in the training rollouts: lowest {sig['window']}-step mean {sig['low']:.1f} "
                   f"tokens (step {sig['low_step']}), mean over the last tenth of the steps {sig['last_tenth']:.1f}: "
                   f"**{sig['ratio']:.2f}×** its low (R1-Zero's signature is a rise with accuracy, ≥ 1.5×).", ""]
+    lines += entropy_section(rows, cfg)
     lines += [
         "## Plots",
         "",
         "![reward](plots/reward.png)",
+        "",
+        "![entropy](plots/entropy.png)",
         "",
         "![response length](plots/response_length.png)",
         "",

@@ -18,6 +18,7 @@ import warnings
 import torch
 
 from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
+from r1.algorithms.entropy import EntropyControl, adapt_coef, adapt_temperature, collapse, collapse_message
 from r1.config import Config
 from r1.data.prompts import PromptFormat, judge_texts
 from r1.data.tasks import get_task
@@ -81,6 +82,7 @@ class GRPOTrainer(Trainer):
         except ValueError as e:
             raise R1Error(f"prompt: {e}") from None
         self.weights = dict(cfg.rewards)
+        self.control = EntropyControl(coef=cfg.entropy.coef, temperature=cfg.rollout.temperature)
         self.eos = eos_ids(self.model, self.tokenizer)  # the ids that end a sample (its own stop)
         self.updater = PolicyUpdate(cfg, self.policy, self.dist, self.ref_model, share_prefix=self.share_prefix,
                                     device=self.device, pad_id=self.tokenizer.pad_token_id)
@@ -164,7 +166,8 @@ class GRPOTrainer(Trainer):
         r = self.cfg.rollout
         examples = self.dist.shard(self.step_examples(step, refill))
         prompt_ids = [self.prompt.ids(ex.question, self.tokenizer) for ex in examples]
-        params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+        temperature = self.control.temperature  # rollout.temperature, or where entropy control moved it
+        params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=temperature, top_p=r.top_p,
                                 stop=tuple(r.stop), stop_grace=r.stop_grace_tokens,
                                 seed=self.cfg.seed * 7919 + step + 104_729 * refill,
                                 row_offset=self.dist.rank * len(examples) * r.group_size,
@@ -174,7 +177,8 @@ class GRPOTrainer(Trainer):
             gen: Generation = self.engine.generate(prompt_ids, r.group_size, params)
         judged, ran_on = self.judged_texts(gen)
         return Rollout(examples=examples, prompt_ids=prompt_ids, group_size=r.group_size,
-                       generation=gen, completions=judged, ran_on=ran_on)
+                       generation=gen, completions=judged, ran_on=ran_on, step=step, temperature=temperature,
+                       entropy_coef=self.control.coef)
 
     def judged_texts(self, gen: Generation) -> tuple[list[str], list[bool]]:
         """What the rewards judge, and which samples ran on (`data.prompts.judge_texts`)."""
@@ -251,6 +255,16 @@ class GRPOTrainer(Trainer):
         cut = rollout.generation.finish_reasons if self.cfg.algorithm.mask_truncated else ["stop"] * rollout.size
         rollout.rows = [i for i in range(rollout.size) if rollout.keep[i] and cut[i] != "length"]
 
+    def control_entropy(self, rollout: Rollout) -> None:
+        """`entropy.control`: move the bonus's coefficient or the sampling temperature of the
+        next step by this step's measured entropy (the same on every rank: it is reduced)."""
+        e, h = self.cfg.entropy, rollout.update.get("entropy", float("nan"))
+        if e.control == "bonus":
+            self.control.coef = adapt_coef(self.control.coef, h, e.target, e.coef_delta, 0.0, e.coef_max)
+        elif e.control == "temperature":
+            self.control.temperature = adapt_temperature(self.control.temperature, h, e.target, e.temperature_gain,
+                                                         e.temperature_min, e.temperature_max)
+
     def sync(self) -> None:
         self.policy.refresh_compute_weights()
         self.engine.sync_weights(self.policy.weights_for_sampling())
@@ -294,6 +308,7 @@ class GRPOTrainer(Trainer):
                 self.ref_pages.drop()
         with timer.stage("update"):
             self.updater.update(rollout)
+            self.control_entropy(rollout)
         with timer.stage("sync"):
             if rollout.stepped:
                 self.sync()
@@ -315,6 +330,9 @@ class GRPOTrainer(Trainer):
         self.setup()
         start, state, progress, tracker = self.start_run(cfg.train.steps)
         history: list[dict] = current_names(state.get("heldout", []))
+        if "entropy_control" in state:  # where the controllers had moved the coefficient and temperature
+            self.control = EntropyControl(**state["entropy_control"])
+        entropies: list[float | None] | None = [] if start == 0 else None  # for the collapse warning
         try:
             if not history:
                 if main:
@@ -330,6 +348,7 @@ class GRPOTrainer(Trainer):
                     row = step_metrics(done, whole, self.task, self.eos, self.scheduler.get_last_lr()[0],
                                        self.curriculum_level(step))
                     flat = self.watch_signal(flat, whole, progress)
+                    entropies = self.watch_entropy(entropies, row, progress)
                     if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < cfg.train.steps:
                         mid = self.evaluate_heldout(f"step{done:06d}")
                         history.append({"step": done, **mid})
@@ -342,7 +361,8 @@ class GRPOTrainer(Trainer):
                     model_state, optim_state = self.policy.checkpoint_states()  # FSDP: a collective
                     if main:
                         ckpt.save_checkpoint(self.ckpt_dir, done, self.model, self.optimizer, self.scheduler,
-                                             {"heldout": history}, keep=cfg.train.keep_checkpoints,
+                                             {"heldout": history, "entropy_control": self.control.state()},
+                                             keep=cfg.train.keep_checkpoints,
                                              model_state=model_state, optim_state=optim_state)
                 self.dist.barrier()
             if main and history[-1]["step"] != cfg.train.steps:
@@ -378,6 +398,20 @@ class GRPOTrainer(Trainer):
         (self.out / "diagnosis.md").write_text(text + "\n")
         progress.print(text)
         return None
+
+    def watch_entropy(self, entropies: list[float | None] | None, row: dict, progress) -> list[float | None] | None:
+        """Say once, in the log, when the entropy collapses within the first steps
+        (`entropy.collapse_fraction`, `collapse_within`); report.md says it too, from the
+        metrics. None: no longer watching."""
+        e = self.cfg.entropy
+        if entropies is None:
+            return None
+        entropies.append(row.get("entropy"))
+        found = collapse(entropies, e.collapse_fraction, e.collapse_within)
+        if found:
+            progress.print("WARNING " + collapse_message(found, e.collapse_fraction, e.collapse_within))
+            return None
+        return entropies if len(entropies) < e.collapse_within else None
 
     def save_model(self) -> None:
         """The policy, with the generation settings it is evaluated with (so that transformers,

@@ -286,10 +286,10 @@ def pad_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: in
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
-    """log softmax(logits / T) at `targets` ([b, L]), and the entropy when asked: without the
-    full fp32 log-softmax (`algorithms.logprobs`)."""
+    """log softmax(logits / T) at `targets` ([b, L]), and the entropy when asked (both
+    differentiable): without the full fp32 log-softmax (`algorithms.logprobs`)."""
     logp = selective_logprobs(logits, targets, temperature)
-    return logp, entropy(logits.detach(), temperature) if with_entropy else None
+    return logp, entropy(logits, temperature) if with_entropy else None
 
 
 # Model types whose logits are exactly `lm_head(decoder(...).last_hidden_state)`: no scaling,

@@ -55,7 +55,8 @@ def concat_rollouts(ros: list[Rollout]) -> Rollout:
         ref={i + off: lp for r, off in zip(ros, offsets) for i, lp in r.ref.items()},
         failures=functools.reduce(operator.add, [r.failures for r in ros if r.failures is not None] or [None]),
         # the first's: rank 0's step (its update statistics are every rank's already) or round 0
-        refill_rounds=ros[0].refill_rounds, update=ros[0].update, stepped=ros[0].stepped, timings=ros[0].timings)
+        refill_rounds=ros[0].refill_rounds, update=ros[0].update, stepped=ros[0].stepped, timings=ros[0].timings,
+        step=ros[0].step, temperature=ros[0].temperature, entropy_coef=ros[0].entropy_coef)
 
 
 def non_finite_loss(loss, logp, old, adv, ref_lp, cmask) -> str:
@@ -113,6 +114,8 @@ def step_metrics(step: int, rollout: Rollout, task, eos: set[int], lr: float, le
         "unscored": sum(not s for s in rollout.scored) if rollout.scored else 0,
         **rollout.failures.metrics(),
         "lr": lr,
+        **({} if rollout.temperature is None else {"temperature": rollout.temperature}),
+        "entropy_coef": rollout.entropy_coef,
         **rollout.update,
     })
     for name, seconds in rollout.timings.items():

@@ -1,7 +1,8 @@
 """The policy update of a GRPO step: the reference log-probs of the rows that enter the
-loss, then μ optimizer passes of the clipped surrogate (+ β·KL, truncated importance
-weights for another engine's samples), aggregated by `algorithms.losses.agg_loss` over the
-whole step's tokens. Micro-batches are whole groups when the prompt prefix is shared; a
+loss, then μ optimizer passes of the registered policy loss (clipped surrogate, Clip-Cov or
+KL-Cov; truncated importance weights for another engine's samples) − the entropy bonus
++ β·KL, aggregated by `algorithms.losses.agg_loss` over the whole step's tokens, with
+log-probs at the temperature the step sampled at. Micro-batches are whole groups when the prompt prefix is shared; a
 sharded model runs every rank in lockstep."""
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 
 import torch
 
+from r1.algorithms.entropy import entropy_bonus
 from r1.algorithms.kl import KL_ESTIMATORS
-from r1.algorithms.losses import agg_loss, clipped_surrogate, masked_mean
+from r1.algorithms.losses import POLICY_LOSSES, PolicyLossParams, agg_loss, masked_mean
 from r1.config import Config
 from r1.errors import R1Error
 from r1.trainers.policy import Policy, completion_logprobs, pad_batch, shared_prefix_logprobs
@@ -29,6 +31,10 @@ class PolicyUpdate:
                  device: Any, pad_id: int):
         self.cfg, self.policy, self.dist, self.ref_model = cfg, policy, dist, ref_model
         self.share_prefix, self.device, self.pad_id = share_prefix, device, pad_id
+        a = cfg.algorithm
+        self.loss_params = PolicyLossParams(clip_low=a.clip_low, clip_high=a.clip_high, cov_ratio=a.cov_ratio,
+                                            clip_cov_lb=a.clip_cov_bounds[0], clip_cov_ub=a.clip_cov_bounds[1],
+                                            kl_cov_coef=a.kl_cov_coef)
 
     def _micro_batches(self, rollout: Rollout, rows: list[int]):
         """Chunks of `rows` (whole groups when the prompt prefix is shared)."""
@@ -55,7 +61,7 @@ class PolicyUpdate:
 
     def _logprobs(self, model, rollout: Rollout, part: list[int], with_entropy: bool = False):
         """(logp [b, Lc], entropy, completion mask [b, Lc]) of the completions in `part`."""
-        g, pad, temp = rollout.group_size, self.pad_id, self.cfg.rollout.temperature
+        g, pad, temp = rollout.group_size, self.pad_id, self.temperature(rollout)
         completions = [rollout.generation.completion_ids[i] for i in part]
         if self.share_prefix:
             prompts = [rollout.prompt_ids[i // g] for i in part[::g]]
@@ -64,6 +70,10 @@ class PolicyUpdate:
         ids, attn, cmask = ids.to(self.device), attn.to(self.device), cmask.to(self.device)
         logp, entropy = completion_logprobs(model, ids, attn, cmask.shape[1], temp, with_entropy)
         return logp, entropy, cmask
+
+    def temperature(self, rollout: Rollout) -> float:
+        """The temperature the rollout was sampled at (the loss's log-probs are taken at it)."""
+        return self.cfg.rollout.temperature if rollout.temperature is None else rollout.temperature
 
     @torch.no_grad()
     def ref_logprobs(self, rollout: Rollout) -> None:
@@ -104,6 +114,9 @@ class PolicyUpdate:
         # update, the sampling engine's log-probs), both [Lc]
         saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         row_set = set(rows)
+        loss_fn, coef = POLICY_LOSSES[a.policy_loss], rollout.entropy_coef
+        # Clip-Cov's random picks: a pure function of the run's seed and the step (a resumed run picks the same)
+        picks = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rollout.step)
         self.policy.compute_model.train()
         for epoch in range(a.mu):
             self.policy.optimizer.zero_grad(set_to_none=True)
@@ -136,11 +149,13 @@ class PolicyUpdate:
                     old = torch.stack([saved[i][0] for i in part])
                     rollout_lp = torch.stack([saved[i][1] for i in part])
                 adv = torch.tensor([rollout.advantages[i] for i in part], device=logp.device)
-                loss_tok, clipped = clipped_surrogate(logp, old, adv, a.clip_low, a.clip_high)
+                loss_tok, clipped = loss_fn(logp, old, adv, cmask, self.loss_params, picks)
                 if tis:  # truncated importance sampling: the samples came from the engine, not pi_old
                     weight = (old - rollout_lp).exp().clamp(max=a.tis_cap) * cmask
                     loss_tok = loss_tok * weight
                     stats["tis"].append(masked_mean(weight, cmask).item())
+                if coef > 0:
+                    loss_tok = loss_tok + entropy_bonus(entropy, coef)
                 if a.beta > 0:
                     ref_lp = torch.stack([ref[i][:lc] for i in part]).to(logp.device)
                     kl = KL_ESTIMATORS[a.kl_estimator](logp, ref_lp)
