@@ -46,7 +46,7 @@ def test_tiny_run_trains_and_leaves_artefacts(tmp_path, varied_reward):
     out = tmp_path / "run"
     summary = GRPOTrainer(cfg, out).train()
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "report.md", "versions.json",
-                 "plots/reward.png", "plots/response_length.png", "plots/reflection.png",
+                 "plots/reward.png", "plots/entropy.png", "plots/response_length.png", "plots/reflection.png",
                  "eval/heldout_before.jsonl", "eval/heldout_after.jsonl"):
         assert (out / name).is_file(), name
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -192,19 +192,56 @@ def test_a_run_directory_is_never_overwritten(tmp_path):
         GRPOTrainer(cfg, tmp_path / "run")
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    full = tiny_cfg("train.steps=4", "train.save_every=2")
-    GRPOTrainer(full, tmp_path / "a").train()
-    half = tiny_cfg("train.steps=4", "train.save_every=2")
-    t = GRPOTrainer(half, tmp_path / "b")
-    t.cfg.train.steps = 2  # stop after the first checkpoint, as a killed run would
-    t.train()
-    (tmp_path / "b" / "model").rename(tmp_path / "b" / "model-half")
-    GRPOTrainer(tiny_cfg("train.steps=4", "train.save_every=2"), tmp_path / "b", resume=True).train()
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, varied_reward, monkeypatch):
+    """A run killed in its third step resumes from the step-2 checkpoint and ends with the
+    weights of a run never stopped (with a reward that varies, so that every step trains)."""
+    sets = ("train.steps=4", "train.save_every=2", f"rewards.{varied_reward}=1.0")
+    GRPOTrainer(tiny_cfg(*sets), tmp_path / "a").train()
+    real = GRPOTrainer.step
+    monkeypatch.setattr(GRPOTrainer, "step", lambda self, step: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if step == 2 else real(self, step))
+    with pytest.raises(KeyboardInterrupt):
+        GRPOTrainer(tiny_cfg(*sets), tmp_path / "b").train()
+    monkeypatch.setattr(GRPOTrainer, "step", real)
+    GRPOTrainer(tiny_cfg(*sets), tmp_path / "b", resume=True).train()
+    grads = [json.loads(x)["grad_norm"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert all(g > 0 for g in grads)  # every step moved the weights
     a = torch.load(tmp_path / "a" / "checkpoints" / "step-000004" / "model.pt")
     b = torch.load(tmp_path / "b" / "checkpoints" / "step-000004" / "model.pt")
     for name in a:
-        assert torch.allclose(a[name], b[name], atol=1e-6), name
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_a_resumed_run_keeps_where_entropy_control_had_moved_the_temperature(tmp_path, varied_reward, monkeypatch):
+    """Entropy control's state is in the checkpoints: a run killed in its third step (after
+    the step-2 checkpoint) and resumed samples steps 3 and 4 at the temperatures an
+    uninterrupted run does, and ends with the same weights."""
+    sets = ("train.steps=4", "train.save_every=2", f"rewards.{varied_reward}=1.0", "entropy.control=temperature",
+            "entropy.target=0.5", "entropy.temperature_min=0.1")
+    GRPOTrainer(tiny_cfg(*sets), tmp_path / "a").train()
+    real = GRPOTrainer.step
+
+    def killed_at_step_3(self, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(self, step)
+
+    monkeypatch.setattr(GRPOTrainer, "step", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        GRPOTrainer(tiny_cfg(*sets), tmp_path / "b").train()
+    monkeypatch.setattr(GRPOTrainer, "step", real)
+    GRPOTrainer(tiny_cfg(*sets), tmp_path / "b", resume=True).train()
+
+    def temperatures(run):
+        return [json.loads(x)["temperature"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+    whole, resumed = temperatures(tmp_path / "a"), temperatures(tmp_path / "b")
+    assert len(whole) == 4 and whole[0] == 1.0 and len(set(whole)) == 4  # it moved every step
+    assert resumed == whole
+    a = torch.load(tmp_path / "a" / "checkpoints" / "step-000004" / "model.pt")
+    b = torch.load(tmp_path / "b" / "checkpoints" / "step-000004" / "model.pt")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
 
 
 def test_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatch):

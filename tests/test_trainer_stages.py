@@ -187,3 +187,137 @@ def test_the_reference_on_a_tmpfs_says_it_saves_nothing():
         assert tr.ref_pages is not None and not list((folder / "run").glob(".paged-weights-*"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- entropy control in the trainer: each countermeasure changes the loss or the sampling -----
+
+class RecordingEngine(FakeEngine):
+    """Also records each call's (rows per prompt, temperature)."""
+
+    def __init__(self, tokenizer, script):
+        super().__init__(tokenizer, script)
+        self.temperatures: list[tuple[int, float]] = []
+
+    def generate(self, prompt_ids, n, params) -> Generation:
+        self.temperatures.append((n, params.temperature))
+        return super().generate(prompt_ids, n, params)
+
+
+def recording_trainer(tmp_path, *overrides) -> tuple[GRPOTrainer, RecordingEngine]:
+    tr, _ = trainer(tmp_path, half_right, *overrides)
+    tr.engine = RecordingEngine(tr.tokenizer, half_right)
+    return tr, tr.engine
+
+
+def test_the_entropy_bonus_subtracts_coef_times_the_entropy_from_the_loss(tmp_path):
+    """The same step with entropy.coef 0 and 0.1: the loss falls by exactly 0.1 × the step's
+    token-mean entropy, and the weights move differently."""
+    steps = {}
+    for coef in (0.0, 0.1):
+        tr, _ = recording_trainer(tmp_path / str(coef), f"entropy.coef={coef}", "optim.micro_batch_size=64")
+        ro = tr.step(0)
+        assert ro.entropy_coef == coef
+        steps[coef] = (ro.update, [p.detach().clone() for p in tr.model.parameters()])
+    plain, bonus = steps[0.0][0], steps[0.1][0]
+    assert plain["entropy"] == pytest.approx(bonus["entropy"], rel=1e-6) and plain["entropy"] > 0.5
+    assert bonus["loss"] == pytest.approx(plain["loss"] - 0.1 * plain["entropy"], rel=1e-4, abs=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(steps[0.0][1], steps[0.1][1]))
+
+
+def test_the_adaptive_bonus_moves_its_coefficient_by_the_measured_entropy(tmp_path):
+    """control bonus: below its target the coefficient rises by coef_delta a step (and the next
+    step's loss uses the new value); above it, it falls."""
+    tr, _ = recording_trainer(tmp_path / "low", "entropy.control=bonus", "entropy.target=100",
+                              "entropy.coef=0.01", "entropy.coef_delta=0.02")
+    first = tr.step(0)
+    assert first.entropy_coef == 0.01 and tr.control.coef == pytest.approx(0.03)
+    assert tr.step(1).entropy_coef == pytest.approx(0.03)
+    tr, _ = recording_trainer(tmp_path / "high", "entropy.control=bonus", "entropy.target=0.001",
+                              "entropy.coef=0.01", "entropy.coef_delta=0.02")
+    tr.step(0)
+    assert tr.control.coef == 0.0
+
+
+def test_the_temperature_controller_moves_sampling_and_the_loss_to_the_new_temperature(tmp_path, monkeypatch):
+    """control temperature: the tiny model's entropy (several nats) is far above a 0.5 target,
+    so the next step samples cooler, by gain·log(target / H); that step's loss takes its
+    log-probs at the temperature it sampled at. Switched off, the temperature stays."""
+    import r1.trainers.update as update
+
+    seen = []
+    real = update.shared_prefix_logprobs
+
+    def spy(model, prompts, completions, group, pad_id, temperature, *args, **kwargs):
+        seen.append(temperature)
+        return real(model, prompts, completions, group, pad_id, temperature, *args, **kwargs)
+
+    monkeypatch.setattr(update, "shared_prefix_logprobs", spy)
+    tr, engine = recording_trainer(tmp_path / "on", "entropy.control=temperature", "entropy.target=0.5",
+                                   "entropy.temperature_gain=0.1", "entropy.temperature_min=0.1")
+    first = tr.step(0)
+    h = first.update["entropy"]
+    expect = 1.0 * (0.5 / h) ** 0.1
+    assert h > 1.0 and tr.control.temperature == pytest.approx(expect)
+    seen.clear()
+    second = tr.step(1)
+    assert engine.temperatures[-1] == (4, pytest.approx(expect)) and second.temperature == pytest.approx(expect)
+    assert seen and all(t == pytest.approx(expect) for t in seen)
+    tr, engine = recording_trainer(tmp_path / "off")
+    tr.step(0)
+    tr.step(1)
+    assert [t for _, t in engine.temperatures] == [1.0, 1.0]
+
+
+def test_clip_cov_acts_in_the_trainer_where_the_plain_clip_does_not(tmp_path):
+    """On-policy (mu 1) the plain clip never acts (clip_frac 0); Clip-Cov stops the gradient of
+    its picks (clip_frac > 0) and so moves the weights differently."""
+    out = {}
+    for loss in ("clip", "clip_cov"):
+        tr, _ = recording_trainer(tmp_path / loss, f"algorithm.policy_loss={loss}", "algorithm.cov_ratio=0.3",
+                                  "algorithm.clip_cov_bounds=[-100,100]")
+        ro = tr.step(0)
+        out[loss] = (ro.update["clip_frac"], [p.detach().clone() for p in tr.model.parameters()])
+    assert out["clip"][0] == 0.0 and out["clip_cov"][0] > 0.1
+    assert any(not torch.equal(a, b) for a, b in zip(out["clip"][1], out["clip_cov"][1]))
+
+
+def test_kl_cov_acts_from_the_second_pass(tmp_path):
+    """mu 2: KL-Cov's penalty is zero on the first pass (ratio 1) and acts on the second, so
+    the weights differ from the plain clip's; with mu 1 the config refuses it."""
+    from r1.errors import R1Error
+
+    with pytest.raises(R1Error, match="kl_cov.*mu"):
+        recording_trainer(tmp_path / "refused", "algorithm.policy_loss=kl_cov")
+    weights = {}
+    for loss in ("clip", "kl_cov"):
+        tr, _ = recording_trainer(tmp_path / loss, f"algorithm.policy_loss={loss}", "algorithm.mu=2",
+                                  "algorithm.cov_ratio=0.3", "optim.lr=0.05")
+        ro = tr.step(0)
+        assert ro.update["clip_frac"] > 0 or loss == "clip"
+        weights[loss] = [p.detach().clone() for p in tr.model.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(weights["clip"], weights["kl_cov"]))
+
+
+def test_an_entropy_collapse_is_said_in_the_log_and_the_report(tmp_path, capsys):
+    """Entropies that fall below a fifth of the first within the window: one warning in the
+    log naming the settings, and the same in report.md."""
+    from r1.report.run import entropy_section
+
+    tr, _ = recording_trainer(tmp_path)
+    rows = [{"entropy": h} for h in (1.0, 0.5, 0.1, 0.05)]
+    watching: list | None = []
+    for row in rows:
+        watching = tr.watch_entropy(watching, row, tr_progress())
+    assert watching is None
+    out = capsys.readouterr().out
+    assert out.count("entropy collapse") == 1 and "entropy.control=temperature" in out
+    report = "\n".join(entropy_section([{"step": i + 1, **r} for i, r in enumerate(rows)], tr.cfg))
+    assert "**Warning:** entropy collapse" in report
+    steady = "\n".join(entropy_section([{"step": i + 1, "entropy": 1.0 - 0.05 * i} for i in range(12)], tr.cfg))
+    assert "Warning" not in steady and "1.000 at step 1" in steady
+
+
+def tr_progress():
+    from r1.tracking import Progress
+
+    return Progress(1, 0, enabled=False)
