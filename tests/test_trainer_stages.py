@@ -302,12 +302,13 @@ def test_an_entropy_collapse_is_said_in_the_log_and_the_report(tmp_path, capsys)
     """Entropies that fall below a fifth of the first within the window: one warning in the
     log naming the settings, and the same in report.md."""
     from r1.report.run import entropy_section
+    from r1.trainers.watch import watch_entropy
 
     tr, _ = recording_trainer(tmp_path)
     rows = [{"entropy": h} for h in (1.0, 0.5, 0.1, 0.05)]
     watching: list | None = []
     for row in rows:
-        watching = tr.watch_entropy(watching, row, tr_progress())
+        watching = watch_entropy(watching, row, tr.cfg, tr_progress())
     assert watching is None
     out = capsys.readouterr().out
     assert out.count("entropy collapse") == 1 and "entropy.control=temperature" in out

@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
-from r1.algorithms.entropy import EntropyControl, adapt_coef, adapt_temperature, collapse, collapse_message
+from r1.algorithms.entropy import EntropyControl, adapt_coef, adapt_temperature
 from r1.config import Config
 from r1.data.prompts import PromptFormat, judge_texts
 from r1.data.tasks import get_task
@@ -33,6 +33,7 @@ from r1.trainers.base import Trainer
 from r1.trainers.policy import Policy, step_indices
 from r1.trainers.steps import Timer, concat_rollouts, rollout_rows, seed_everything, step_metrics
 from r1.trainers.update import PolicyUpdate
+from r1.trainers.watch import watch_entropy, watch_signal
 from r1.types import Generation, Rollout, SamplingParams
 
 
@@ -347,8 +348,8 @@ class GRPOTrainer(Trainer):
                 if main:
                     row = step_metrics(done, whole, self.task, self.eos, self.scheduler.get_last_lr()[0],
                                        self.curriculum_level(step))
-                    flat = self.watch_signal(flat, whole, progress)
-                    entropies = self.watch_entropy(entropies, row, progress)
+                    flat = watch_signal(flat, whole, self.task, cfg, self.out, progress)
+                    entropies = watch_entropy(entropies, row, cfg, progress)
                     if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < cfg.train.steps:
                         mid = self.evaluate_heldout(f"step{done:06d}")
                         history.append({"step": done, **mid})
@@ -381,37 +382,6 @@ class GRPOTrainer(Trainer):
             summary = write_run_report(self.out, cfg, history)
         self.dist.barrier()
         return summary
-
-    def watch_signal(self, flat: list[Rollout] | None, rollout: Rollout, progress) -> list[Rollout] | None:
-        """Collect the first steps' rollouts while no group has unequal rewards; after
-        `train.diagnose_after` of them, say why (and stop watching). None: not watching."""
-        if flat is None:
-            return None
-        if not bool(zero_variance_groups(torch.tensor(rollout.total_reward), rollout.group_size).all()):
-            return None  # there is a signal
-        flat.append(rollout)
-        if len(flat) < self.cfg.train.diagnose_after:
-            return flat
-        from r1.trainers.diagnose import diagnose, render
-
-        text = render(diagnose(flat, self.task, self.cfg), len(flat))
-        (self.out / "diagnosis.md").write_text(text + "\n")
-        progress.print(text)
-        return None
-
-    def watch_entropy(self, entropies: list[float | None] | None, row: dict, progress) -> list[float | None] | None:
-        """Say once, in the log, when the entropy collapses within the first steps
-        (`entropy.collapse_fraction`, `collapse_within`); report.md says it too, from the
-        metrics. None: no longer watching."""
-        e = self.cfg.entropy
-        if entropies is None:
-            return None
-        entropies.append(row.get("entropy"))
-        found = collapse(entropies, e.collapse_fraction, e.collapse_within)
-        if found:
-            progress.print("WARNING " + collapse_message(found, e.collapse_fraction, e.collapse_within))
-            return None
-        return entropies if len(entropies) < e.collapse_within else None
 
     def save_model(self) -> None:
         """The policy, with the generation settings it is evaluated with (so that transformers,
