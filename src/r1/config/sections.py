@@ -174,10 +174,11 @@ class EntropyConfig(_Strict):
         "the loss's log-probs are taken at the temperature each step sampled at")
     coef_delta: float = Field(0.005, gt=0.0, description="control bonus: the coefficient's step")
     coef_max: float = Field(1.0, ge=0.0, description="control bonus: the coefficient's ceiling")
-    temperature_gain: float = Field(0.25, gt=0.0, description="control temperature: how far log T moves per unit "
-                                    "of log(target / entropy)")
+    temperature_gain: float = Field(0.05, gt=0.0, description="control temperature: how far log T moves per unit "
+                                    "of log(target / entropy); a sharp policy's entropy moves several times faster "
+                                    "than T on log scales, so gains much above 0.1 overshoot and oscillate")
     temperature_min: float = Field(0.3, gt=0.0, description="control temperature: the lowest temperature")
-    temperature_max: float = Field(2.0, gt=0.0, description="control temperature: the highest temperature")
+    temperature_max: float = Field(1.5, gt=0.0, description="control temperature: the highest temperature")
     collapse_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="warn (log and report.md) when the entropy "
                                      "falls below this share of its first step's value ...")
     collapse_within: int = Field(10, ge=2, description="... within this many first steps")
