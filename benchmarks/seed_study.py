@@ -18,6 +18,9 @@ greedy, no stop strings; the run's prompt with its `<think>` opening) and measur
 of completions that end with EOS on the held-out problems, and the accuracy on two-number
 sums outside the training range (both terms 21-99, `--plain-problems` of them, the same for
 every seed).
+
+A finished seed's checkpoints are deleted (its `model/` stays) so that a long study does not
+fill the disk; `--keep-checkpoints` keeps them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -170,6 +174,7 @@ def main() -> None:
     ap.add_argument("--label", help="the study's name in the table (default: the preset and the overrides)")
     ap.add_argument("--plain", action="store_true", help="also check the models with plain transformers")
     ap.add_argument("--plain-problems", type=int, default=200)
+    ap.add_argument("--keep-checkpoints", action="store_true", help="keep each finished seed's checkpoints")
     ap.add_argument("--table", type=Path, nargs="+", help="print the tables of finished studies, side by side")
     a = ap.parse_args()
     if a.table:
@@ -187,6 +192,8 @@ def main() -> None:
         rec = run_seed(a.preset, seed, run, a.sets)
         if a.plain:
             plain_checks(run, a.plain_problems)
+        if not a.keep_checkpoints:
+            shutil.rmtree(run / "checkpoints", ignore_errors=True)
         rows.append(seed_row(run, rec))
         r = rows[-1]
         print(f"seed {seed}: {pct(r['before'])} -> {pct(r['after'])} ± {pct(r['after_se'])}, "

@@ -109,6 +109,11 @@ def test_collapse_is_found_within_the_window_only():
     assert collapse([], 0.2, 10) is None
     text = collapse_message((4, 1.0, 0.19), 0.2, 10)
     assert "1.000 to 0.190" in text and "entropy.control=temperature" in text and "clip_cov" in text
+    # with a control on, the advice is about that control's settings, not switching it on
+    on = collapse_message((4, 1.0, 0.19), 0.2, 10, "temperature")
+    assert "entropy.control=temperature is on" in on and "entropy.temperature_max" in on
+    assert "entropy.control=temperature with entropy.target" not in on and "clip_cov" in on
+    assert "entropy.coef_delta" in collapse_message((4, 1.0, 0.19), 0.2, 10, "bonus")
 
 
 def batch(seed: int = 0):

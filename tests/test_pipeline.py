@@ -40,6 +40,9 @@ def test_tiny_pipeline_completes_with_a_manifest_and_a_report(finished):
     assert stages[2]["input"] == "base" and stages[3]["input"] == "rejection_sft"
     report = (out / "report.md").read_text()
     assert "| accuracy (pass@1) |" in report and "rl_all" in report and "language consistency" in report
+    # every stage's accuracy comes with its standard error over the held-out problems
+    acc = next(line for line in report.splitlines() if line.startswith("| accuracy"))
+    assert acc.count("±") == 5 and all("pass@1_se" in s["metrics"] for s in stages)
     assert (out / "report.html").read_text().startswith("<!doctype html>")
     # stage 3 mixed the general conversations into its SFT data
     mixed = (out / "rejection_sft" / "filter" / "mixed.jsonl").read_text().splitlines()

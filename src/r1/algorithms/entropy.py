@@ -77,8 +77,23 @@ COLLAPSE_REMEDIES = (
 )
 
 
-def collapse_message(found: tuple[int, float, float], fraction: float, within: int) -> str:
+ACTIVE_REMEDIES = {
+    "temperature": "a higher entropy.target, entropy.temperature_gain or entropy.temperature_max, or an entropy "
+                   "bonus beside it (entropy.coef), since a policy can sharpen its logits as fast as T rises",
+    "bonus": "a higher entropy.coef_delta (the coefficient moves that much a step) or entropy.coef_max",
+}
+
+
+def collapse_message(found: tuple[int, float, float], fraction: float, within: int,
+                     control: str | None = None) -> str:
+    """The warning's text; with an entropy control on (`control`), the settings of that control
+    to raise come first, since switching it on is no longer the advice."""
     step, first, value = found
-    return (f"entropy collapse: the policy's entropy fell from {first:.3f} to {value:.3f} nats by step {step} "
+    head = (f"entropy collapse: the policy's entropy fell from {first:.3f} to {value:.3f} nats by step {step} "
             f"(below {fraction:g}× its first value within the first {within} steps); its samples then differ "
-            "little, groups tie and stop teaching. Settings that address it: " + "; ".join(COLLAPSE_REMEDIES) + ".")
+            "little, groups tie and stop teaching. ")
+    if control in ACTIVE_REMEDIES:
+        others = [r for r in COLLAPSE_REMEDIES if not r.startswith(f"entropy.control={control}")]
+        return (head + f"entropy.control={control} is on and has not held its target yet: try "
+                + ACTIVE_REMEDIES[control] + ". Other settings that address it: " + "; ".join(others) + ".")
+    return head + "Settings that address it: " + "; ".join(COLLAPSE_REMEDIES) + "."

@@ -22,11 +22,12 @@ from r1.errors import R1Error, describe_validation_error
 __all__ = ["AlgorithmConfig", "Config", "CurriculumConfig", "EntropyConfig", "HeldoutConfig", "LoraConfig",
            "ModelConfig", "OptimConfig", "PromptConfig", "RolloutConfig", "SFTConfig", "SFTDataConfig",
            "SFTTrainConfig", "TaskConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "build_config",
-           "build_sft_config", "dump_config", "load_config", "load_run", "merge", "read_yaml"]
+           "build_sft_config", "build_task", "dump_config", "load_config", "load_run", "merge", "read_yaml"]
 
 
 class Config(_Strict):
-    seed: int = Field(0, description="seeds the data split, the prompt order, sampling and the model's init noise")
+    seed: int = Field(0, description="seeds the data split (unless task.split_seed is set), the prompt order, "
+                      "sampling and the model's init noise")
     model: ModelConfig = Field(default_factory=ModelConfig, description="the policy")
     task: TaskConfig = Field(default_factory=TaskConfig, description="problems and their verifier")
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="how a problem becomes a prompt")
@@ -116,10 +117,16 @@ def dump_config(cfg: BaseModel, path: Path) -> None:
 def load_run(run_dir: str | Path, what: str = "") -> tuple[Config, Any]:
     """(config, task) of a training run folder (`r1 zero`/`r1 grpo` output): the one way any
     command turns a run into its task, prompt and stop strings (`PromptFormat.of(cfg, task.answer_hint)`)."""
-    from r1.data.tasks import get_task
-
     run = Path(run_dir)
     if not (run / "config.yaml").is_file():
         raise R1Error(f"{what + ': ' if what else ''}{run} has no config.yaml: not a training run directory")
     rc = load_config(run / "config.yaml")
-    return rc, get_task(rc.task.name, rc.task.params, seed=rc.seed)
+    return rc, build_task(rc)
+
+
+def build_task(cfg: Config):
+    """The task of a GRPO config, its split seeded by `task.split_seed` (else the run's seed)."""
+    from r1.data.tasks import get_task
+
+    seed = cfg.seed if cfg.task.split_seed is None else cfg.task.split_seed
+    return get_task(cfg.task.name, cfg.task.params, seed=seed)

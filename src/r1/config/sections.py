@@ -65,6 +65,9 @@ class TaskConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the task's own options")
     train_size: int = Field(2000, ge=0, description="training problems (0 = all of a file)")
     heldout_size: int = Field(100, ge=1, description="held-out problems for before/after")
+    split_seed: int | None = Field(None, description="seeds the train/held-out split (and the problems a "
+                                   "generated task draws); unset: the run's seed. Fix it to compare seeds "
+                                   "on the same held-out problems")
     curriculum: CurriculumConfig | None = Field(None, description="training prompts from easy to hard levels "
                                                 "(the held-out set stays the whole mix)")
 

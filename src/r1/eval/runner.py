@@ -15,11 +15,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from r1.config import load_run
+from r1.config import build_task, load_run
 from r1.data.batches import BatchLog, claim_output
 from r1.data.prompts import extract_answer, is_strict_format
-from r1.data.tasks import get_task
-from r1.eval.metrics import majority_vote, mean_ci95, pass_at_k
+from r1.eval.metrics import majority_vote, mean_ci95, mean_se, pass_at_k
 from r1.report.eval import write_eval_report
 from r1.rollout.sampler import Sampler, SamplingSettings, make_sampler
 from r1.tracking import Progress, collect_versions
@@ -66,6 +65,7 @@ def compute_metrics(rows: list[dict], examples, samples: int, task) -> dict:
     metrics = {
         "pass@1": mean,
         "pass@1_ci95": [low, high],
+        "pass@1_se": mean_se(per_problem)[1] if len(per_problem) > 1 else 0.0,
         **{f"pass@{k}": statistics.fmean(v) for k, v in sorted(passk.items()) if k > 1},
         f"cons@{samples}": statistics.fmean(cons) if cons else 0.0,
         "format_rate": statistics.fmean([r["format"] for r in rows]) if rows else 0.0,
@@ -151,7 +151,7 @@ def from_run_settings(run_dir: str | Path):
 def config_settings(rc, label: str, task=None):
     """`from_run_settings` for a GRPO config (and its task, when already built): its task's
     held-out set, prompts and stops."""
-    task = task or get_task(rc.task.name, rc.task.params, seed=rc.seed)
+    task = task or build_task(rc)
     _, examples = task.splits(rc.task.train_size, rc.task.heldout_size)
     fields = dict(prompt=dict(style=rc.prompt.style, template=rc.prompt.template, force_think=rc.prompt.force_think),
                   fallback=task.fallback, strict_format=True,

@@ -243,7 +243,7 @@ class Pipeline:
         lang = [language_consistency(split_reasoning(r["completion"])[0] or r["completion"], ev.language)
                 for r in rows]
         m = res["metrics"]
-        return {"pass@1": m["pass@1"], "format_rate": m["format_rate"],
+        return {"pass@1": m["pass@1"], "pass@1_se": m["pass@1_se"], "format_rate": m["format_rate"],
                 "language_consistency": statistics.fmean(lang) if lang else 0.0,
                 "response_length_mean": m["response_length_mean"], "problems": m["problems"]}
 

@@ -8,6 +8,16 @@ from pathlib import Path
 from r1.report import figure
 
 
+def cell(m: dict, key: str, pct: bool) -> str:
+    """One figure of the stage table; accuracy with its standard error over problems."""
+    if key not in m:
+        return "–"
+    if not pct:
+        return f"{m[key]:.1f}"
+    se = f" ± {100 * m[key + '_se']:.1f}" if key + "_se" in m else ""
+    return f"{100 * m[key]:.1f}%{se}"
+
+
 def write_pipeline_report(out: Path, base: dict, stages: list[dict]) -> None:
     """report.md and report.html: every stage's metrics side by side, plus a readability plot."""
     import base64
@@ -18,11 +28,12 @@ def write_pipeline_report(out: Path, base: dict, stages: list[dict]) -> None:
     head = "| | " + " | ".join(n for n, _ in cols) + " |\n|---|" + "---|" * len(cols) + "\n"
     body = ""
     for key, label, pct in keys:
-        cells = [(f"{100 * m[key]:.1f}%" if pct else f"{m[key]:.1f}") if key in m else "–" for _, m in cols]
+        cells = [cell(m, key, pct) for _, m in cols]
         body += f"| {label} | " + " | ".join(cells) + " |\n"
     with figure(out / "stages.png", size=(11, 3.2), ncols=3) as axes:
         for ax, (key, label, _) in zip(axes, keys[:3]):
-            ax.bar([n for n, _ in cols], [m.get(key, 0.0) for _, m in cols], color="tab:blue")
+            ax.bar([n for n, _ in cols], [m.get(key, 0.0) for _, m in cols], color="tab:blue",
+                   yerr=[m.get(key + "_se", 0.0) for _, m in cols], capsize=3)
             ax.set(title=label, ylim=(0, 1))
             ax.tick_params(axis="x", rotation=30)
     stages_md = "".join(f"- `{s['name']}` ({s['kind']}): input `{s['input']}`, status {s['status']}\n" for s in stages)
@@ -30,7 +41,7 @@ def write_pipeline_report(out: Path, base: dict, stages: list[dict]) -> None:
           f"{head}{body}\n![stages](stages.png)\n")
     (out / "report.md").write_text(md)
     rows_html = "".join("<tr><td>" + label + "</td>" + "".join(
-        f"<td>{(f'{100 * m[key]:.1f}%' if pct else f'{m[key]:.1f}') if key in m else '–'}</td>" for _, m in cols)
+        f"<td>{cell(m, key, pct)}</td>" for _, m in cols)
         + "</tr>" for key, label, pct in keys)
     img = base64.b64encode((out / "stages.png").read_bytes()).decode()
     (out / "report.html").write_text(

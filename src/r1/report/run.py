@@ -202,7 +202,7 @@ def entropy_section(rows: list[dict], cfg) -> list[str]:
                           f"(range {min(values):.3g}–{max(values):.3g}).")
     found = collapse([r.get("entropy") for r in rows], e.collapse_fraction, e.collapse_within)
     if found:
-        lines += ["", "**Warning:** " + collapse_message(found, e.collapse_fraction, e.collapse_within)]
+        lines += ["", "**Warning:** " + collapse_message(found, e.collapse_fraction, e.collapse_within, e.control)]
     return lines + [""]
 
 

@@ -19,9 +19,8 @@ import torch
 
 from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
 from r1.algorithms.entropy import EntropyControl, adapt_coef, adapt_temperature
-from r1.config import Config
+from r1.config import Config, build_task
 from r1.data.prompts import PromptFormat, judge_texts
-from r1.data.tasks import get_task
 from r1.data.tasks.base import curriculum_levels
 from r1.errors import R1Error
 from r1.eval.heldout import current_names, evaluate
@@ -44,7 +43,7 @@ class GRPOTrainer(Trainer):
     def setup(self) -> None:
         cfg = self.cfg
         seed_everything(cfg.seed)
-        self.task = get_task(cfg.task.name, cfg.task.params, seed=cfg.seed)
+        self.task = build_task(cfg)
         self.train_set, self.heldout = self.task.splits(cfg.task.train_size, cfg.task.heldout_size)
         if not self.train_set:  # e.g. train_size 0 ("all the rest") with every problem held out
             raise R1Error(f"task {cfg.task.name!r} produced no training problems ({len(self.heldout)} held out by "

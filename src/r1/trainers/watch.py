@@ -43,6 +43,6 @@ def watch_entropy(entropies: list[float | None] | None, row: dict, cfg: Config, 
     entropies.append(row.get("entropy"))
     found = collapse(entropies, e.collapse_fraction, e.collapse_within)
     if found:
-        progress.print("WARNING " + collapse_message(found, e.collapse_fraction, e.collapse_within))
+        progress.print("WARNING " + collapse_message(found, e.collapse_fraction, e.collapse_within, e.control))
         return None
     return entropies if len(entropies) < e.collapse_within else None
