@@ -11,7 +11,9 @@ killed half-way resumes. Per seed: held-out pass@1 before and after with its sta
 format and EOS rates, wall time and peak RSS of the process; then the mean, minimum,
 maximum and spread (max - min) over the seeds, and the standard error of the mean over
 seeds. `entropy.png` draws every seed's entropy curve on one plot; the table goes to
-OUT/seeds.md and OUT/seeds.json.
+OUT/seeds.md and OUT/seeds.json. Under the table: the spread that identical models would
+show from the held-out draw alone, when each seed draws its own split (`--set
+task.split_seed=0` gives every seed the same problems, so the spread is the training's own).
 
 `--plain` also loads each trained `model/` with plain transformers (`AutoModelForCausalLM`,
 greedy, no stop strings; the run's prompt with its `<think>` opening) and measures the share
@@ -105,9 +107,19 @@ def spread(values: list[float]) -> dict:
             "se": statistics.stdev(values) / math.sqrt(n) if n > 1 else 0.0}
 
 
+def expected_range(n: int, sd: float) -> float:
+    """E[max - min] of n independent normal draws with standard deviation sd:
+    sd · ∫ 1 - Φ(x)^n - (1 - Φ(x))^n dx, integrated on a fine grid."""
+    phi, step = statistics.NormalDist().cdf, 0.001
+    return sd * step * sum(1 - phi(x) ** n - (1 - phi(x)) ** n for x in (i * step - 8 for i in range(16001)))
+
+
 def summarise(rows: list[dict]) -> dict:
     out = {"after": spread([r["after"] for r in rows]), "gain": spread([r["after"] - r["before"] for r in rows]),
            "wall_s": spread([r["wall_s"] for r in rows])}
+    ses = [r["after_se"] for r in rows if r.get("after_se") is not None]
+    if len(rows) > 1 and ses:  # the spread identical models would show, each on its own held-out draw
+        out["noise_spread"] = expected_range(len(rows), math.sqrt(statistics.fmean([se * se for se in ses])))
     plain = [r["plain"] for r in rows if "plain" in r]
     if plain:
         out["plain_eos"] = spread([p["eos_rate"] for p in plain])
@@ -144,6 +156,11 @@ def table(label: str, rows: list[dict], stats: dict) -> str:
         e, o = stats["plain_eos"], stats["plain_outside"]
         line += f" {pct(e['mean'])} (min {pct(e['min'])}) | **{pct(o['mean'])}** (min {pct(o['min'])}) |"
     lines.append(line)
+    if "noise_spread" in stats:
+        lines += ["", f"Identical models, each seed evaluated on its own draw of {rows[0]['problems']} held-out "
+                      f"problems with these standard errors, would spread by {pct(stats['noise_spread'])} points on "
+                      "average; with `task.split_seed` fixed the seeds share their problems and the spread is the "
+                      "training's (and the sampling's) own."]
     return "\n".join(lines)
 
 

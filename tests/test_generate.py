@@ -139,3 +139,19 @@ def test_generate_needs_a_model_or_an_endpoint(tmp_path, problems):
     with pytest.raises(R1Error, match="--model SPEC .* or --api-base URL"):
         run_generate(GenerateConfig(data=str(problems)), tmp_path / "never", progress=False)
     assert not list(tmp_path.glob("never*"))
+
+
+def test_generation_from_a_run_samples_its_training_problems_only(tmp_path):
+    """`from_run` (and a pipeline's rejection sampling) draws from the run's training split, so
+    the problems the run is scored on never reach the data it is fine-tuned on."""
+    from r1.config import build_config, build_task, dump_config
+    from r1.pipeline.generate import GenerateConfig, _examples, resolve_run
+
+    cfg = build_config({"seed": 3, "task": {"name": "arithmetic", "train_size": 50, "heldout_size": 20}})
+    dump_config(cfg, tmp_path / "config.yaml")
+    train, held = build_task(cfg).splits(50, 20)
+    gen = resolve_run(GenerateConfig(from_run=str(tmp_path), limit=30))
+    _, examples = _examples(gen)
+    questions = {e.question for e in examples}
+    assert len(questions) == 30 and questions <= {e.question for e in train}
+    assert not questions & {e.question for e in held}

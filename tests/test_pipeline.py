@@ -1,11 +1,12 @@
 """`r1 pipeline` on the tiny recipe: stages, manifest, report, skip, resume, invalidation."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from r1.config import read_yaml
+from r1.config import load_run, read_yaml
 from r1.errors import R1Error
 from r1.pipeline.runner import Pipeline
 
@@ -44,6 +45,14 @@ def test_tiny_pipeline_completes_with_a_manifest_and_a_report(finished):
     acc = next(line for line in report.splitlines() if line.startswith("| accuracy"))
     assert acc.count("±") == 5 and all("pass@1_se" in s["metrics"] for s in stages)
     assert (out / "report.html").read_text().startswith("<!doctype html>")
+    # stage 3 sampled the training problems only: none of the held-out problems it is scored on
+    held = {json.loads(x)["problem"] for x in (out / "rejection_sft" / "eval" / "samples.jsonl").read_text().splitlines()}
+    sampled = {re.findall(r"What is [^?]*\?", json.loads(x)["problem"])[-1]
+               for x in (out / "rejection_sft" / "generate" / "samples.jsonl").read_text().splitlines()}
+    rc, task = load_run(out / "reasoning_rl")
+    train, _ = task.splits(rc.task.train_size, rc.task.heldout_size)
+    assert len(held) == 6 and len(sampled) == 8 and not held & sampled
+    assert sampled <= {e.question for e in train}
     # stage 3 mixed the general conversations into its SFT data
     mixed = (out / "rejection_sft" / "filter" / "mixed.jsonl").read_text().splitlines()
     assert sum("capital of France" in x for x in mixed) == 1

@@ -37,6 +37,9 @@ class GenerateConfig(SamplingSettings):
                                  "prompt and stop strings")
     suffix: str | None = Field(None, description="appended to each problem; default: the task's benchmark "
                                "instruction")
+    split: dict | None = Field(None, description="a generated task's split as a training run made it "
+                               "({train_size, heldout_size, seed}): problems come from its training part only, so "
+                               "the run's held-out problems stay unseen; from_run and pipelines set it")
 
 
 def resolve_run(cfg: GenerateConfig) -> GenerateConfig:
@@ -50,16 +53,27 @@ def resolve_run(cfg: GenerateConfig) -> GenerateConfig:
         "prompt": cfg.prompt.model_copy(update={"style": rc.prompt.style, "template": rc.prompt.template,
                                                 "force_think": rc.prompt.force_think}),
         "stop": list(rc.rollout.stop), "suffix": "" if cfg.suffix is None else cfg.suffix,
-        "seed": cfg.seed, "from_run": None,
+        "seed": cfg.seed, "from_run": None, "split": run_split(rc),
     })
+
+
+def run_split(rc) -> dict:
+    """The train/held-out split of a training config (`Config`), as `GenerateConfig.split`."""
+    return {"train_size": rc.task.train_size, "heldout_size": rc.task.heldout_size,
+            "seed": rc.seed if rc.task.split_seed is None else rc.task.split_seed}
 
 
 def _examples(cfg: GenerateConfig):
     generated = cfg.task in ("arithmetic", "countdown")
     if not generated and not cfg.data:
         raise R1Error(f"task {cfg.task!r} reads its problems from a file: give --data PATH")
+    if generated and cfg.split:  # a run's training split: its held-out problems stay unseen
+        sp = cfg.split
+        task = get_task(cfg.task, cfg.task_params, seed=sp["seed"])
+        train, _ = task.splits(sp["train_size"], sp["heldout_size"])
+        return task, train[: cfg.limit] if cfg.limit else train
     task = get_task(cfg.task, cfg.task_params if generated else {"path": cfg.data}, seed=cfg.seed)
-    if generated:  # a fresh seeded training split (the held-out split stays unseen)
+    if generated:  # a fresh seeded draw of problems (no run's held-out set to keep out)
         examples, _ = task.splits(cfg.limit or 256, 1)
         return task, examples
     examples = task.all_examples()

@@ -36,6 +36,7 @@ from r1.data.tasks import get_task
 from r1.errors import R1Error
 from r1.eval.runner import EvalConfig, config_settings, run_eval
 from r1.pipeline.distill import run_distill
+from r1.pipeline.generate import run_split
 from r1.pipeline.recipes import PipelineRecipe, parse
 from r1.report.pipeline import write_pipeline_report
 from r1.rewards.language import language_consistency
@@ -215,7 +216,8 @@ class Pipeline:
                 raise R1Error(f"{self.source}: stage {st['name']!r}: teacher {teacher!r} is not a stage")
             shared = self.shared
             gen.update(model=self.model_of(teacher), task=shared.task.name, task_params=dict(shared.task.params),
-                       prompt=shared.prompt.model_dump(), stop=list(shared.rollout.stop), suffix="")
+                       prompt=shared.prompt.model_dump(), stop=list(shared.rollout.stop), suffix="",
+                       split=run_split(shared))  # the training problems only: held-out stays unseen
         sft = merge({"tracking": {"progress": self.progress}}, st.get("sft", {}))
         sft["model"] = {**sft.get("model", {}), "name": model}
         recipe = {"seed": self.seed, "generate": gen, "filter": st.get("filter", {}), "sft": sft}
