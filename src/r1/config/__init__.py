@@ -22,7 +22,8 @@ from r1.errors import R1Error, describe_validation_error
 __all__ = ["AlgorithmConfig", "Config", "CurriculumConfig", "EntropyConfig", "HeldoutConfig", "LoraConfig",
            "ModelConfig", "OptimConfig", "PromptConfig", "RolloutConfig", "SFTConfig", "SFTDataConfig",
            "SFTTrainConfig", "TaskConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "build_config",
-           "build_sft_config", "build_task", "dump_config", "load_config", "load_run", "merge", "read_yaml"]
+           "build_sft_config", "build_task", "dump_config", "load_config", "load_run", "merge", "read_yaml",
+           "split_seed"]
 
 
 class Config(_Strict):
@@ -124,9 +125,13 @@ def load_run(run_dir: str | Path, what: str = "") -> tuple[Config, Any]:
     return rc, build_task(rc)
 
 
+def split_seed(cfg: Config) -> int:
+    """The seed of a GRPO config's train/held-out split: `task.split_seed`, else the run's seed."""
+    return cfg.seed if cfg.task.split_seed is None else cfg.task.split_seed
+
+
 def build_task(cfg: Config):
-    """The task of a GRPO config, its split seeded by `task.split_seed` (else the run's seed)."""
+    """The task of a GRPO config, its split seeded by `split_seed(cfg)`."""
     from r1.data.tasks import get_task
 
-    seed = cfg.seed if cfg.task.split_seed is None else cfg.task.split_seed
-    return get_task(cfg.task.name, cfg.task.params, seed=seed)
+    return get_task(cfg.task.name, cfg.task.params, seed=split_seed(cfg))

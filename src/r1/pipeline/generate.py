@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from r1.config import load_run
+from r1.config import load_run, split_seed
 from r1.data.batches import BatchLog, claim_output
 from r1.data.prompts import user_content
 from r1.data.tasks import get_task
@@ -60,7 +60,7 @@ def resolve_run(cfg: GenerateConfig) -> GenerateConfig:
 def run_split(rc) -> dict:
     """The train/held-out split of a training config (`Config`), as `GenerateConfig.split`."""
     return {"train_size": rc.task.train_size, "heldout_size": rc.task.heldout_size,
-            "seed": rc.seed if rc.task.split_seed is None else rc.task.split_seed}
+            "seed": split_seed(rc)}
 
 
 def _examples(cfg: GenerateConfig):
