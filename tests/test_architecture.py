@@ -87,3 +87,47 @@ def test_no_source_file_over_400_lines():
     long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 400}
     assert not long, f"split these by concern: {long}"
+
+
+def _module_of(path: Path) -> str:
+    return ".".join(("r1", *path.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
+
+
+def _file_graph() -> dict[str, set[str]]:
+    """module -> the r1 modules it imports (inside functions too); `from pkg import sub` is an
+    edge to the submodule, `from pkg import name` to the package."""
+    modules = {_module_of(p) for p in SRC.rglob("*.py")}
+    edges: dict[str, set[str]] = defaultdict(set)
+    for path in sorted(SRC.rglob("*.py")):
+        me = _module_of(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and \
+                    node.module.split(".")[0] == "r1":
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                           for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.split(".")[0] == "r1"]
+            edges[me].update(t for t in targets if t in modules and t != me)
+    return edges
+
+
+def test_no_two_files_import_each_other_in_a_circle():
+    edges = _file_graph()
+    seen, on_path, circles = set(), [], []
+
+    def visit(u):
+        if u in on_path:
+            circles.append(" -> ".join(on_path[on_path.index(u):] + [u]))
+            return
+        if u in seen:
+            return
+        on_path.append(u)
+        for v in sorted(edges[u]):
+            visit(v)
+        on_path.pop()
+        seen.add(u)
+
+    for u in sorted(edges):
+        visit(u)
+    assert not circles, "files that import each other in a circle:\n" + "\n".join(circles)

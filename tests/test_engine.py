@@ -8,7 +8,8 @@ import torch
 from engine_support import same_samples_across_a_sync
 
 from r1.rollout.base import RolloutEngine
-from r1.rollout.hf import HFEngine, sample_tokens
+from r1.rollout.hf import HFEngine
+from r1.rollout.sampling import sample_tokens
 from r1.rollout.kvcache import with_cache
 from r1.trainers.policy import completion_logprobs, pad_batch
 from r1.types import SamplingParams
@@ -206,7 +207,7 @@ def test_two_level_inverse_cdf_over_a_large_vocabulary():
     # uniforms at the top of [0, 1): the two levels' sums round differently, and the draw must
     # then stay on the block's last non-zero weight, not run into the zeros after it (4,096
     # random rows of weights that end at column 300: without that guard 2 of them would)
-    from r1.rollout.hf import _inverse_cdf
+    from r1.rollout.sampling import _inverse_cdf
 
     w = torch.rand(4096, n, generator=torch.Generator().manual_seed(0)) ** 8
     w[:, 300:] = 0
@@ -232,7 +233,7 @@ def test_packed_bf16_engine_gives_the_same_tokens(tiny):
     """Prepacked oneDNN weights change the speed, not the numbers; they follow weight syncs."""
     import copy
 
-    from r1.rollout.hf import packed_linear_available
+    from r1.rollout.kernels import packed_linear_available
 
     model, tok = tiny
     policy = copy.deepcopy(model)

@@ -8,12 +8,8 @@ from engine_support import same_samples_across_a_sync
 
 from r1.padding import left_pad
 from r1.rollout.decode import LeanDecoder
-from r1.rollout.hf import (
-    HFEngine,
-    pack_linears,
-    packed_linear_available,
-    use_decode_attention,
-)
+from r1.rollout.hf import HFEngine
+from r1.rollout.kernels import pack_linears, packed_linear_available, use_decode_attention
 from r1.rollout.kvcache import preallocated_cache, with_cache
 from r1.types import SamplingParams
 
@@ -156,7 +152,7 @@ def test_a_sliding_window_shorter_than_the_rollout_goes_through_the_forward():
 def test_the_engine_samples_what_the_plain_weights_give_at_real_widths():
     """At SmolLM2's widths (576) a prefill of 4 × 112 tokens through oneDNN's packed weights
     rounds differently from the plain bf16 matmul the trainer runs; the engine takes the packs
-    only at decode's few rows (`hf.PACKED_MAX_ROWS`), where they agree with the plain matmul,
+    only at decode's few rows (`kernels.PACKED_MAX_ROWS`), where they agree with the plain matmul,
     so its samples are the plain path's, token for token, with the lean step or without."""
     model = _model("llama", 300, hidden_size=576, intermediate_size=1536, num_attention_heads=9,
                    num_key_value_heads=3)

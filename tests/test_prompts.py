@@ -3,9 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from r1.data.prompts import (
-    extract_answer, is_strict_format, last_boxed, render_prompt, split_reasoning,
-)
+from r1.data.answers import extract_answer, last_boxed
+from r1.data.prompts import is_strict_format, render_prompt
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "extraction.json").read_text())
 
@@ -31,12 +30,6 @@ def test_last_boxed_nested():
 ])
 def test_strict_format(text, ok):
     assert is_strict_format(text) is ok
-
-
-def test_split_reasoning_with_prefilled_think():
-    assert split_reasoning("<think>why</think><answer>1</answer>") == ("why", "<answer>1</answer>")
-    assert split_reasoning("why</think>1") == ("why", "1")
-    assert split_reasoning("no tags") == ("", "no tags")
 
 
 def test_r1_zero_template_and_prefill():

@@ -21,38 +21,6 @@ def _post(server, path, body, key=API_KEY):
     return httpx.post(server.url + path, content=data, headers=headers, timeout=60)
 
 
-# -- the reasoning split ------------------------------------------------------------------
-
-def test_split_completion_cases():
-    from r1.serve.reasoning import split_completion
-
-    assert split_completion("\n2 + 3 = 5\n</think>\n<answer>5</answer>") == ("2 + 3 = 5", "<answer>5</answer>")
-    assert split_completion("<think>a</think>b") == ("a", "b")  # the model repeated the forced tag
-    assert split_completion("cut before the end") == ("cut before the end", "")
-    assert split_completion("a</think>") == ("a", "")
-    assert split_completion("no reasoning here", reasoning=False) == ("", "no reasoning here")
-    assert split_completion("x < y </thin") == ("x < y </thin", "")  # an unfinished tag stays text
-
-
-def test_reasoning_stream_equals_whole_text_for_any_chunking():
-    from r1.serve.reasoning import ReasoningStream, split_completion
-
-    rng = random.Random(0)
-    texts = ["\n<think>I think 2 < 3 </th ink </think>\n<answer>5</answer>\n", "</think>only content",
-             "a</think>b</think>c", "   <thi", "<think></think>", "x" * 40 + "</think>" + "y" * 40]
-    for text in texts:
-        for _ in range(50):
-            cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(0, 8))))
-            pieces = [text[i:j] for i, j in zip([0] + cuts, cuts + [len(text)])]
-            s = ReasoningStream()
-            out = [s.feed(p) for p in pieces] + [s.finish()]
-            if text.count("</think>") <= 1:  # a lone closing tag never leaks into a delta
-                assert all("</think>" not in r and "</think>" not in c for r, c in out), (text, pieces)
-            r = "".join(o[0] for o in out).rstrip()
-            c = "".join(o[1] for o in out).rstrip()
-            assert (r, c) == split_completion(text), (text, pieces)
-
-
 def test_stop_text_holds_back_partial_stops():
     from r1.serve.text import StopText
 

@@ -47,6 +47,9 @@ def test_chat_page_streams_reasoning_and_answer(page_server, browser):
     page.fill("#api-key", "sk-browser")
     page.dispatch_event("#api-key", "change")
     page.wait_for_function("document.getElementById('model-name').textContent === 'tiny-answers'")
+    from r1.types import R1_TEMPERATURE, R1_TOP_P  # the page takes its defaults from the server
+    assert float(page.input_value("#temperature")) == R1_TEMPERATURE
+    assert float(page.input_value("#top-p")) == R1_TOP_P
     page.fill("#temperature", "0")
     page.dispatch_event("#temperature", "change")
     page.fill("#max-tokens", "64")

@@ -115,16 +115,16 @@ def test_a_failing_prefill_or_sampler_fails_only_its_request(answering_model, mo
     one temperature), with other requests admitted and decoded in the same batches."""
     import openai
 
-    import r1.rollout.hf as hf
+    import r1.rollout.sampling as sampling
 
-    real_sample = hf.sample_tokens
+    real_sample = sampling.sample_tokens
 
     def flaky_sample(logits, temperature, top_p, generator, uniforms=None):
         if abs(temperature - 1.234) < 1e-9:
             raise RuntimeError("injected sampler fault")
         return real_sample(logits, temperature, top_p, generator, uniforms)
 
-    monkeypatch.setattr(hf, "sample_tokens", flaky_sample)
+    monkeypatch.setattr(sampling, "sample_tokens", flaky_sample)
     with make_server(answering_model, max_batch=16) as srv:
         marker = srv.engine.tokenizer("POISON", add_special_tokens=False).input_ids
 

@@ -28,6 +28,13 @@ from r1.errors import R1Error
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = ("tiny", "smollm2-135m")
 
+# The model families whose decoder r1 runs on its own fast paths: a Llama-style block (RMSNorm,
+# rotary attention, SiLU·up MLP) whose logits are exactly `lm_head(last_hidden_state)`, with no
+# scaling or soft-capping after the head (Gemma, Cohere, Granite... have one). The lean decode
+# step (`rollout.decode`) and the log-probs through the head (`trainers.policy.split_head`)
+# both use this one table; other families take transformers' own forward.
+LLAMA_LIKE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
 # A chat template for the tiny model so that chat-template code paths run on it too.
 _TINY_CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"

@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# R1's sampling for evaluation and chat (the model card's recommendation): temperature 0.6,
+# top-p 0.95. Every default of r1 that samples "as R1 is evaluated" reads these two.
+R1_TEMPERATURE = 0.6
+R1_TOP_P = 0.95
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How the rollout engine samples. temperature 0 means greedy."""

@@ -9,9 +9,11 @@ import typer
 
 from r1.cli import options as O
 from r1.errors import R1Error
+from r1.types import R1_TEMPERATURE, R1_TOP_P
 
 app = typer.Typer(add_completion=False, invoke_without_command=True, no_args_is_help=False,
-                  help="Evaluate a model on a benchmark (R1 protocol: T=0.6, top-p 0.95, K samples).")
+                  help=f"Evaluate a model on a benchmark (R1 protocol: T={R1_TEMPERATURE}, top-p {R1_TOP_P}, "
+                  "K samples).")
 
 
 @app.callback()
@@ -75,7 +77,8 @@ def evaluate(
     m = result["metrics"]
     k = cfg.samples
     typer.echo(f"{cfg.benchmark}: pass@1 {m['pass@1']:.3f} (95% CI {m['pass@1_ci95'][0]:.3f}-"
-               f"{m['pass@1_ci95'][1]:.3f}), cons@{k} {m[f'cons@{k}']:.3f}, format {m['format_rate']:.3f} "
+               f"{m['pass@1_ci95'][1]:.3f}), cons@{k} {m[f'cons@{k}']:.3f}, strict format {m['format_rate']:.3f}, "
+               f"answered {m['answered_rate']:.3f} "
                f"over {m['problems']} problems x {k} samples")
     typer.echo(f"written to {out} (summary.json, samples.jsonl, report.md, config.yaml)")
 

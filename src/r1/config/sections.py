@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from r1.types import R1_TEMPERATURE, R1_TOP_P
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -221,8 +223,8 @@ class TrainConfig(_Strict):
 
 class HeldoutConfig(_Strict):
     samples: int = Field(2, ge=1, description="samples per held-out problem (pass@1 averaged)")
-    temperature: float = Field(0.6, ge=0.0, description="held-out sampling temperature (R1's evaluation setting)")
-    top_p: float = Field(0.95, gt=0.0, le=1.0, description="held-out nucleus mass (R1's evaluation setting)")
+    temperature: float = Field(R1_TEMPERATURE, ge=0.0, description="held-out sampling temperature (R1's evaluation setting)")
+    top_p: float = Field(R1_TOP_P, gt=0.0, le=1.0, description="held-out nucleus mass (R1's evaluation setting)")
     max_new_tokens: int | None = Field(None, ge=1, description="default: the rollout's")
     batch_size: int = Field(64, ge=1, description="prompts per generation call")
 

@@ -1,4 +1,4 @@
-"""Prompt templates and answer extraction: the only module that parses completions.
+"""Prompt templates: how a problem becomes the prompt a model sees, and the strict R1 format.
 
 Two prompt styles:
   * ``r1_zero``: the plain-text template of the R1 paper (Table 1), for base models;
@@ -31,10 +31,7 @@ CHAT_TEMPLATE = (
 
 STYLES = ("r1_zero", "chat")
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_ANSWER_OPEN_RE = re.compile(r"<answer>(.*)$", re.DOTALL)
 _STRICT_FORMAT_RE = re.compile(r"^\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
-_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
 @dataclass(frozen=True)
@@ -124,69 +121,6 @@ def render_prompt(
     raise ValueError(f"unknown prompt style {style!r}: use one of {', '.join(STYLES)}")
 
 
-def last_boxed(text: str) -> str | None:
-    r"""Content of the last ``\boxed{...}`` (or ``\fbox{...}``), braces matched; None if absent."""
-    idx = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if idx < 0:
-        return None
-    i = text.find("{", idx)
-    if i < 0:
-        # "\boxed 5" form
-        m = re.match(r"\\boxed\s+([^\s$]+)", text[idx:])
-        return m.group(1) if m else None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-    return None
-
-
-def last_number(text: str) -> str | None:
-    """The last number in `text` with thousands separators removed; None if there is none."""
-    found = _NUMBER_RE.findall(text)
-    if not found:
-        return None
-    return found[-1].replace(",", "").rstrip(".")
-
-
-def answer_span(text: str) -> str | None:
-    """Content of the last closed ``<answer>...</answer>``; None if there is none."""
-    found = _ANSWER_RE.findall(text)
-    return found[-1].strip() if found else None
-
-
-def extract_answer(text: str, *, fallback: str = "none") -> str | None:
-    r"""The final answer of a completion.
-
-    Order: the last ``<answer>…</answer>`` (a ``\boxed{}`` inside it wins); then, by
-    `fallback`: ``"none"`` stops there (strict: no tags, no answer); ``"boxed"`` takes the
-    last ``\boxed{}``; ``"last_number"`` takes the last ``\boxed{}`` or else the last
-    number anywhere (GSM8K-style lenient extraction).
-    """
-    if fallback == "math":  # tags, then \boxed{}, then Math-Verify's extraction (a worker process)
-        from r1.data.verify import extract
-
-        return extract(text)
-    span = answer_span(text)
-    if span is not None:
-        inner = last_boxed(span)
-        return (inner if inner is not None else span).strip()
-    if fallback == "none":
-        return None
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed.strip()
-    if fallback == "boxed":
-        return None
-    if fallback == "last_number":
-        return last_number(text)
-    raise ValueError(f"unknown answer fallback {fallback!r}: use none, boxed, last_number or math")
-
-
 def split_at_stop(text: str, stops) -> tuple[str, str | None]:
     """(text up to and including the first stop string, what follows it); (text, None) when
     no stop string occurs."""
@@ -224,15 +158,3 @@ def is_strict_format(text: str) -> bool:
     if not _STRICT_FORMAT_RE.match(text):
         return False
     return all(text.count(tag) == 1 for tag in ("<think>", "</think>", "<answer>", "</answer>"))
-
-
-def split_reasoning(text: str) -> tuple[str, str]:
-    """(reasoning, rest): the text inside ``<think>…</think>`` and what follows it.
-
-    Text before a lone ``</think>`` counts as reasoning (R1 prefills ``<think>``)."""
-    end = text.find("</think>")
-    if end < 0:
-        return "", text
-    start = text.find("<think>")
-    start = start + len("<think>") if 0 <= start < end else 0
-    return text[start:end].strip(), text[end + len("</think>") :].strip()

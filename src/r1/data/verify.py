@@ -29,7 +29,7 @@ import threading
 import tempfile
 import time
 
-from r1.data.prompts import answer_span, extract_answer
+from r1.data.answers import answer_span, extract_answer
 from r1.errors import R1Error
 
 log = logging.getLogger(__name__)
@@ -89,14 +89,17 @@ _CACHE_MAX = 100_000
 _STATS = {"fast": 0, "cached": 0, "math_verify": 0, "timeouts": 0, "worker_errors": 0}
 
 
-def extract(text: str | None, *, timeout: float = TIMEOUT_S) -> str | None:
-    """The answer a text gives, as a short string that `answers_match` reads the same way:
-    the last ``<answer>``'s content (a ``\\boxed{}`` inside it wins), else the one
-    ``\\boxed{}``'s content (several: all of them, which Math-Verify reads as a set), else
-    the string Math-Verify's extraction takes ("final answer is $…$", LaTeX, numbers; in
-    ``$…$`` when it is more than a number); None if there is none."""
+def extract(text: str | None, *, fallback: str = "math", timeout: float = TIMEOUT_S) -> str | None:
+    """The answer a text gives. With `fallback` "math", as a short string that
+    `answers_match` reads the same way: the last ``<answer>``'s content (a ``\\boxed{}``
+    inside it wins), else the one ``\\boxed{}``'s content (several: all of them, which
+    Math-Verify reads as a set), else the string Math-Verify's extraction takes ("final
+    answer is $…$", LaTeX, numbers; in ``$…$`` when it is more than a number); None if there
+    is none. Any other `fallback` (none, boxed, last_number) is `answers.extract_answer`'s."""
     if text is None:
         return None
+    if fallback != "math":
+        return extract_answer(text, fallback=fallback)
     if answer_span(text) is not None or text.count("\\boxed") + text.count("\\fbox") == 1:
         return extract_answer(text, fallback="boxed")
     first = min((i for i in (text.find("\\boxed"), text.find("\\fbox")) if i >= 0), default=-1)

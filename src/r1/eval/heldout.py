@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import statistics
 
-from r1.data.prompts import PromptFormat, ends_with_eos, extract_answer, is_strict_format, judge_texts
+from r1.data.answers import extract_answer
+from r1.data.prompts import PromptFormat, ends_with_eos, is_strict_format, judge_texts
 from r1.eval.metrics import per_problem_mean_se
 from r1.types import SamplingParams
 

@@ -17,7 +17,8 @@ from pydantic import Field
 
 from r1.config import build_task, load_run
 from r1.data.batches import BatchLog, claim_output
-from r1.data.prompts import extract_answer, is_strict_format
+from r1.data.prompts import is_strict_format
+from r1.data.verify import extract
 from r1.eval.metrics import majority_vote, mean_ci95, mean_se, pass_at_k
 from r1.report.eval import write_eval_report
 from r1.rollout.sampler import Sampler, SamplingSettings, make_sampler
@@ -31,8 +32,9 @@ class EvalConfig(SamplingSettings):
     data: str | None = Field(None, description="a local JSONL instead of the benchmark's dataset")
     fallback: str = Field("boxed", description="where the answer is read outside <answer> tags: boxed, "
                           "last_number, none, math, or task (the task's own extraction)")
-    strict_format: bool = Field(False, description="judge the format by the strict R1 regex and extract as the "
-                                "task does (a training run's own template, with from_run)")
+    strict_format: bool = Field(False, description="extract answers as the task does, from the whole completion "
+                                "(a training run's own template, with from_run); format_rate is always the strict "
+                                "R1 template and answered_rate the share of samples with an answer found")
     from_run: str | None = Field(None, description="the training run whose held-out set, prompt and stop "
                                  "strings these are")
 
@@ -69,7 +71,7 @@ def compute_metrics(rows: list[dict], examples, samples: int, task) -> dict:
         **{f"pass@{k}": statistics.fmean(v) for k, v in sorted(passk.items()) if k > 1},
         f"cons@{samples}": statistics.fmean(cons) if cons else 0.0,
         "format_rate": statistics.fmean([r["format"] for r in rows]) if rows else 0.0,
-        "answered_rate": statistics.fmean([r["answer"] is not None for r in rows]) if rows else 0.0,
+        "answered_rate": statistics.fmean([r.get("answered", r["answer"] is not None) for r in rows]) if rows else 0.0,
         "response_length_mean": statistics.fmean(lengths),
         "response_length_median": statistics.median(lengths),
         "problems": len(per_problem),
@@ -109,15 +111,15 @@ def run_eval(cfg: EvalConfig, out: Path, *, task, examples, sampler: Sampler | N
             for j, s in enumerate(group):
                 if cfg.strict_format:  # a training run's own template, extraction and verifier
                     answer = task.extract(s.text)
-                    fmt = is_strict_format(s.text)
+                    answered = answer is not None
                 else:
                     answer_part = s.content if "</think>" in s.text else s.text
                     answer = task.extract(answer_part) if cfg.fallback == "task" else \
-                        extract_answer(answer_part, fallback=cfg.fallback)
-                    fmt = answer is not None and (not s.text.startswith("<think>") or "</think>" in s.text)
+                        extract(answer_part, fallback=cfg.fallback)
+                    answered = answer is not None and (not s.text.startswith("<think>") or "</think>" in s.text)
                 new.append({"id": ex.id, "sample": j, "problem": ex.question, "gold": ex.answer,
                             "completion": s.text, "reasoning": s.reasoning, "answer": answer,
-                            "format": bool(fmt), "tokens": s.tokens})
+                            "format": is_strict_format(s.text), "answered": answered, "tokens": s.tokens})
         by_id = {ex.id: ex for ex in batch}
         for r, ok in zip(new, task.verify_batch([r["answer"] for r in new], [by_id[r["id"]] for r in new])):
             r["correct"] = bool(ok)

@@ -30,7 +30,8 @@ from typing import Any
 import yaml
 
 from r1.data.jsonl import read_jsonl, write_jsonl_atomic
-from r1.data.prompts import is_strict_format, split_reasoning
+from r1.data.prompts import is_strict_format
+from r1.data.reasoning import split_reasoning
 from r1.data.tasks import get_task
 from r1.data.tasks.base import Example
 from r1.data.verify import answers_match
@@ -72,8 +73,8 @@ def well_formed(completion: str) -> bool:
         return False
     if "<think>" in body and not body.startswith("<think>"):
         return False
-    reasoning, rest = body.split("</think>", 1)
-    return bool(reasoning.replace("<think>", "").strip()) and bool(rest.strip())
+    reasoning, rest = split_reasoning(body)
+    return bool(reasoning) and bool(rest)
 
 
 def _normalise(text: str) -> str:

@@ -31,7 +31,8 @@ from typing import Any
 
 from r1.config import apply_overrides, build_config, build_sft_config, merge
 from r1.data.jsonl import read_jsonl, read_log, write_jsonl_atomic
-from r1.data.prompts import split_reasoning, user_content
+from r1.data.prompts import user_content
+from r1.data.reasoning import split_reasoning
 from r1.data.tasks import get_task
 from r1.errors import R1Error
 from r1.eval.runner import EvalConfig, config_settings, run_eval

@@ -18,7 +18,7 @@ import functools
 import re
 import unicodedata
 
-from r1.data.prompts import split_reasoning
+from r1.data.reasoning import split_reasoning
 from r1.rewards.registry import register
 
 LATIN = {"en", "fr", "de", "es", "it", "pt", "nl", "sv", "da", "no", "fi", "pl", "cs", "tr", "id", "vi", "ro",

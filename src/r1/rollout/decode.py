@@ -23,11 +23,9 @@ import torch
 
 from transformers.models.llama.modeling_llama import rotate_half
 
-from r1.rollout.hf import DECODE_ATTENTION, PACKED_MAX_ROWS
+from r1.models import LLAMA_LIKE_TYPES
+from r1.rollout.kernels import DECODE_ATTENTION, PACKED_MAX_ROWS
 from r1.rollout.kvcache import is_preallocated
-
-LEAN_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
-
 
 def _sliding_window(cfg: Any) -> tuple[bool, int | None]:
     """(whether some layer attends through a sliding window, its length)."""
@@ -111,7 +109,7 @@ class LeanDecoder:
         arithmetic (see the module's docstring). `packed`: oneDNN-packed weight copies (a bf16
         model on a CPU, `hf.packed_linear_available`)."""
         cfg = getattr(model, "config", None)
-        if getattr(cfg, "model_type", None) not in LEAN_TYPES or hasattr(model, "get_base_model"):
+        if getattr(cfg, "model_type", None) not in LLAMA_LIKE_TYPES or hasattr(model, "get_base_model"):
             return None
         # SDPA is the attention this step runs; another implementation (eager's matmuls, flex)
         # would give the model's forward other numbers

@@ -2,8 +2,8 @@
 
 The reasoning comes back in `reasoning_content` (DeepSeek, vLLM's deepseek_r1 parser;
 newer vLLM also says `reasoning`); a server that leaves it inside the content gets its
-text split at ``</think>``. Requests run concurrently in threads; the `openai` client
-retries 429s and 5xx with exponential backoff.
+text split by `r1.data.reasoning.split_reasoning`. Requests run concurrently in threads;
+the `openai` client retries 429s and 5xx with exponential backoff.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from r1.data.prompts import split_reasoning
+from r1.data.reasoning import split_reasoning
 from r1.errors import R1Error
 from r1.types import Sample
 
 
 def sample_from_content(content: str, reasoning: str | None, tokens: int) -> Sample:
-    if not reasoning and "</think>" in content:
+    if not reasoning:  # a server that leaves the thinking inside the content
         reasoning, content = split_reasoning(content)
     reasoning = (reasoning or "").strip()
     text = f"<think>\n{reasoning}\n</think>\n{content}" if reasoning else content

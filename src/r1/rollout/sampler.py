@@ -20,8 +20,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from r1.data.prompts import PromptFormat, split_reasoning
-from r1.types import Sample, SamplingParams
+from r1.data.prompts import PromptFormat
+from r1.data.reasoning import split_reasoning
+from r1.types import R1_TEMPERATURE, R1_TOP_P, Sample, SamplingParams
 
 
 @runtime_checkable
@@ -61,8 +62,8 @@ class SamplingSettings(BaseModel):
     samples: int = Field(4, ge=1, description="K: samples per problem (pass@1 is their mean; pass@k, cons@K)")
     limit: int | None = Field(None, ge=1, description="only the first N problems")
     max_new_tokens: int = Field(1024, ge=1, description="new tokens per sample at most")
-    temperature: float = Field(0.6, ge=0.0, description="sampling temperature (R1's evaluation setting; 0: greedy)")
-    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling mass (R1's evaluation setting)")
+    temperature: float = Field(R1_TEMPERATURE, ge=0.0, description="sampling temperature (R1's evaluation setting; 0: greedy)")
+    top_p: float = Field(R1_TOP_P, gt=0.0, le=1.0, description="nucleus sampling mass (R1's evaluation setting)")
     seed: int = Field(0, description="batch b samples with seed + b, so a resumed run redraws the same")
     batch_size: int = Field(16, ge=1, description="problems per generation call (and per resumable batch)")
     engine: Literal["hf", "vllm"] = Field("hf", description="local sampling: r1's transformers engine, or vLLM "

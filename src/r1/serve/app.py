@@ -29,6 +29,7 @@ from r1.serve.edge import (ERROR_RESPONSES, APIError, add_openapi, authenticate,
 from r1.serve.interface import EngineRequest, EngineUnavailable, QueueFull, Step
 from r1.data.prompts import PromptFormat
 from r1.serve.text import Choice, render_chat
+from r1.types import R1_TEMPERATURE, R1_TOP_P
 
 STATIC = Path(__file__).parent / "static"
 
@@ -297,7 +298,8 @@ class Routes:
     async def models(self, request: Request) -> dict:
         authenticate(request, self.settings.api_key)
         return {"object": "list", "data": [{"id": self.settings.model_name, "object": "model", "created": R.now(),
-                                            "owned_by": "r1", "max_model_len": self.engine.max_model_len}]}
+                                            "owned_by": "r1", "max_model_len": self.engine.max_model_len,
+                                            "sampling_defaults": {"temperature": R1_TEMPERATURE, "top_p": R1_TOP_P}}]}
 
 
 def _streaming_200(model: type, chunk: type) -> dict:

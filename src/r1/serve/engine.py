@@ -28,8 +28,9 @@ import torch
 
 from r1.errors import R1Error
 from r1.padding import left_pad
-from r1.rollout import hf  # hf.sample_tokens looked up per call (tests inject faults into it)
-from r1.rollout.hf import eos_ids, pack_linears, packed_linear_available, use_decode_attention
+from r1.rollout import sampling  # sampling.sample_tokens looked up per call (tests inject faults into it)
+from r1.rollout.hf import eos_ids
+from r1.rollout.kernels import pack_linears, packed_linear_available, use_decode_attention
 from r1.rollout.kvcache import drop_front, is_preallocated, pad_left, preallocated_cache, stack_layer, with_cache
 from r1.serve.interface import (EngineRequest, EngineUnavailable, QueueFull, RequestHandle, Step, TokenLogprob,
                                 deliver)
@@ -294,7 +295,7 @@ class HFBatchEngine:
             gen = rows[seeded].generator if seeded >= 0 else self._gen
             try:
                 picked = logits if len(groups) == 1 else logits[torch.tensor(idx, device=logits.device)]
-                for b, token in zip(idx, hf.sample_tokens(picked, t, p, gen)[0].tolist()):
+                for b, token in zip(idx, sampling.sample_tokens(picked, t, p, gen)[0].tolist()):
                     tokens[b] = token
             except Exception as e:  # noqa: BLE001
                 log.warning("sampling failed for %d request(s): %s: %s", len(idx), type(e).__name__, e)

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Optional, Protocol
 
+from r1.types import R1_TEMPERATURE, R1_TOP_P
+
 
 class QueueFull(Exception):
     """The engine's waiting queue is at its bound (the app answers 429)."""
@@ -22,8 +24,8 @@ class EngineUnavailable(Exception):
 class EngineRequest:
     prompt_ids: list[int]
     max_tokens: int
-    temperature: float = 0.6
-    top_p: float = 0.95
+    temperature: float = R1_TEMPERATURE
+    top_p: float = R1_TOP_P
     seed: Optional[int] = None
     deadline: Optional[float] = None  # time.monotonic() after which the request ends with "timeout"
     ignore_eos: bool = False  # always produce max_tokens (benchmarks; vLLM's extra parameter of that name)

@@ -15,9 +15,8 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-# R1's recommended usage (the model card): temperature 0.6, top-p 0.95.
-DEFAULT_TEMPERATURE = 0.6
-DEFAULT_TOP_P = 0.95
+from r1.types import R1_TEMPERATURE, R1_TOP_P
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_TOP_LOGPROBS = 20
 
@@ -142,8 +141,8 @@ class _Sampling(_Request):
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
 
     def sampling(self) -> tuple[float, float]:
-        t = DEFAULT_TEMPERATURE if self.temperature is None else self.temperature
-        p = DEFAULT_TOP_P if self.top_p is None else self.top_p
+        t = R1_TEMPERATURE if self.temperature is None else self.temperature
+        p = R1_TOP_P if self.top_p is None else self.top_p
         return t, p
 
     def include_usage(self) -> bool:

@@ -112,6 +112,8 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     max_model_len: int
+    sampling_defaults: dict[str, float] = Field(description="temperature and top_p a request that gives none "
+                                                "samples with (R1's recommendation); the chat page starts from them")
 
 
 class ModelList(BaseModel):

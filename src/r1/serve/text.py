@@ -9,7 +9,7 @@ from typing import Any, Optional
 from r1.data.prompts import R1_ZERO_TEMPLATE, PromptFormat, user_content
 from r1.serve import protocol as P
 from r1.serve.interface import RequestHandle, Step, TokenLogprob
-from r1.serve.reasoning import ReasoningStream
+from r1.data.reasoning import ReasoningStream
 
 
 def _turns(messages: list[P.ChatMessage]) -> tuple[str, list[dict]]:

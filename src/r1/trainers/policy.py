@@ -29,7 +29,7 @@ from r1.algorithms.logprobs import entropy, head_logprobs, selective_logprobs
 from r1.allocator import return_freed_memory
 from r1.config import ModelConfig, OptimConfig
 from r1.errors import R1Error
-from r1.models import bf16_available, load_model
+from r1.models import LLAMA_LIKE_TYPES, bf16_available, load_model
 from r1.padding import left_pad, right_pad
 from r1.rollout.kvcache import with_cache
 
@@ -292,18 +292,13 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: flo
     return logp, entropy(logits, temperature) if with_entropy else None
 
 
-# Model types whose logits are exactly `lm_head(decoder(...).last_hidden_state)`: no scaling,
-# soft-capping or other step after the head (Gemma, Cohere, Granite... have one).
-PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
-
-
 def split_head(model):
     """(decoder, lm_head) of a model whose logits are a plain linear head over the decoder's
     last hidden state, so that the chosen tokens' log-probs can be taken through the head
     without the [tokens, vocab] logits (`algorithms.logprobs.head_logprobs`); else None. Not
     for a model sharded at its root (FSDP gathers the head's weight in the root's forward)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if getattr(getattr(base, "config", None), "model_type", None) not in PLAIN_HEAD_TYPES:
+    if getattr(getattr(base, "config", None), "model_type", None) not in LLAMA_LIKE_TYPES:
         return None
     if type(base).__name__.startswith("FSDP"):  # fully_shard's class; the root must run its own forward
         return None

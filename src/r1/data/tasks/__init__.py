@@ -31,4 +31,6 @@ def get_task(name: str, params: dict[str, Any] | None = None, seed: int = 0):
         from r1.errors import describe_validation_error
 
         raise R1Error(describe_validation_error(e, prefix="task.params")) from None
+    if getattr(cls, "nested", False):  # a task made of other tasks looks them up here
+        return cls(p, seed=seed, get_task=get_task)
     return cls(p, seed=seed)

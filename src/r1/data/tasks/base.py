@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from r1.data.prompts import extract_answer
+from r1.data.verify import extract
 from r1.errors import R1Error
 
 
@@ -49,7 +49,7 @@ class Task:
         raise NotImplementedError
 
     def extract(self, completion: str) -> str | None:
-        return extract_answer(completion, fallback=self.fallback)
+        return extract(completion, fallback=self.fallback)
 
     def equivalent(self, a: str, b: str) -> bool:
         """Whether two answers to the same problem are the same answer (cons@k votes with it):

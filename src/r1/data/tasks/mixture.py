@@ -9,7 +9,7 @@ verify. The held-out set is the reasoning task's, so evaluation stays comparable
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import Field
 
@@ -26,11 +26,10 @@ class MixtureParams(TaskParams):
 class MixtureTask(Task):
     name = "mixture"
     Params = MixtureParams
+    nested = True  # built with the task lookup, for its reasoning task
 
-    def __init__(self, params: MixtureParams, seed: int = 0):
+    def __init__(self, params: MixtureParams, seed: int = 0, *, get_task: Callable[..., Task]):
         super().__init__(params, seed)
-        from r1.data.tasks import get_task
-
         r = params.reasoning
         if not isinstance(r, dict) or "name" not in r or r["name"] == "mixture":
             raise R1Error("task.params.reasoning needs the name (and params) of a reasoning task")

@@ -36,6 +36,9 @@ async function loadModel() {
     const body = await r.json();
     modelName = body.data[0].id;
     $("model-name").textContent = modelName;
+    const defaults = body.data[0].sampling_defaults || {};  // the server's, unless the user set their own
+    if (saved["temperature"] === undefined && defaults.temperature !== undefined) $("temperature").value = defaults.temperature;
+    if (saved["top-p"] === undefined && defaults.top_p !== undefined) $("top-p").value = defaults.top_p;
   } catch (e) { showError("Cannot reach the server: " + e); }
 }
 
@@ -109,9 +112,11 @@ async function send(text) {
   messages.push(...conversation);
   const body = {
     messages, stream: true, stream_options: { include_usage: true },
-    temperature: parseFloat($("temperature").value), top_p: parseFloat($("top-p").value),
     max_tokens: parseInt($("max-tokens").value, 10),
   };
+  // empty fields are left out: the server applies its defaults
+  if ($("temperature").value !== "") body.temperature = parseFloat($("temperature").value);
+  if ($("top-p").value !== "") body.top_p = parseFloat($("top-p").value);
   if (modelName) body.model = modelName;
   controller = new AbortController();
   setBusy(true);

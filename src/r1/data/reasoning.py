@@ -1,9 +1,13 @@
-"""Split a completion into reasoning (the ``<think>`` part) and content (the answer).
+"""Reasoning and answer: the one place a completion is split into its ``<think>`` part
+(reasoning) and what follows (content). Training rewards, the rejection filter, distillation
+data, evaluation, API sampling and the server all use `split_reasoning` or `ReasoningStream`.
 
-The same rule as DeepSeek's API and vLLM's ``deepseek_r1`` reasoning parser: the prompt
-forces the answer to open with ``<think>``, so everything up to ``</think>`` is reasoning
-and what follows is content; a completion cut before ``</think>`` is all reasoning.
-A ``<think>`` the model writes itself at the very start is dropped.
+The rule is DeepSeek's API's and vLLM's ``deepseek_r1`` reasoning parser's: once the
+thinking is open (the prompt forced ``<think>``, or the completion starts with it, or a
+``</think>`` shows that it was open), everything up to ``</think>`` is reasoning and what
+follows is content; a completion cut before ``</think>`` is all reasoning and its content
+is empty. A ``<think>`` the model writes again at the very start is dropped. A completion
+whose thinking was never open is all content.
 
 `ReasoningStream` does the same on text deltas: it holds back a tail that could be the
 start of a tag split across tokens, so no delta ever carries half of ``</think>``.
@@ -14,12 +18,19 @@ from __future__ import annotations
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
-def split_completion(text: str, *, reasoning: bool = True) -> tuple[str, str]:
-    """(reasoning_content, content) of a whole completion (the forced ``<think>`` excluded)."""
-    stream = ReasoningStream(reasoning=reasoning)
+def split_reasoning(text: str, *, opened: bool | None = None) -> tuple[str, str]:
+    """(reasoning, content) of a whole completion, each stripped.
+
+    `opened`: True when the prompt forced ``<think>`` and `text` does not repeat it (the
+    server's case); False when the thinking was not opened (all of `text` is content);
+    None (default) decides from the text: open when it starts with ``<think>`` or holds a
+    ``</think>``."""
+    if opened is None:
+        opened = text.lstrip().startswith(THINK_OPEN) or THINK_CLOSE in text
+    stream = ReasoningStream(reasoning=opened)
     r1, c1 = stream.feed(text)
     r2, c2 = stream.finish()
-    return (r1 + r2).rstrip(), (c1 + c2).rstrip()
+    return (r1 + r2).strip(), (c1 + c2).strip()
 
 
 def _partial_tag_suffix(text: str, tag: str) -> int:
