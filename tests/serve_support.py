@@ -36,7 +36,7 @@ def train_answering_tiny(out: Path, steps: int = 300) -> Path:
     model, tok = build_tiny()
     rows = []
     for a, b in QUESTIONS:
-        text, _ = render_chat([ChatMessage(role="user", content=question(a, b))], tok, PromptFormat())
+        text, _ = render_chat([ChatMessage(role="user", content=question(a, b))], tok, PromptFormat.as_sent())
         target = f"{reasoning_of(a, b)}\n</think>\n{content_of(a, b)}{tok.eos_token}"
         rows.append((tok(text, add_special_tokens=False).input_ids, tok(target, add_special_tokens=False).input_ids))
     width = max(len(p) + len(t) for p, t in rows)

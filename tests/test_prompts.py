@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from r1.data.answers import extract_answer, last_boxed
-from r1.data.prompts import is_strict_format, render_prompt
+from r1.data.prompts import PromptFormat, is_strict_format
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "extraction.json").read_text())
 
@@ -33,19 +33,33 @@ def test_strict_format(text, ok):
 
 
 def test_r1_zero_template_and_prefill():
-    p = render_prompt("What is 2+2?", style="r1_zero", force_think=True)
+    p = PromptFormat(style="r1_zero", force_think=True).render("What is 2+2?")
     assert p.text.startswith("A conversation between User and Assistant.")
     assert "User: What is 2+2?. Assistant: <think>\n" in p.text
     assert p.prefill == "<think>\n"
-    p = render_prompt("Q", style="r1_zero", force_think=False)
+    p = PromptFormat(style="r1_zero", force_think=False).render("Q")
     assert p.text.endswith("Assistant:") and p.prefill == ""
 
 
 def test_chat_template_puts_instructions_in_user_turn(tiny):
     _, tok = tiny
-    p = render_prompt("What is {x}?", style="chat", tokenizer=tok, answer_hint="the number",
-                      template="Q: {question} -> {answer_hint} \\boxed{}")
+    fmt = PromptFormat(style="chat", answer_hint="the number", template="Q: {question} -> {answer_hint} \\boxed{}")
+    p = fmt.render("What is {x}?", tok)
     assert "<|user|>\nQ: What is {x}? -> the number \\boxed{}</s>" in p.text
     assert p.text.endswith("<|assistant|>\n<think>\n")
-    with pytest.raises(ValueError):
-        render_prompt("q", style="chat", tokenizer=None)
+    with pytest.raises(ValueError, match="chat template"):
+        fmt.render("q", None)
+
+
+def test_a_conversation_renders_through_the_same_template(tiny):
+    _, tok = tiny
+    fmt = PromptFormat(style="chat", template="Q: {question}")
+    turns = [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "one"},
+             {"role": "user", "content": "second"}]
+    p = fmt.render_turns(turns, tok, system="Be brief.")
+    # the system prompt joins the first user turn; the template fills the last one only
+    assert "<|user|>\nBe brief.\n\nearlier</s>" in p.text and "<|user|>\nQ: second</s>" in p.text
+    assert p.text.endswith("<|assistant|>\n<think>\n") and p.prefill == "<think>\n"
+    assert fmt.render_turns(turns[-1:], tok).text == fmt.render("second", tok).text
+    zero = PromptFormat(style="r1_zero").render_turns(turns, tok)  # one question, no history
+    assert "User: second. Assistant: <think>" in zero.text and "earlier" not in zero.text

@@ -56,7 +56,7 @@ def test_render_chat_folds_the_system_prompt_and_forces_think(tiny):
     msgs = [ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="Hi"),
             ChatMessage(role="assistant", content="Hello", reasoning_content="secret"),
             ChatMessage(role="user", content=[{"type": "text", "text": "Sum?"}])]
-    text, prefill = render_chat(msgs, tok, PromptFormat())
+    text, prefill = render_chat(msgs, tok, PromptFormat.as_sent())
     assert prefill == "<think>\n" and text.endswith("<|assistant|>\n<think>\n")
     assert "<|system|>" not in text and "<|user|>\nBe brief.\n\nHi</s>" in text
     assert "secret" not in text and "<|assistant|>\nHello</s>" in text and "Sum?" in text
@@ -82,7 +82,7 @@ def test_chat_non_stream_reasoning_content_and_usage(client, server):
     from r1.serve.protocol import ChatMessage
 
     tok = server.engine.tokenizer
-    text, _ = render_chat([ChatMessage(role="user", content=question(a, b))], tok, PromptFormat())
+    text, _ = render_chat([ChatMessage(role="user", content=question(a, b))], tok, PromptFormat.as_sent())
     completion = f"{reasoning_of(a, b)}\n</think>\n{content_of(a, b)}{tok.eos_token}"
     assert r.usage.prompt_tokens == len(tok(text, add_special_tokens=False).input_ids)
     assert r.usage.completion_tokens == len(tok(completion, add_special_tokens=False).input_ids)

@@ -456,7 +456,7 @@ def test_chat_logprobs_match_the_model(client, server):
 
     engine = server.engine
     tok = engine.tokenizer
-    prompt, _ = render_chat([ChatMessage(**m) for m in msgs], tok, PromptFormat())
+    prompt, _ = render_chat([ChatMessage(**m) for m in msgs], tok, PromptFormat.as_sent())
     p_ids = tok(prompt, add_special_tokens=False).input_ids
     c_ids = tok(text, add_special_tokens=False).input_ids
     with torch.inference_mode():
@@ -511,12 +511,12 @@ def test_render_chat_writes_tool_turns_and_system_only(server):
     from r1.serve.text import render_chat
 
     tok = server.engine.tokenizer
-    text, _ = render_chat([ChatMessage(role="system", content="Only me.")], tok, PromptFormat())
+    text, _ = render_chat([ChatMessage(role="system", content="Only me.")], tok, PromptFormat.as_sent())
     assert "<|user|>\nOnly me.</s>" in text
     msgs = [ChatMessage(role="user", content="Q"),
             ChatMessage(role="assistant", tool_calls=[{"id": "c1", "function": {"name": "f", "arguments": "{\"x\":1}"}}]),
             ChatMessage(role="tool", tool_call_id="c1", content="42")]
-    text, _ = render_chat(msgs, tok, PromptFormat())
+    text, _ = render_chat(msgs, tok, PromptFormat.as_sent())
     assert '[called f({"x":1})]' in text and "[result of c1]\n42" in text
 
 

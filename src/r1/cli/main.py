@@ -228,28 +228,15 @@ def serve(
     shutdown_grace: float = typer.Option(5.0, help="on SIGTERM/Ctrl-C, seconds requests in flight get to finish"),
 ) -> None:
     """An OpenAI-compatible API (reasoning_content, streaming) and a chat page at /."""
-    import dataclasses
+    from r1.serve.launch import serve as run_server
 
-    from r1.data.prompts import PromptFormat
-    from r1.rollout.openai import resolve_api_key
-    from r1.serve.app import ServeSettings, create_app
-    from r1.serve.launch import build_engine, make_server, resolve_model
-
-    spec, style, name = resolve_model(model)
-    style = style or PromptFormat()
-    style = dataclasses.replace(style, force_think=think and style.force_think)
-    name = served_model_name or name
-    key = resolve_api_key(api_key)
-    if host not in ("127.0.0.1", "localhost", "::1") and not key:
-        typer.echo(f"warning: listening on {host} without an API key: anyone who reaches it can use it", err=True)
-    eng = build_engine(spec, engine=engine, model_name=name, max_batch=max_batch, max_queue=max_queue,
-                       seed=seed, device=device, precision=precision, gpu_memory_utilization=gpu_memory_utilization,
-                       kv_cache_gb=kv_cache_gb, enforce_eager=enforce_eager)
-    settings = ServeSettings(model_name=name, api_key=key, max_tokens_cap=max_tokens,
-                             default_max_tokens=default_max_tokens, max_prompt_tokens=max_prompt_tokens,
-                             request_timeout=timeout, prompt=style)
-    typer.echo(f"serving {name!r} on http://{host}:{port} (chat page at /, API at /v1)")
-    make_server(create_app(eng, settings), eng, grace=shutdown_grace, host=host, port=port).run()
+    run_server(model, host=host, port=port, api_key=api_key, served_model_name=served_model_name, think=think,
+               shutdown_grace=shutdown_grace, say=typer.echo,
+               engine=dict(engine=engine, max_batch=max_batch, max_queue=max_queue, seed=seed, device=device,
+                           precision=precision, gpu_memory_utilization=gpu_memory_utilization,
+                           kv_cache_gb=kv_cache_gb, enforce_eager=enforce_eager),
+               limits=dict(max_tokens_cap=max_tokens, default_max_tokens=default_max_tokens,
+                           max_prompt_tokens=max_prompt_tokens, request_timeout=timeout))
 
 
 from r1.cli.eval import app as eval_app  # noqa: E402  (typer only: cheap)

@@ -62,6 +62,13 @@ class PromptFormat:
                    force_think=cfg.prompt.force_think, stop=tuple(cfg.rollout.stop))
 
     @classmethod
+    def as_sent(cls, tokenizer: Any = None) -> "PromptFormat":
+        """A model r1 did not train: messages go to its chat template as they are (the
+        plain-text R1-Zero template where it has none), the answer opened with `<think>`."""
+        style = "r1_zero" if tokenizer is not None and not getattr(tokenizer, "chat_template", None) else "chat"
+        return cls(style=style, template="{question}")
+
+    @classmethod
     def for_tokenizer(cls, settings: Any, tokenizer: Any, answer_hint: str = "the final answer",
                       stop: Any = ()) -> "PromptFormat":
         """The prompt of `r1 eval` / `r1 generate` (`settings`: style, template, force_think) for a
@@ -82,8 +89,30 @@ class PromptFormat:
         return "<think>\n" if self.force_think else ""
 
     def render(self, question: str, tokenizer: Any = None) -> Prompt:
-        return render_prompt(question, style=self.style, tokenizer=tokenizer, answer_hint=self.answer_hint,
-                             force_think=self.force_think, template=self.template)
+        return self.render_turns([{"role": "user", "content": question}], tokenizer)
+
+    def render_turns(self, turns: list[dict], tokenizer: Any = None, system: str = "") -> Prompt:
+        """A conversation (user/assistant `turns`, the last user turn the question) as the
+        model's prompt: the template fills the last user turn, `system` is folded into the
+        first (R1's usage rule: no system prompt), then the chat template or the plain-text
+        R1-Zero template (one question, no history) renders it and the prefill follows."""
+        turns = [dict(t) for t in turns]
+        users = [i for i, t in enumerate(turns) if t["role"] == "user"]
+        if not users:
+            raise ValueError("a prompt needs a user turn")
+        if self.style == "r1_zero":
+            text = R1_ZERO_TEMPLATE.format(question=turns[users[-1]]["content"].strip())
+            return Prompt(text=text + (" " + self.prefill if self.prefill else ""), prefill=self.prefill)
+        if self.style != "chat":
+            raise ValueError(f"unknown prompt style {self.style!r}: use one of {', '.join(STYLES)}")
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("the chat prompt style needs a tokenizer with a chat template "
+                             "(use the r1_zero style for a model without one)")
+        turns[users[-1]]["content"] = user_content(turns[users[-1]]["content"], self.template, self.answer_hint)
+        if system:
+            turns[users[0]]["content"] = f"{system}\n\n{turns[users[0]]['content']}"
+        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        return Prompt(text=text + self.prefill, prefill=self.prefill)
 
     def ids(self, question: str, tokenizer: Any) -> list[int]:
         return tokenizer(self.render(question, tokenizer).text, add_special_tokens=False)["input_ids"]
@@ -94,31 +123,6 @@ def user_content(question: str, template: str | None = None, answer_hint: str = 
     str.replace, not str.format: templates may hold literal braces (\\boxed{})."""
     user = (template or CHAT_TEMPLATE).replace("{question}", question.strip())
     return user.replace("{answer_hint}", answer_hint)
-
-
-def render_prompt(
-    question: str,
-    *,
-    style: str,
-    tokenizer=None,
-    answer_hint: str = "the final answer",
-    force_think: bool = True,
-    template: str | None = None,
-) -> Prompt:
-    """Render one question into the prompt the model sees."""
-    prefill = "<think>\n" if force_think else ""
-    if style == "r1_zero":
-        text = R1_ZERO_TEMPLATE.format(question=question.strip())
-        return Prompt(text=text + (" " + prefill if prefill else ""), prefill=prefill)
-    if style == "chat":
-        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError("the chat prompt style needs a tokenizer with a chat template")
-        user = user_content(question, template, answer_hint)
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-        )
-        return Prompt(text=text + prefill, prefill=prefill)
-    raise ValueError(f"unknown prompt style {style!r}: use one of {', '.join(STYLES)}")
 
 
 def split_at_stop(text: str, stops) -> tuple[str, str | None]:

@@ -57,7 +57,7 @@ class Routes:
         self.engine, self.settings = engine, settings
         self.tokenizer = engine.tokenizer
         self.max_prompt = settings.max_prompt_tokens or max(engine.max_model_len - 1, 1)
-        self.style = settings.prompt or PromptFormat()
+        self.style = settings.prompt or PromptFormat.as_sent(self.tokenizer)
         self.vocab_size = int(getattr(engine, "vocab_size", None) or len(self.tokenizer))
 
     async def parse(self, request: Request, model: type) -> Any:

@@ -57,6 +57,31 @@ def build_engine(spec: str, *, engine: str = "hf", model_name: str, max_batch: i
     raise R1Error(f"unknown engine {engine!r}: use hf or vllm")
 
 
+def serve(model: str, *, host: str, port: int, api_key: Optional[str], served_model_name: Optional[str],
+          think: bool, shutdown_grace: float, engine: dict, limits: dict, say: Any = print) -> None:
+    """`r1 serve`: load the model into the engine (`engine`: `build_engine`'s settings), pick its
+    prompt (a run's own; else the messages as sent), and run the API until a signal stops it.
+    `limits`: `ServeSettings`' request limits."""
+    import dataclasses
+
+    from r1.rollout.openai import resolve_api_key
+    from r1.serve.app import ServeSettings, create_app
+
+    spec, style, name = resolve_model(model)
+    name = served_model_name or name
+    key = resolve_api_key(api_key)
+    if host not in ("127.0.0.1", "localhost", "::1") and not key:
+        import sys
+
+        print(f"warning: listening on {host} without an API key: anyone who reaches it can use it", file=sys.stderr)
+    eng = build_engine(spec, model_name=name, **engine)
+    style = style or PromptFormat.as_sent(eng.tokenizer)
+    style = dataclasses.replace(style, force_think=think and style.force_think)
+    settings = ServeSettings(model_name=name, api_key=key, prompt=style, **limits)
+    say(f"serving {name!r} on http://{host}:{port} (chat page at /, API at /v1)")
+    make_server(create_app(eng, settings), eng, grace=shutdown_grace, host=host, port=port).run()
+
+
 def make_server(app: Any, engine: Any, *, grace: float = 5.0, log_level: str = "info", **config: Any) -> Any:
     """A uvicorn server whose first SIGINT/SIGTERM also closes the engine (if given): no new
     requests, those in flight get `grace` seconds, then end with a 503 "shutting_down"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from r1.data.prompts import R1_ZERO_TEMPLATE, PromptFormat, user_content
+from r1.data.prompts import PromptFormat
 from r1.serve import protocol as P
 from r1.serve.interface import RequestHandle, Step, TokenLogprob
 from r1.data.reasoning import ReasoningStream
@@ -34,26 +34,12 @@ def _turns(messages: list[P.ChatMessage]) -> tuple[str, list[dict]]:
 
 
 def render_chat(messages: list[P.ChatMessage], tokenizer: Any, style: PromptFormat) -> tuple[str, str]:
-    """(prompt text, forced prefill). System and developer messages are folded into the
-    first user turn (R1's usage rule); earlier answers keep their content, not their reasoning."""
+    """(prompt text, forced prefill): the messages as turns, rendered by the prompt format the
+    model was trained with (`PromptFormat.render_turns`); earlier answers keep their content,
+    not their reasoning."""
     system, turns = _turns(messages)
-    last_user = max(i for i, t in enumerate(turns) if t["role"] == "user")
-    if style.template is not None or style.style == "r1_zero":
-        question = turns[last_user]["content"]
-        turns[last_user]["content"] = (question if style.style == "r1_zero"
-                                       else user_content(question, style.template, style.answer_hint))
-    if system:
-        first = next(i for i, t in enumerate(turns) if t["role"] == "user")
-        turns[first]["content"] = f"{system}\n\n{turns[first]['content']}"
-    prefill = style.prefill
-    if style.style == "r1_zero":  # the plain-text template of the paper: one question, no history
-        text = R1_ZERO_TEMPLATE.format(question=turns[last_user]["content"].strip())
-        return text + (" " + prefill if prefill else ""), prefill
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-    else:
-        text = "".join(f"{t['role'].capitalize()}: {t['content']}\n" for t in turns) + "Assistant: "
-    return text + prefill, prefill
+    prompt = style.render_turns(turns, tokenizer, system)
+    return prompt.text, prompt.prefill
 
 
 class Detokenizer:
