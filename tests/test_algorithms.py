@@ -226,3 +226,45 @@ def test_head_logprobs_keep_neither_the_logits_nor_their_gradient():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         head_logprobs(h, w, torch.randint(0, 2000, (64,)), 0.8)
     assert saved and not [s for s in saved if len(s) == 2 and s[0] == 64 and s[1] == 2000], saved
+
+
+def test_the_grpo_objective_composes_its_terms_and_splits_over_micro_batches():
+    """The whole objective as one pure function: the registered policy loss times the TIS
+    weights, minus coef·H, plus β·KL, aggregated; two halves with the step's counts add up to
+    the whole; each term switched off leaves exactly the others."""
+    from r1.algorithms.kl import KL_ESTIMATORS
+    from r1.algorithms.losses import POLICY_LOSSES, PolicyLossParams, agg_loss
+    from r1.algorithms.objective import MicroBatch, ObjectiveParams, grpo_objective
+
+    g = torch.Generator().manual_seed(0)
+    b, t = 4, 6
+    logp = -torch.rand(b, t, generator=g) - 0.1
+    old = logp + 0.1 * torch.randn(b, t, generator=g)
+    engine = old + 0.05 * torch.randn(b, t, generator=g)
+    ref = logp + 0.2 * torch.randn(b, t, generator=g)
+    ent = torch.rand(b, t, generator=g)
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
+    mask = torch.ones(b, t)
+    mask[1, 4:] = 0
+    mask[3, 2:] = 0
+    loss_params = PolicyLossParams(clip_low=0.2, clip_high=0.28)
+    params = ObjectiveParams(loss=loss_params, beta=0.1, tis_cap=2.0, loss_agg="token-mean")
+    mb = MicroBatch(logp=logp, old_logp=old, advantages=adv, mask=mask, entropy=ent, rollout_logp=engine, ref_logp=ref)
+    loss, metrics = grpo_objective(mb, params, entropy_coef=0.01)
+
+    per, clipped = POLICY_LOSSES["clip"](logp, old, adv, mask, loss_params)
+    weight = (old - engine).exp().clamp(max=2.0) * mask
+    want = agg_loss(per * weight - 0.01 * ent + 0.1 * KL_ESTIMATORS["k3"](logp, ref), mask, "token-mean")
+    assert torch.allclose(loss, want)
+    assert set(metrics) == {"clip_frac", "entropy", "kl", "tis_weight"}
+    assert float(metrics["clip_frac"]) == pytest.approx(float((clipped.float() * mask).sum() / mask.sum()))
+
+    n_tok = float(mask.sum())
+    halves = [grpo_objective(MicroBatch(logp=logp[s], old_logp=old[s], advantages=adv[s], mask=mask[s],
+                                        entropy=ent[s], rollout_logp=engine[s], ref_logp=ref[s]),
+                             params, entropy_coef=0.01, num_tokens=n_tok, num_seqs=b)[0]
+              for s in (slice(0, 2), slice(2, 4))]
+    assert torch.allclose(halves[0] + halves[1], loss)
+
+    plain, plain_metrics = grpo_objective(mb, ObjectiveParams(loss=loss_params))
+    assert torch.allclose(plain, agg_loss(per, mask, "token-mean")) and set(plain_metrics) == {"clip_frac", "entropy"}

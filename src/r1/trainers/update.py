@@ -13,9 +13,8 @@ from typing import Any
 
 import torch
 
-from r1.algorithms.entropy import entropy_bonus
-from r1.algorithms.kl import KL_ESTIMATORS
-from r1.algorithms.losses import POLICY_LOSSES, PolicyLossParams, agg_loss, masked_mean
+from r1.algorithms.losses import PolicyLossParams
+from r1.algorithms.objective import MicroBatch, ObjectiveParams, grpo_objective
 from r1.config import Config
 from r1.errors import R1Error
 from r1.trainers.policy import Policy, completion_logprobs, pad_batch, shared_prefix_logprobs
@@ -31,10 +30,14 @@ class PolicyUpdate:
                  device: Any, pad_id: int):
         self.cfg, self.policy, self.dist, self.ref_model = cfg, policy, dist, ref_model
         self.share_prefix, self.device, self.pad_id = share_prefix, device, pad_id
-        a = cfg.algorithm
-        self.loss_params = PolicyLossParams(clip_low=a.clip_low, clip_high=a.clip_high, cov_ratio=a.cov_ratio,
-                                            clip_cov_lb=a.clip_cov_bounds[0], clip_cov_ub=a.clip_cov_bounds[1],
-                                            kl_cov_coef=a.kl_cov_coef)
+        algo = cfg.algorithm
+        tis = algo.rollout_correction == "tis" or (algo.rollout_correction == "auto" and cfg.rollout.engine != "hf")
+        self.objective = ObjectiveParams(
+            policy_loss=algo.policy_loss, loss_agg=algo.loss_agg, beta=algo.beta, kl_estimator=algo.kl_estimator,
+            tis_cap=algo.tis_cap if tis else None, max_len=float(cfg.rollout.max_new_tokens),
+            loss=PolicyLossParams(clip_low=algo.clip_low, clip_high=algo.clip_high, cov_ratio=algo.cov_ratio,
+                                  clip_cov_lb=algo.clip_cov_bounds[0], clip_cov_ub=algo.clip_cov_bounds[1],
+                                  kl_cov_coef=algo.kl_cov_coef))
 
     def _micro_batches(self, rollout: Rollout, rows: list[int]):
         """Chunks of `rows` (whole groups when the prompt prefix is shared)."""
@@ -99,26 +102,20 @@ class PolicyUpdate:
         rollout.update = self._update(rollout, num_tokens, num_seqs)
 
     def _update(self, rollout: Rollout, num_tokens: float, num_seqs: float) -> dict[str, float]:
-        a, cfg, rows, ref = self.cfg.algorithm, self.cfg, rollout.rows, rollout.ref
-        gen = rollout.generation
+        algo, rows = self.cfg.algorithm, rollout.rows
         if not num_seqs:  # every group was uniform: no gradient, but the schedule still advances
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
                 self.policy.scheduler.step()
             return {"grad_norm": 0.0, "clip_frac": 0.0, "kl": 0.0, "entropy": float("nan"), "loss": 0.0}
-        stats = {"clip": [], "kl": [], "entropy": [], "loss": 0.0, "mismatch": [], "mismatch_max": 0.0, "tis": [],
-                 "ratio_dev": 0.0}
-        grad_norm = 0.0
-        tis = a.rollout_correction == "tis" or (a.rollout_correction == "auto" and cfg.rollout.engine != "hf")
-        # per row, for passes after the first: (pi_old = the trainer's log-probs before the first
-        # update, the sampling engine's log-probs), both [Lc]
-        saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        means = _Means()
+        ratio_dev = mismatch_max = grad_norm = 0.0
+        saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # row -> (pi_old, engine log-probs), for passes > 1
         row_set = set(rows)
-        loss_fn, coef = POLICY_LOSSES[a.policy_loss], rollout.entropy_coef
         # Clip-Cov's random picks: a pure function of the run's seed and the step (a resumed run picks the same)
-        picks = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rollout.step)
+        picks = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + rollout.step)
         self.policy.compute_model.train()
-        for epoch in range(a.mu):
+        for epoch in range(algo.mu):
             self.policy.optimizer.zero_grad(set_to_none=True)
             parts = self._lockstep(rollout, rows)
             for k, (part, real) in enumerate(parts):
@@ -127,70 +124,81 @@ class PolicyUpdate:
                 if not real:  # keeps a sharded model's collectives in step; contributes nothing
                     self.policy.backward(logp.sum() * 0.0)
                     continue
-                lc = cmask.shape[1]
                 if any(i not in row_set for i in part):  # whole-group micro-batches carry rows left out of the loss
                     cmask = cmask * torch.tensor([i in row_set for i in part], dtype=cmask.dtype,
                                                  device=cmask.device)[:, None]
                 # pi_old is the trainer's own model before this step's first update, taken from the
                 # first pass (ratio exactly 1 there, whatever engine sampled); later passes reuse it
                 if epoch == 0:
-                    old = logp.detach()
-                    rollout_lp = torch.zeros_like(old)  # the sampling engine's, against the trainer's
-                    for j, i in enumerate(part):
-                        lps = gen.logprobs[i][:lc]
-                        rollout_lp[j, : len(lps)] = torch.tensor(lps, dtype=old.dtype)
-                    if a.mu > 1:
+                    old, rollout_lp = logp.detach(), self._engine_logprobs(rollout, part, logp)
+                    if algo.mu > 1:
                         saved.update({i: (old[j], rollout_lp[j]) for j, i in enumerate(part)})
-                    stats["ratio_dev"] = max(stats["ratio_dev"], ((logp.detach() - old).abs() * cmask).max().item())
+                    ratio_dev = max(ratio_dev, ((logp.detach() - old).abs() * cmask).max().item())
                     diff = (old - rollout_lp).abs() * cmask
-                    stats["mismatch"].append((diff.sum().item(), cmask.sum().item()))
-                    stats["mismatch_max"] = max(stats["mismatch_max"], diff.max().item())
+                    means.add("logprob_mismatch_mean", diff.sum().item(), cmask.sum().item())
+                    mismatch_max = max(mismatch_max, diff.max().item())
                 else:
                     old = torch.stack([saved[i][0] for i in part])
                     rollout_lp = torch.stack([saved[i][1] for i in part])
-                adv = torch.tensor([rollout.advantages[i] for i in part], device=logp.device)
-                loss_tok, clipped = loss_fn(logp, old, adv, cmask, self.loss_params, picks)
-                if tis:  # truncated importance sampling: the samples came from the engine, not pi_old
-                    weight = (old - rollout_lp).exp().clamp(max=a.tis_cap) * cmask
-                    loss_tok = loss_tok * weight
-                    stats["tis"].append(masked_mean(weight, cmask).item())
-                if coef > 0:
-                    loss_tok = loss_tok + entropy_bonus(entropy, coef)
-                if a.beta > 0:
-                    ref_lp = torch.stack([ref[i][:lc] for i in part]).to(logp.device)
-                    kl = KL_ESTIMATORS[a.kl_estimator](logp, ref_lp)
-                    loss_tok = loss_tok + a.beta * kl
-                    stats["kl"].append(masked_mean(kl.detach(), cmask).item())
-                loss = agg_loss(loss_tok, cmask, a.loss_agg, num_tokens=num_tokens,
-                                num_seqs=num_seqs, max_len=float(cfg.rollout.max_new_tokens))
+                mb = MicroBatch(logp=logp, old_logp=old, mask=cmask, entropy=entropy, rollout_logp=rollout_lp,
+                                advantages=torch.tensor([rollout.advantages[i] for i in part], device=logp.device),
+                                ref_logp=torch.stack([rollout.ref[i][: cmask.shape[1]] for i in part]).to(logp.device)
+                                if algo.beta > 0 else None)
+                loss, metrics = grpo_objective(mb, self.objective, entropy_coef=rollout.entropy_coef,
+                                               num_tokens=num_tokens, num_seqs=num_seqs, generator=picks)
                 if not torch.isfinite(loss):
-                    raise R1Error(non_finite_loss(loss, logp, old, adv, ref_lp if a.beta > 0 else None, cmask))
+                    raise R1Error(non_finite_loss(loss, logp, old, mb.advantages, mb.ref_logp, cmask))
                 self.policy.backward(loss)
                 self.policy.accumulate_grads(last=k == len(parts) - 1)
-                stats["loss"] += loss.item() / a.mu
-                stats["clip"].append(masked_mean(clipped.float(), cmask).item())
-                stats["entropy"].append(masked_mean(entropy, cmask).item())
+                means.add("loss", loss.item() / algo.mu, 0)  # a sum over micro-batches and passes
+                for name, value in metrics.items():
+                    means.add(name, value.item())
             grad_norm = self.policy.step()
         self.policy.scheduler.step()
         self.policy.compute_model.eval()
-        # means over every rank's micro-batches; the loss terms add up to the step's loss
-        totals = self.dist.sum([sum(stats["clip"]), len(stats["clip"]), sum(stats["kl"]), len(stats["kl"]),
-                                sum(stats["entropy"]), len(stats["entropy"]), stats["loss"],
-                                sum(d for d, _ in stats["mismatch"]), sum(n for _, n in stats["mismatch"]),
-                                sum(stats["tis"]), len(stats["tis"])])
-        clip_s, clip_n, kl_s, kl_n, ent_s, ent_n, loss, mm_s, mm_n, tis_s, tis_n = totals
-        out = {
+        out = means.reduce(self.dist)  # over every rank's micro-batches
+        out.update({
             "grad_norm": grad_norm,
-            "clip_frac": clip_s / clip_n if clip_n else 0.0,
-            "kl": kl_s / kl_n if kl_n else 0.0,
-            "entropy": ent_s / ent_n if ent_n else float("nan"),
-            "loss": loss,
+            "clip_frac": out.get("clip_frac", 0.0),
+            "kl": out.get("kl", 0.0),
+            "entropy": out.get("entropy", float("nan")),
+            "loss": out.get("loss", 0.0),
             # |log pi_train - log pi_rollout| on the sampled tokens, before the update
-            "logprob_mismatch_mean": mm_s / mm_n if mm_n else 0.0,
-            "logprob_mismatch_max": self.dist.max(stats["mismatch_max"]),
+            "logprob_mismatch_mean": out.get("logprob_mismatch_mean", 0.0),
+            "logprob_mismatch_max": self.dist.max(mismatch_max),
             # |log ratio| in the first pass: 0 when pi_old is the trainer's own (any engine)
-            "ratio_first_pass_max_dev": self.dist.max(stats["ratio_dev"]),
-        }
-        if tis_n:
-            out["tis_weight_mean"] = tis_s / tis_n
+            "ratio_first_pass_max_dev": self.dist.max(ratio_dev),
+        })
+        if "tis_weight" in out:
+            out["tis_weight_mean"] = out.pop("tis_weight")
+        return out
+
+    def _engine_logprobs(self, rollout: Rollout, part: list[int], like: torch.Tensor) -> torch.Tensor:
+        """[b, Lc] the sampling engine's log-probs of the completions in `part` (zero-padded)."""
+        out = torch.zeros_like(like.detach())
+        for j, i in enumerate(part):
+            lps = rollout.generation.logprobs[i][: like.shape[1]]
+            out[j, : len(lps)] = torch.tensor(lps, dtype=out.dtype)
+        return out
+
+
+class _Means:
+    """Sums and counts of the step's statistics, reduced over ranks in one collective."""
+
+    NAMES = ("loss", "clip_frac", "kl", "entropy", "tis_weight", "logprob_mismatch_mean")
+
+    def __init__(self):
+        self.sums = dict.fromkeys(self.NAMES, 0.0)
+        self.counts = dict.fromkeys(self.NAMES, 0.0)
+
+    def add(self, name: str, value: float, count: float = 1.0) -> None:
+        self.sums[name] += value
+        self.counts[name] += count
+
+    def reduce(self, dist: Any) -> dict[str, float]:
+        """Means where something was counted; `loss` is a sum (its count is 0)."""
+        totals = dist.sum([self.sums[n] for n in self.NAMES] + [self.counts[n] for n in self.NAMES])
+        sums, counts = totals[: len(self.NAMES)], totals[len(self.NAMES):]
+        out = {n: s / c for n, s, c in zip(self.NAMES, sums, counts) if c}
+        out["loss"] = sums[0]
         return out
