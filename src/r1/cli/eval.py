@@ -17,18 +17,14 @@ app = typer.Typer(add_completion=False, invoke_without_command=True, no_args_is_
 
 
 @app.callback()
-@O.sampling_flags
+@O.sampling_command("runs/eval-BENCHMARK-MODEL")
 def evaluate(
     ctx: typer.Context,
     benchmark: Optional[str] = typer.Option(None, help="math500, aime24, aime25, amc23, gsm8k, humaneval, arithmetic, "
                                             "countdown"),
     data: Optional[str] = typer.Option(None, help="local JSONL (fields id, problem, answer) instead of the HF dataset"),
     from_run: Optional[str] = typer.Option(None, help="a training run: evaluate on its task's held-out set with its prompts"),
-    out: Optional[str] = O.out_option("runs/eval-BENCHMARK-MODEL"),
-    resume: bool = O.Resume,
-    api_key: Optional[str] = O.ApiKey,
-    progress: bool = O.Progress,
-    sampling: dict = None,
+    *, out: Optional[str], resume: bool, api_key: Optional[str], progress: bool, sampling: dict,  # from the decorator
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return

@@ -14,9 +14,6 @@ from r1.errors import R1Error
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train reasoning models the DeepSeek-R1 way (GRPO, rewards, pipeline).")
 
-SetOpt = typer.Option(None, "--set", help="override a config key, e.g. --set optim.lr=1e-5 (repeatable)")
-
-
 def _run_grpo(cfg, out: str, resume: bool) -> None:
     from r1.trainers.grpo import GRPOTrainer
 
@@ -36,7 +33,7 @@ def zero(
     steps: Optional[int] = typer.Option(None, help="number of GRPO steps"),
     out: Optional[str] = O.out_option("runs/zero-PRESET"),
     resume: bool = O.Resume,
-    set_: Optional[list[str]] = SetOpt,
+    set_: Optional[list[str]] = O.SetOpt,
 ) -> None:
     """R1-Zero: pure RL with GRPO from the embedded model, no SFT."""
     from r1.config import build_config, read_yaml
@@ -56,33 +53,23 @@ def zero(
 
 
 @app.command()
-def grpo(
-    recipe: str = typer.Argument(..., help="YAML recipe (see recipes/)"),
-    out: Optional[str] = O.out_option("runs/grpo-RECIPE"),
-    resume: bool = O.Resume,
-    set_: Optional[list[str]] = SetOpt,
-) -> None:
+@O.recipe_command("grpo", "YAML recipe (see recipes/)")
+def grpo(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
     """GRPO training from a YAML recipe."""
     from r1.config import load_config
 
-    cfg = load_config(recipe, list(set_ or []))
-    _run_grpo(cfg, out or O.default_out("grpo", recipe), resume)
+    _run_grpo(load_config(recipe, sets), out, resume)
 
 
 @app.command()
-def sft(
-    recipe: str = typer.Argument(..., help="YAML recipe (see recipes/distill-*.yaml, section sft)"),
-    out: Optional[str] = O.out_option("runs/sft-RECIPE"),
-    resume: bool = O.Resume,
-    set_: Optional[list[str]] = SetOpt,
-) -> None:
+@O.recipe_command("sft", "YAML recipe (see recipes/distill-*.yaml, section sft)")
+def sft(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
     """Chat SFT with the loss on assistant tokens only (cold start, stage 3, distillation)."""
     from r1.config import build_sft_config, read_yaml
     from r1.trainers.sft import SFTTrainer
 
     data = read_yaml(recipe)
-    cfg = build_sft_config(data.get("sft", data), list(set_ or []), source=recipe)
-    out = out or O.default_out("sft", recipe)
+    cfg = build_sft_config(data.get("sft", data), sets, source=recipe)
     summary = SFTTrainer(cfg, out, resume=resume).train()
     if not summary:  # a data-parallel rank other than 0
         return
@@ -91,18 +78,13 @@ def sft(
 
 
 @app.command()
-def distill(
-    recipe: str = typer.Argument(..., help="YAML recipe (see recipes/distill-*.yaml)"),
-    out: Optional[str] = O.out_option("runs/distill-RECIPE"),
-    resume: bool = O.Resume,
-    set_: Optional[list[str]] = SetOpt,
-) -> None:
+@O.recipe_command("distill", "YAML recipe (see recipes/distill-*.yaml)")
+def distill(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
     """Distillation: teacher samples -> rejection sampling -> SFT of the student (resumable)."""
     from r1.config import read_yaml
     from r1.pipeline.distill import run_distill
 
-    out = out or O.default_out("distill", recipe)
-    s = run_distill(read_yaml(recipe), out, list(set_ or []), source=recipe, resume=resume)
+    s = run_distill(read_yaml(recipe), out, sets, source=recipe, resume=resume)
     typer.echo(f"teacher samples {s['samples']}, kept {s['filter']['kept']}; SFT loss "
                f"{s['sft']['loss_first']:.3f} -> {s['sft']['loss_last']:.3f}; student at {s['student']}")
     if "eval" in s:
@@ -112,18 +94,13 @@ def distill(
 
 
 @app.command()
-def pipeline(
-    recipe: str = typer.Argument(..., help="YAML recipe (see recipes/r1-pipeline-*.yaml)"),
-    out: Optional[str] = O.out_option("runs/pipeline-RECIPE"),
-    resume: bool = O.Resume,
-    set_: Optional[list[str]] = SetOpt,
-) -> None:
+@O.recipe_command("pipeline", "YAML recipe (see recipes/r1-pipeline-*.yaml)")
+def pipeline(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
     """The R1 pipeline: cold start, reasoning RL, rejection sampling + SFT, RL; resumable."""
     from r1.config import read_yaml
     from r1.pipeline.runner import Pipeline
 
-    out = out or O.default_out("pipeline", recipe)
-    res = Pipeline(read_yaml(recipe), out, list(set_ or []), source=recipe, resume=resume).run()
+    res = Pipeline(read_yaml(recipe), out, sets, source=recipe, resume=resume).run()
     for name, m in [("base", res["base"])] + [(s["name"], s["metrics"]) for s in res["stages"]]:
         typer.echo(f"{name:>16}: pass@1 {m['pass@1']:.3f}  format {m['format_rate']:.3f}  "
                    f"language {m['language_consistency']:.3f}  length {m['response_length_mean']:.1f}")
@@ -131,7 +108,7 @@ def pipeline(
 
 
 @app.command()
-@O.sampling_flags
+@O.sampling_command("runs/generate-TASK-MODEL")
 def generate(
     data: Optional[str] = typer.Option(None, help="problems: a JSONL file (fields as the task reads them); not "
                                        "needed for generated tasks or --from-run"),
@@ -139,11 +116,7 @@ def generate(
                              "humaneval, arithmetic, countdown)"),
     from_run: Optional[str] = typer.Option(None, help="a training run as teacher: its model, task (training "
                                            "split), prompt and stop strings"),
-    out: Optional[str] = O.out_option("runs/generate-TASK-MODEL"),
-    resume: bool = O.Resume,
-    api_key: Optional[str] = O.ApiKey,
-    progress: bool = O.Progress,
-    sampling: dict = None,
+    *, out: Optional[str], resume: bool, api_key: Optional[str], progress: bool, sampling: dict,  # from the decorator
 ) -> None:
     """Sample reasoning traces (teacher data for `r1 filter` and `r1 sft`) into a folder."""
     from r1.pipeline.generate import GenerateConfig, run_generate

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 GpuMemoryUtilization = typer.Option(0.85, min=0.01, max=1.0, help="vLLM on a GPU: its share of the GPU memory")
@@ -15,6 +17,7 @@ EnforceEager = typer.Option(False, "--enforce-eager/--compile", help="vLLM: skip
 # --out and --resume: every command writes one folder, by default runs/COMMAND-NAME, and
 # continues a folder that already holds its work only when told (--resume)
 Resume = typer.Option(False, "--resume", help="continue the work in --out (same settings), where it stopped")
+SetOpt = typer.Option(None, "--set", help="override a config key, e.g. --set optim.lr=1e-5 (repeatable)")
 
 
 def out_option(default: str) -> typer.models.OptionInfo:
@@ -41,8 +44,24 @@ def default_out(command: str, *names: str | None) -> str:
     return "-".join([f"runs/{command}", *parts])
 
 
+def recipe_command(command: str, recipe_help: str):
+    """The recipe dialect of the training commands: RECIPE, --out (default runs/COMMAND-RECIPE),
+    --resume and --set; the command is called as fn(recipe, out, resume, sets)."""
+
+    def wrap(fn):
+        def run(recipe: str = typer.Argument(..., help=recipe_help),
+                out: Optional[str] = out_option(f"runs/{command}-RECIPE"), resume: bool = Resume,
+                set_: Optional[list[str]] = SetOpt) -> None:
+            return fn(recipe, out or default_out(command, recipe), resume, list(set_ or []))
+
+        run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+        return run
+
+    return wrap
+
+
 # sampling (r1 eval, r1 generate): one flag per field of `SamplingSettings`, its default and its
-# description the flag's, derived here (`sampling_flags`), never written again
+# description the flag's, derived here (`sampling_command`), never written again
 Progress = typer.Option(True, "--progress/--no-progress", help="a progress bar")
 
 # the prompt's fields and the booleans keep their short flag names
@@ -75,36 +94,47 @@ def _fields():
             yield name, (name,), field
 
 
-def sampling_flags(fn):
-    """Give command `fn` one flag per `SamplingSettings` field (besides its own parameters) and
-    call it with `sampling`: those values as the settings' fields (nested `prompt`)."""
+def sampling_command(out_default: str):
+    """The sampling dialect of `r1 eval` and `r1 generate`: one flag per `SamplingSettings` field
+    (besides the command's own parameters), and --out, --resume, --api-key, --progress. The
+    command is called with its own parameters, those four, and `sampling`: the flags' values
+    as the settings' fields (the prompt's nested)."""
     import functools
     import inspect
 
-    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "sampling"]
-    taken = {p.name for p in own}
-    fields = [(n, path, f) for n, path, f in _fields() if n not in taken]
-    params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=_annotation(f),
-                                default=typer.Option(f.get_default(call_default_factory=True) or None
-                                                     if n == "stop" else f.default,
-                                                     *_FLAG_NAMES.get(n, ()), help=f.description))
-              for n, path, f in fields]
+    common = {"out": (Optional[str], out_option(out_default)), "resume": (bool, Resume),
+              "api_key": (Optional[str], ApiKey), "progress": (bool, Progress)}
 
-    @functools.wraps(fn)
-    def command(**kwargs):
-        sampling: dict = {}
-        for n, path, _ in fields:
-            value = kwargs.pop(n)
-            if n == "stop":
-                value = list(value or [])
-            target = sampling
-            for key in path[:-1]:
-                target = target.setdefault(key, {})
-            target[path[-1]] = value
-        return fn(**kwargs, sampling=sampling)
+    def wrap(fn):
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(fn).parameters.values()
+               if p.name not in common and p.name != "sampling"]
+        taken = {p.name for p in own}
+        fields = [(n, path, f) for n, path, f in _fields() if n not in taken]
+        params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=opt)
+                  for n, (ann, opt) in common.items()]
+        params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=_annotation(f),
+                                     default=typer.Option(f.get_default(call_default_factory=True) or None
+                                                          if n == "stop" else f.default,
+                                                          *_FLAG_NAMES.get(n, ()), help=f.description))
+                   for n, path, f in fields]
 
-    command.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + params)
-    return command
+        @functools.wraps(fn)
+        def command(**kwargs):
+            sampling: dict = {}
+            for n, path, _ in fields:
+                value = kwargs.pop(n)
+                if n == "stop":
+                    value = list(value or [])
+                target = sampling
+                for key in path[:-1]:
+                    target = target.setdefault(key, {})
+                target[path[-1]] = value
+            return fn(**kwargs, sampling=sampling)
+
+        command.__signature__ = inspect.Signature(own + params)
+        return command
+
+    return wrap
 
 
 def build(cls, **fields):

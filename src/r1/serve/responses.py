@@ -56,11 +56,15 @@ class _Envelope(BaseModel):
     id: str
     created: int
     model: str
+    usage: Optional[Usage] = None
 
 
-class ChatChoice(_Choice):
-    message: AssistantMessage
+class _ChatChoice(_Choice):
     logprobs: Optional[ChatLogprobs] = None
+
+
+class ChatChoice(_ChatChoice):
+    message: AssistantMessage
 
 
 class ChatCompletion(_Envelope):
@@ -75,9 +79,8 @@ class ChunkDelta(BaseModel):
     reasoning_content: Optional[str] = None
 
 
-class ChunkChoice(_Choice):
+class ChunkChoice(_ChatChoice):
     delta: ChunkDelta
-    logprobs: Optional[ChatLogprobs] = None
 
 
 class ChatCompletionChunk(_Envelope):
@@ -85,7 +88,6 @@ class ChatCompletionChunk(_Envelope):
 
     object: Literal["chat.completion.chunk"]
     choices: list[ChunkChoice]
-    usage: Optional[Usage] = None
 
 
 class CompletionLogprobs(BaseModel):
@@ -103,7 +105,6 @@ class CompletionChoice(_Choice):
 class Completion(_Envelope):
     object: Literal["text_completion"]
     choices: list[CompletionChoice]
-    usage: Optional[Usage] = None
 
 
 class ModelCard(BaseModel):
