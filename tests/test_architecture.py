@@ -10,14 +10,15 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "r1"
 
-# top rung first; README "Layout" draws the same ladder
+# top rung first; the README's "Architecture" and the design notes draw the same ladder
 LADDER = [
     {"__main__", "cli"},
     {"pipeline"},
     {"trainers", "eval", "serve"},
-    {"config", "rollout", "rewards"},
-    {"data", "report", "tracking"},
-    {"models", "algorithms", "types", "errors", "padding", "sandbox", "presets", "allocator"},
+    {"rollout", "rewards"},
+    {"data"},
+    {"models", "algorithms", "types", "config", "runs", "report", "tracking", "errors", "padding", "sandbox",
+     "presets", "allocator"},
 ]
 RUNG = {unit: i for i, units in enumerate(LADDER) for unit in units}
 
@@ -131,3 +132,16 @@ def test_no_two_files_import_each_other_in_a_circle():
     for u in sorted(edges):
         visit(u)
     assert not circles, "files that import each other in a circle:\n" + "\n".join(circles)
+
+
+def test_the_readme_draws_this_ladder_with_a_line_per_package():
+    """README "Architecture": the ladder block lists LADDER's rungs in order, and every package
+    of it has its one-line entry."""
+    readme = (SRC.parents[1] / "README.md").read_text()
+    section = readme.split("\n## Architecture\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```", 2)[1].strip().splitlines()
+    rungs = [set(line.split("   ")[0].split()) for line in block]
+    assert rungs == LADDER
+    described = {line[3:].split("`", 1)[0] for line in section.splitlines() if line.startswith("- `")}
+    described |= {"__main__"}  # on cli's line
+    assert described == set(RUNG)

@@ -14,7 +14,8 @@ def test_defaults_and_overrides():
 @pytest.mark.parametrize("overrides,message", [
     (["optim.lrr=1"], "unknown key 'optim.lrr'"),
     (["optim.lr=fast"], "optim.lr: Input should be a valid number"),
-    (["rewards.nope=1"], "unknown reward 'nope'"),
+    (["rewards={}"], "at least one reward"),
+    (["reward_params.language.target=zh"], "'language' is not one of the rewards in use"),
     (["rollout.group_size=1"], "rollout.group_size"),
     (["algorithm.advantage=ppo"], "algorithm.advantage"),
     (["lr"], "expected key=value"),
@@ -89,7 +90,7 @@ def test_every_config_field_is_described():
 
 
 def test_split_seed_fixes_the_heldout_problems_across_run_seeds():
-    from r1.config import build_task
+    from r1.data.tasks import build_task
 
     def heldout(*sets):
         cfg = build_config({"task": {"name": "arithmetic", "train_size": 50, "heldout_size": 20}}, list(sets))

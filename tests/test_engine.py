@@ -9,8 +9,8 @@ from engine_support import same_samples_across_a_sync
 
 from r1.rollout.base import RolloutEngine
 from r1.rollout.hf import HFEngine
-from r1.rollout.sampling import sample_tokens
 from r1.rollout.kvcache import with_cache
+from r1.rollout.sampling import sample_tokens
 from r1.trainers.policy import completion_logprobs, pad_batch
 from r1.types import SamplingParams
 

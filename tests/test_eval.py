@@ -188,8 +188,7 @@ def test_compare_prints_side_by_side(tmp_path):
     for name, p1 in (("base", 0.25), ("trained", 0.75)):
         d = tmp_path / name
         d.mkdir()
-        # a folder from before 2026-12 (results.json) still compares
-        (d / ("summary.json" if name == "trained" else "results.json")).write_text(
+        (d / "summary.json").write_text(
             json.dumps({"model": name, "metrics": {"pass@1": p1, "cons@4": p1}}))
     res = r1("eval", "compare", str(tmp_path / "base"), str(tmp_path / "trained"))
     assert res.returncode == 0, res.stderr

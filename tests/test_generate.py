@@ -7,8 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from r1.pipeline.generate import GenerateConfig, run_generate
 from r1.errors import R1Error
+from r1.pipeline.generate import GenerateConfig, run_generate
 
 
 @pytest.fixture
@@ -144,7 +144,8 @@ def test_generate_needs_a_model_or_an_endpoint(tmp_path, problems):
 def test_generation_from_a_run_samples_its_training_problems_only(tmp_path):
     """`from_run` (and a pipeline's rejection sampling) draws from the run's training split, so
     the problems the run is scored on never reach the data it is fine-tuned on."""
-    from r1.config import build_config, build_task, dump_config
+    from r1.config import build_config, dump_config
+    from r1.data.tasks import build_task
     from r1.pipeline.generate import GenerateConfig, _examples, resolve_run
 
     cfg = build_config({"seed": 3, "task": {"name": "arithmetic", "train_size": 50, "heldout_size": 20}})

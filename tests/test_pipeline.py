@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from r1.config import load_run, read_yaml
+from r1.config import read_yaml
+from r1.data.tasks import load_run
 from r1.errors import R1Error
 from r1.pipeline.runner import Pipeline
 

@@ -147,3 +147,24 @@ def test_per_sample_context_is_sliced_when_a_reward_is_retried_one_by_one():
         assert per["test_batch_shy"] == [11.0, 20.0, 31.0] and failures.total == 0
     finally:
         registry.REWARDS.pop("test_batch_shy")
+
+
+def test_a_runs_rewards_are_checked_against_the_registry_before_its_folder_is_touched(tmp_path):
+    """Settings only hold names; `check_rewards` checks them where a run starts: an unknown
+    reward, a parameter its reward does not take, a required one missing, each one line naming
+    the key, and `GRPOTrainer` raises it before it creates the run folder."""
+    from r1.config import build_config
+    from r1.trainers.grpo import GRPOTrainer
+
+    registry.check_rewards({"accuracy": 1.0, "language": 0.1}, {"language": {"target": "zh"}})
+    for rewards, params, message in [
+        ({"nope": 1.0}, {}, "rewards.nope: unknown reward 'nope'"),
+        ({"format": 1.0}, {"format": {"bonus": 3}}, "rewards.format: reward 'format' has no parameter 'bonus'"),
+    ]:
+        with pytest.raises(R1Error) as e:
+            registry.check_rewards(rewards, params)
+        assert message in str(e.value) and "\n" not in str(e.value)
+    cfg = build_config({}, ["rewards.nope=1"])  # settings alone accept any name
+    with pytest.raises(R1Error, match="unknown reward 'nope'"):
+        GRPOTrainer(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

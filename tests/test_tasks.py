@@ -1,10 +1,10 @@
 import pytest
 
-from r1.data.jsonl import read_jsonl
 from r1.data.tasks import get_task
 from r1.data.tasks.countdown import UnsafeExpression, check_equation, safe_eval
 from r1.data.tasks.files import gsm8k_gold
 from r1.errors import R1Error
+from r1.runs import read_jsonl
 
 
 @pytest.mark.parametrize("expr", [
@@ -135,7 +135,7 @@ def test_unknown_task_and_params():
 def test_logs_drop_only_a_torn_last_line(tmp_path):
     """r1's own logs (metrics, samples): a killed run's torn last line is dropped; a bad line
     before it is an error naming file and line, not a silent truncation of what follows."""
-    from r1.data.jsonl import read_log
+    from r1.runs import read_log
 
     path = tmp_path / "metrics.jsonl"
     assert read_log(path) == []

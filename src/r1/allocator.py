@@ -5,10 +5,9 @@ PyTorch's CPU tensors come from malloc. glibc serves a large block from mmap onl
 threshold that it raises each time such a block is freed (up to 32 MB), after which blocks of
 that size come from the heap and stay in the process when freed: a training step's
 activations, gradients and log-probs then keep their peak in the resident set. A fixed 64 KB
-threshold turns that off (on `benchmarks/grpo_vs_trl.py`'s step: 2.8 GB resident between steps
-instead of 3.8 GB, peak 3.3–3.9 GB instead of 3.9–4.1 GB) but every large tensor then comes
-from fresh pages: measured on `benchmarks/train_step.py`, the update took 5.8–6.2 s instead of
-3.9–4.1 s and even a bare bf16 matmul ran at half speed. So it is off unless asked for.
+threshold turns that off (less resident memory between steps and a lower peak) but every
+large tensor then comes from fresh pages, and the update runs markedly slower
+(docs/performance.md has both sides). So it is off unless asked for.
 
 `FilePagedWeights(module, folder)` moves a frozen module's parameters into one file, mapped
 shared, and unlinks the file at once (nothing is left behind, even by a killed process; the

@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from r1.data.jsonl import read_log
+from r1.runs import read_log
 
 
 def _clean(value: Any) -> Any:

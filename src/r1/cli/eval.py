@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from r1.cli import options as O
+from r1.cli import options
 from r1.errors import R1Error
 from r1.types import R1_TEMPERATURE, R1_TOP_P
 
@@ -17,7 +17,7 @@ app = typer.Typer(add_completion=False, invoke_without_command=True, no_args_is_
 
 
 @app.callback()
-@O.sampling_command("runs/eval-BENCHMARK-MODEL")
+@options.sampling_command("runs/eval-BENCHMARK-MODEL")
 def evaluate(
     ctx: typer.Context,
     benchmark: Optional[str] = typer.Option(None, help="math500, aime24, aime25, amc23, gsm8k, humaneval, arithmetic, "
@@ -35,16 +35,16 @@ def evaluate(
         raise R1Error("--model is required (a model spec, or the API's model name with --api-base)")
     if from_run:
         task, examples, name, fields = from_run_settings(from_run)
-        cfg = O.build(EvalConfig, **(sampling | fields), data=data, benchmark=benchmark or name)
+        cfg = options.build(EvalConfig, **(sampling | fields), data=data, benchmark=benchmark or name)
         suffix = ""
     else:
         if not benchmark:
             raise R1Error("--benchmark is required (or --from-run RUN_DIR)")
         bench = get_benchmark(benchmark)
         task, examples = load_problems(bench, data, seed=sampling["seed"])
-        cfg = O.build(EvalConfig, **sampling, data=data, benchmark=benchmark, fallback=bench.fallback)
+        cfg = options.build(EvalConfig, **sampling, data=data, benchmark=benchmark, fallback=bench.fallback)
         suffix = bench.suffix
-    out = out or O.default_out("eval", benchmark or Path(from_run or "").name, cfg.api_model or cfg.model)
+    out = out or options.default_out("eval", benchmark or Path(from_run or "").name, cfg.api_model or cfg.model)
     result = run_eval(cfg, Path(out), task=task, examples=examples, suffix=suffix, progress=progress,
                       resume=resume, api_key=api_key)
     m = result["metrics"]

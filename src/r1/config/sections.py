@@ -37,12 +37,12 @@ class ModelConfig(_Strict):
                                          "(less memory, about a third more compute)")
     reference_on_disk: bool = Field(False, description="GRPO with beta > 0: the frozen reference model's "
                                     "weights in a file in the run folder (unlinked at once), resident only "
-                                    "during the reference pass; the same numbers, 0.27 GB less resident for a "
-                                    "135M model (the page cache keeps them between steps where memory allows)")
+                                    "during the reference pass; the same numbers, less resident memory (the page "
+                                    "cache keeps them between steps where memory allows)")
     low_memory: bool = Field(False, description="memory over speed, in one switch: gradient checkpointing, "
                              "the reference on disk, and freed memory returned to the OS at once "
-                             "(R1_RETURN_FREED_MEMORY=1); the same numbers (SmolLM2-135M GRPO step: 2.8 GB "
-                             "peak instead of 4.3 GB, the update about 1.7x slower)")
+                             "(R1_RETURN_FREED_MEMORY=1); the same numbers, a lower peak, a slower update "
+                             "(docs/performance.md)")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
 
     @property

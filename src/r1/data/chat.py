@@ -49,7 +49,7 @@ def to_messages(row: dict[str, Any], where: str) -> list[dict[str, str]]:
 def load_conversations(path: str | None = None, dataset: str | None = None, split: str = "train",
                        limit: int | None = None) -> list[list[dict[str, str]]]:
     if path:
-        from r1.data.jsonl import read_jsonl
+        from r1.runs import read_jsonl
 
         rows = read_jsonl(path)
         where = [f"{Path(path)}:{i + 1}" for i in range(len(rows))]

@@ -16,15 +16,6 @@ REFLECTION_RE = re.compile(
 )
 
 
-# the names before 2026-12 (a checkpoint written then still resumes)
-_OLD_NAMES = {"accuracy": "pass@1", "lenient_accuracy": "lenient_pass@1", "mean_length": "response_length_mean"}
-
-
-def current_names(history: list[dict]) -> list[dict]:
-    """Held-out results under today's metric names (those `r1 eval` uses for the same quantities)."""
-    return [{_OLD_NAMES.get(k, k): v for k, v in h.items()} for h in history]
-
-
 def has_reflection(text: str) -> bool:
     """True when a completion uses a reflection word ("wait", "verify", "check again"...)."""
     return bool(REFLECTION_RE.search(text))

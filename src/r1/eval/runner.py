@@ -1,7 +1,7 @@
 """`r1 eval`: sample K answers per problem, verify, aggregate, write the evaluation folder.
 
 `OUT/config.yaml` (the settings), `OUT/samples.jsonl` (every sample, written batch by batch:
-`data.batches.BatchLog`, so an interrupted evaluation continued with `--resume` gives exactly
+`runs.BatchLog`, so an interrupted evaluation continued with `--resume` gives exactly
 the numbers of an uninterrupted one), `OUT/summary.json` (the metrics), `OUT/report.md` and plots.
 """
 
@@ -15,13 +15,13 @@ from pathlib import Path
 
 from pydantic import Field
 
-from r1.config import build_task, load_run
-from r1.data.batches import BatchLog, claim_output
 from r1.data.prompts import is_strict_format
+from r1.data.tasks import build_task, load_run
 from r1.data.verify import extract
 from r1.eval.metrics import majority_vote, mean_ci95, mean_se, pass_at_k
 from r1.report.eval import write_eval_report
 from r1.rollout.sampler import Sampler, SamplingSettings, make_sampler
+from r1.runs import BatchLog, claim_output
 from r1.tracking import Progress, collect_versions
 
 

@@ -22,12 +22,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from r1.config import apply_overrides, build_sft_config, merge
-from r1.data.jsonl import read_jsonl, write_jsonl_atomic
 from r1.errors import R1Error, describe_validation_error
 from r1.eval.runner import EvalConfig, from_run_settings, run_eval
 from r1.pipeline.filter import FilterConfig, filter_to
 from r1.pipeline.generate import GenerateConfig, run_generate
 from r1.pipeline.recipes import DistillEval, DistillRecipe, parse
+from r1.runs import read_jsonl, write_jsonl_atomic
 
 
 def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, source: str = ""):

@@ -29,7 +29,6 @@ from typing import Any
 
 import yaml
 
-from r1.data.jsonl import read_jsonl, write_jsonl_atomic
 from r1.data.prompts import is_strict_format
 from r1.data.reasoning import split_reasoning
 from r1.data.tasks import get_task
@@ -38,6 +37,7 @@ from r1.data.verify import answers_match
 from r1.errors import R1Error
 from r1.rewards.language import language_consistency
 from r1.rewards.shaping import ngram_repetition
+from r1.runs import read_jsonl, write_jsonl_atomic
 
 REASONS = ("unverified", "malformed", "language", "overlong", "repetition", "duplicate", "quota")
 

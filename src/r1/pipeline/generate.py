@@ -6,7 +6,7 @@ DeepSeek's ``deepseek-reasoner`` the ``reasoning_content`` becomes the think par
 ``model`` — what `r1 filter` and `r1 sft` read. `DIR/config.yaml` holds the settings,
 `DIR/summary.json` the counts.
 
-Resumable as `r1 eval` is (`data.batches`): fixed batches with their own seeds, each appended
+Resumable as `r1 eval` is (`runs`): fixed batches with their own seeds, each appended
 and flushed; `--resume` with the same settings skips complete batches and redoes a partial one.
 API requests run concurrently, under an optional rate limit, and the openai client retries
 429s and 5xx with exponential backoff (``max_retries``).
@@ -19,13 +19,13 @@ from pathlib import Path
 
 from pydantic import Field
 
-from r1.config import load_run, split_seed
-from r1.data.batches import BatchLog, claim_output
+from r1.config import split_seed
 from r1.data.prompts import user_content
-from r1.data.tasks import get_task
+from r1.data.tasks import get_task, load_run
 from r1.errors import R1Error
 from r1.eval.benchmarks import BENCHMARKS
 from r1.rollout.sampler import SamplingSettings, make_sampler
+from r1.runs import BatchLog, claim_output
 from r1.tracking import Progress
 
 

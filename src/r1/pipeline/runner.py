@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from r1.config import apply_overrides, build_config, build_sft_config, merge
-from r1.data.jsonl import read_jsonl, read_log, write_jsonl_atomic
 from r1.data.prompts import user_content
 from r1.data.reasoning import split_reasoning
 from r1.data.tasks import get_task
@@ -41,6 +40,7 @@ from r1.pipeline.generate import run_split
 from r1.pipeline.recipes import PipelineRecipe, parse
 from r1.report.pipeline import write_pipeline_report
 from r1.rewards.language import language_consistency
+from r1.runs import read_jsonl, read_log, write_jsonl_atomic
 from r1.tracking import collect_versions
 from r1.trainers import checkpoint as ckpt
 from r1.trainers.grpo import GRPOTrainer

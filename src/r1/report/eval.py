@@ -63,10 +63,10 @@ def write_eval_report(out: Path, result: dict, rows: list[dict]) -> None:
 
 
 def load_results(path: str | Path) -> dict:
-    """An evaluation folder's summary.json (results.json in folders written before 2026-12)."""
+    """An evaluation folder's summary.json (or the file itself)."""
     p = Path(path)
     if p.is_dir():
-        p = next((p / n for n in ("summary.json", "results.json") if (p / n).is_file()), p / "summary.json")
+        p = p / "summary.json"
     if not p.is_file():
         raise R1Error(f"{path} has no summary.json: run `r1 eval ... --out {path}` first")
     return json.loads(p.read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from r1.data.jsonl import read_log
 from r1.report import figure
+from r1.runs import read_log
 
 SUMMARY_KEYS = ("pass@1", "pass@1_se", "format_rate", "format_rate_se", "lenient_pass@1", "lenient_pass@1_se",
                 "response_length_mean", "reflection_rate", "eos_rate")

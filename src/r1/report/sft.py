@@ -6,8 +6,8 @@ import json
 import statistics
 from pathlib import Path
 
-from r1.data.jsonl import read_log
 from r1.report import figure
+from r1.runs import read_log
 
 
 def write_sft_report(out: Path, model: str, total_steps: int, stats: dict) -> dict:

@@ -92,6 +92,18 @@ def load_custom(spec: str) -> RewardFn:
     return fn
 
 
+def check_rewards(rewards: dict[str, float], reward_params: dict[str, dict[str, Any]]) -> None:
+    """A run's `rewards` and `reward_params` against the registry, before the run starts: every
+    name a known reward or a loadable `file.py:function`, every parameter one its reward takes
+    and every required one given (an R1Error naming the key)."""
+    for name in rewards:
+        try:
+            get_reward(name)
+            check_params(name, reward_params.get(name, {}))
+        except (R1Error, ValueError) as e:
+            raise R1Error(f"rewards.{name}: {e}") from None
+
+
 def check_params(name: str, params: dict[str, Any]) -> None:
     """Every parameter names a keyword of the reward function, and every required one is
     given (ValueError otherwise)."""

@@ -2,8 +2,8 @@
 
 A decode step of a small model on a CPU is short enough that the framework around the
 arithmetic shows: transformers' forward builds a causal mask, an output dataclass and
-keyword dictionaries, and goes through a dozen wrappers per layer, ~11 ms of the 50 ms
-step of SmolLM2-135M at 32 rows (profiled: the aten ops themselves take ~40 ms). This step
+keyword dictionaries, and goes through a dozen wrappers per layer, a fifth of a step of
+SmolLM2-135M at 32 rows (docs/performance.md). This step
 runs the same arithmetic as `LlamaDecoderLayer` and friends on the model's own modules and
 weights, in the same order and dtypes, with q/k/v and gate/up as one prepacked oneDNN matmul
 each (exact: each output column is the same dot product) and RoPE applied to q and k at once.

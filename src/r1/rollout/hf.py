@@ -61,7 +61,7 @@ class HFEngine:
         use_decode_attention(self.model)
         # Prepacked oneDNN weights only on our own bf16 CPU modules (the trainer's stay as they are).
         # Packed at the first generate after a sync, dropped by `release` (the trainer's update
-        # does not need them: 0.27 GB of a 135M model's peak).
+        # does not need them, and they would add to its peak).
         self._packed = pack_weights and self.model is not model and packed_linear_available(self.model)
         self._packed_current = False
         # Decode steps without transformers' forward where the architecture allows (exact);

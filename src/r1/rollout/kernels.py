@@ -14,8 +14,8 @@ def _decode_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value
                       attention_mask: torch.Tensor | None, **kwargs: Any):
     """SDPA, except that one query token against grouped KV heads is packed as
     [b, kv_heads, group, d] (no `enable_gqa`, no repeated KV). transformers takes the
-    `enable_gqa` path whenever there is no padding mask, and on a CPU that kernel is ~5×
-    slower for a decode step (2.4 ms against 0.49 ms at 32 rows, SmolLM2's 9/3 heads)."""
+    `enable_gqa` path whenever there is no padding mask, and on a CPU that kernel is several
+    times slower for a decode step (docs/performance.md)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
@@ -57,10 +57,9 @@ def pack_linears(model: Any) -> None:
     """Give every nn.Linear a copy of its weight reordered once into oneDNN's blocked layout.
 
     Plain `F.linear` in bf16 re-lays-out the weight on every call; in a decode step, which
-    reads each weight once for a handful of rows, that is ~1/4 of the step (a 1536×576
-    projection at 32 rows: 302 → 229 µs; identical results at up to `PACKED_MAX_ROWS` rows, the
-    plain weights serve above). Re-run after each weight sync (0.18 s for SmolLM2-135M);
-    `unpack_linears` drops the copies (the plain weights serve)."""
+    reads each weight once for a handful of rows, that is a large share of the step
+    (identical results at up to `PACKED_MAX_ROWS` rows, the plain weights serve above).
+    Re-run after each weight sync; `unpack_linears` drops the copies (the plain weights serve)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             module._r1_packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), 32)
@@ -75,9 +74,9 @@ def unpack_linears(model: Any) -> None:
 
 
 # oneDNN's packed bf16 matmul gives the plain `F.linear`'s numbers bit for bit at a decode
-# step's few rows, not at a prefill's hundreds (measured at SmolLM2's widths: equal up to 256
-# rows, different last bits from 384 at 576 outputs): above this many rows the plain weights
-# serve, so that the engine samples what the trainer's own forward computes.
+# step's few rows, not at a prefill's hundreds (tests/test_lean_decode.py checks the engine
+# against the plain path at SmolLM2's widths): above this many rows the plain weights serve,
+# so that the engine samples what the trainer's own forward computes.
 PACKED_MAX_ROWS = 256
 
 

@@ -16,9 +16,9 @@ def sample_tokens(
     distribution the trainer recomputes), not the top-p truncated one. T = 0 is greedy.
 
     Exact, but cheap on a CPU: `torch.multinomial` draws an exponential per vocabulary
-    entry (~30 ms a step for 32 rows × 49k tokens here) and a full sort for top-p costs
-    ~60 ms; inverse-CDF sampling costs ~1 ms (`_inverse_cdf`), and the nucleus is found in a
-    top-k prefix that is grown until it holds top_p of the mass. Without top-p the weights
+    entry and a full sort for top-p sorts the whole vocabulary; inverse-CDF sampling
+    (`_inverse_cdf`) needs one uniform per row, and the nucleus is found in a top-k prefix
+    that is grown until it holds top_p of the mass (docs/performance.md has the timings). Without top-p the weights
     exp(x - max) serve both the draw and the log-sum-exp (one pass over the vocabulary fewer).
 
     `uniforms` [b] (in [0, 1)) replaces the draws from `generator`: the engine draws them per
@@ -50,7 +50,7 @@ def _inverse_cdf(probs: torch.Tensor, generator: torch.Generator | None,
 
     u · total is located first among the sums of blocks of 256 columns, then inside its
     block: two short cumulative sums instead of one over the whole vocabulary (a cumsum is a
-    sequential scan: 1.7 ms a step for 32 × 49k, against ~0.3 ms this way). A zero-weight
+    sequential scan). A zero-weight
     entry is never drawn (rounding between the two levels falls back to the block's last
     non-zero weight)."""
     b, n = probs.shape

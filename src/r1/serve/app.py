@@ -22,12 +22,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from r1.serve import protocol as P
-from r1.serve import responses as R
+from r1.serve import protocol
+from r1.serve import responses
 from r1.serve.edge import (ERROR_RESPONSES, APIError, add_openapi, authenticate, check_content_type,
                            install_error_handlers, parse_json, read_body, validate)
-from r1.serve.interface import EngineRequest, EngineUnavailable, QueueFull, Step
 from r1.data.prompts import PromptFormat
+from r1.serve.interface import EngineRequest, EngineUnavailable, QueueFull, Step
 from r1.serve.text import Choice, render_chat
 from r1.types import R1_TEMPERATURE, R1_TOP_P
 
@@ -168,7 +168,7 @@ class Routes:
 
     def usage_of(self, prompt_tokens: int, choices: list[Choice], chat: bool) -> dict:
         reasoning = sum(c.reasoning_tokens or 0 for c in choices) if chat and self.style.force_think else None
-        return R.usage(prompt_tokens, sum(c.tokens for c in choices), reasoning)
+        return responses.usage(prompt_tokens, sum(c.tokens for c in choices), reasoning)
 
     @staticmethod
     def event_stream(events: AsyncIterator[str], choices: list[Choice]) -> StreamingResponse:
@@ -190,33 +190,33 @@ class Routes:
     # -- the routes -----------------------------------------------------------------------
 
     async def chat(self, request: Request) -> Response:
-        req: P.ChatCompletionRequest = await self.parse(request, P.ChatCompletionRequest)
+        req: protocol.ChatCompletionRequest = await self.parse(request, protocol.ChatCompletionRequest)
         text, _prefill = render_chat(req.messages, self.tokenizer, self.style)
         prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         max_tokens = self.budget(prompt_ids, req.token_limit(), "messages")
         choices = self.submit(prompt_ids, req, max_tokens, self.style.force_think, self.style.stop)
-        cid, model = R.new_id("chatcmpl"), self.settings.model_name
+        cid, model = responses.new_id("chatcmpl"), self.settings.model_name
         if not req.stream:
             parts = await self.collect(request, choices)
-            out = [{"index": c.index, "message": R.chat_message(r, t), "finish_reason": c.openai_finish,
+            out = [{"index": c.index, "message": responses.chat_message(r, t), "finish_reason": c.openai_finish,
                     "logprobs": c.chat_logprobs()} for c, (r, t) in zip(choices, parts)]
-            return JSONResponse(R.chat_response(cid, model, out, self.usage_of(len(prompt_ids), choices, True)))
-        created, include_usage = R.now(), req.include_usage()
+            return JSONResponse(responses.chat_response(cid, model, out, self.usage_of(len(prompt_ids), choices, True)))
+        created, include_usage = responses.now(), req.include_usage()
 
         def chunk(choice: Choice, d: dict, finish: Optional[str] = None, usage: Optional[dict] = None) -> str:
-            return sse(R.chat_chunk(cid, model, created, [{"index": choice.index, "delta": d, "finish_reason": finish,
+            return sse(responses.chat_chunk(cid, model, created, [{"index": choice.index, "delta": d, "finish_reason": finish,
                                                            "logprobs": choice.chat_logprobs()}], usage))
 
         async def events() -> AsyncIterator[str]:
             for c in choices:
-                yield chunk(c, R.delta(role=True, content=""))
+                yield chunk(c, responses.delta(role=True, content=""))
             finished = 0
             async for choice, step in self.steps(choices):
                 r, t = choice.feed(step)
                 if r:
-                    yield chunk(choice, R.delta(reasoning=r))
+                    yield chunk(choice, responses.delta(reasoning=r))
                 if t:
-                    yield chunk(choice, R.delta(content=t))
+                    yield chunk(choice, responses.delta(content=t))
                 if choice.finish is None:
                     continue
                 if (error := self.finish_error(choice)) is not None:
@@ -225,14 +225,14 @@ class Routes:
                 finished += 1
                 last = finished == len(choices) and not include_usage  # DeepSeek: usage on the last chunk
                 usage = self.usage_of(len(prompt_ids), choices, True) if last else None
-                yield chunk(choice, R.delta(content=""), choice.openai_finish, usage)
+                yield chunk(choice, responses.delta(content=""), choice.openai_finish, usage)
             if include_usage:  # OpenAI: one more chunk, no choices, the usage
-                yield sse(R.chat_chunk(cid, model, created, [], self.usage_of(len(prompt_ids), choices, True)))
+                yield sse(responses.chat_chunk(cid, model, created, [], self.usage_of(len(prompt_ids), choices, True)))
             yield "data: [DONE]\n\n"
 
         return self.event_stream(events(), choices)
 
-    def completion_prompt(self, req: P.CompletionRequest) -> tuple[list[int], str]:
+    def completion_prompt(self, req: protocol.CompletionRequest) -> tuple[list[int], str]:
         if isinstance(req.prompt, str):
             ids = self.tokenizer(req.prompt, add_special_tokens=False)["input_ids"]
             if not ids:
@@ -245,29 +245,29 @@ class Routes:
         return list(req.prompt), self.tokenizer.decode(req.prompt)
 
     async def completions(self, request: Request) -> Response:
-        req: P.CompletionRequest = await self.parse(request, P.CompletionRequest)
+        req: protocol.CompletionRequest = await self.parse(request, protocol.CompletionRequest)
         prompt_ids, prompt = self.completion_prompt(req)
         choices = self.submit(prompt_ids, req, self.budget(prompt_ids, req.token_limit(), "prompt"), None)
-        cid, model = R.new_id("cmpl"), self.settings.model_name
+        cid, model = responses.new_id("cmpl"), self.settings.model_name
         head = prompt if req.echo else ""
         if not req.stream:
             parts = await self.collect(request, choices)
             out = [{"index": c.index, "text": head + t, "finish_reason": c.openai_finish,
                     "logprobs": c.completion_logprobs(0)} for c, (_, t) in zip(choices, parts)]
-            return JSONResponse(R.completion_response(cid, model, out, self.usage_of(len(prompt_ids), choices, False)))
-        created, include_usage = R.now(), req.include_usage()
+            return JSONResponse(responses.completion_response(cid, model, out, self.usage_of(len(prompt_ids), choices, False)))
+        created, include_usage = responses.now(), req.include_usage()
         sent = {c.index: 0 for c in choices}
 
         def chunk(choice: Choice, text: str, finish: Optional[str] = None, usage: Optional[dict] = None) -> str:
             logprobs = choice.completion_logprobs(sent[choice.index])
             sent[choice.index] += len(text)
-            return sse(R.completion_chunk(cid, model, created, [{"index": choice.index, "text": text,
+            return sse(responses.completion_chunk(cid, model, created, [{"index": choice.index, "text": text,
                                                                  "logprobs": logprobs, "finish_reason": finish}], usage))
 
         async def events() -> AsyncIterator[str]:
             if head:
                 for c in choices:
-                    yield sse(R.completion_chunk(cid, model, created, [
+                    yield sse(responses.completion_chunk(cid, model, created, [
                         {"index": c.index, "text": head, "finish_reason": None, "logprobs": None}]))
             finished = 0
             async for choice, step in self.steps(choices):
@@ -284,7 +284,7 @@ class Routes:
                 yield chunk(choice, t, choice.openai_finish,
                             self.usage_of(len(prompt_ids), choices, False) if last else None)
             if include_usage:
-                yield sse(R.completion_chunk(cid, model, created, [], self.usage_of(len(prompt_ids), choices, False)))
+                yield sse(responses.completion_chunk(cid, model, created, [], self.usage_of(len(prompt_ids), choices, False)))
             yield "data: [DONE]\n\n"
 
         return self.event_stream(events(), choices)
@@ -297,7 +297,7 @@ class Routes:
 
     async def models(self, request: Request) -> dict:
         authenticate(request, self.settings.api_key)
-        return {"object": "list", "data": [{"id": self.settings.model_name, "object": "model", "created": R.now(),
+        return {"object": "list", "data": [{"id": self.settings.model_name, "object": "model", "created": responses.now(),
                                             "owned_by": "r1", "max_model_len": self.engine.max_model_len,
                                             "sampling_defaults": {"temperature": R1_TEMPERATURE, "top_p": R1_TOP_P}}]}
 
@@ -319,18 +319,18 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
     install_error_handlers(app)
     routes = Routes(engine, settings)
     errors = {k: v for k, v in ERROR_RESPONSES.items()}
-    app.post("/v1/chat/completions", responses={**errors, **_streaming_200(R.ChatCompletion, R.ChatCompletionChunk)},
+    app.post("/v1/chat/completions", responses={**errors, **_streaming_200(responses.ChatCompletion, responses.ChatCompletionChunk)},
              summary="Chat completion (reasoning_content and content)")(routes.chat)
-    app.post("/v1/completions", responses={**errors, **_streaming_200(R.Completion, R.Completion)},
+    app.post("/v1/completions", responses={**errors, **_streaming_200(responses.Completion, responses.Completion)},
              summary="Text completion (string or token-id prompt)")(routes.completions)
-    app.get("/v1/models", response_model=R.ModelList, responses={401: errors[401]})(routes.models)
-    app.get("/health", response_model=R.Health, responses={503: {"model": R.Health}})(routes.health)
+    app.get("/v1/models", response_model=responses.ModelList, responses={401: errors[401]})(routes.models)
+    app.get("/health", response_model=responses.Health, responses={503: {"model": responses.Health}})(routes.health)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    add_openapi(app, {"/v1/chat/completions": P.ChatCompletionRequest, "/v1/completions": P.CompletionRequest},
-                bearer=bool(settings.api_key), extra=(R.ChatCompletionChunk,))
+    add_openapi(app, {"/v1/chat/completions": protocol.ChatCompletionRequest, "/v1/completions": protocol.CompletionRequest},
+                bearer=bool(settings.api_key), extra=(responses.ChatCompletionChunk,))
     return app

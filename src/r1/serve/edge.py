@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from r1.serve import responses as R
+from r1.serve import responses
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class APIError(Exception):
         self.type = type_ or _TYPES.get(status, "invalid_request_error")
 
     def body(self) -> dict:
-        return R.error_body(self.message, self.type, self.param, self.code)
+        return responses.error_body(self.message, self.type, self.param, self.code)
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
@@ -163,7 +163,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 ERROR_RESPONSES = {
-    status: {"model": R.ErrorResponse, "description": text} for status, text in {
+    status: {"model": responses.ErrorResponse, "description": text} for status, text in {
         400: "invalid request: the body, a parameter's value, or an unsupported parameter (named in `param`)",
         401: "missing or wrong API key",
         404: "unknown model or route",

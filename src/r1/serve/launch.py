@@ -8,9 +8,9 @@ import threading
 from pathlib import Path
 from typing import Any, Optional
 
+from r1.data.prompts import PromptFormat
 from r1.errors import R1Error
 from r1.serve.interface import ServeEngine
-from r1.data.prompts import PromptFormat
 
 
 def resolve_model(spec: str) -> tuple[str, Optional[PromptFormat], str]:
@@ -18,7 +18,7 @@ def resolve_model(spec: str) -> tuple[str, Optional[PromptFormat], str]:
     `r1 zero`/`r1 grpo` output: config.yaml + model/) is served with the run's own prompt."""
     path = Path(spec).expanduser()
     if (path / "config.yaml").is_file() and (path / "model" / "config.json").is_file():
-        from r1.config import load_run
+        from r1.data.tasks import load_run
 
         rc, task = load_run(path)
         return str(path / "model"), PromptFormat.of(rc, task.answer_hint), path.resolve().name

@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from r1.data.prompts import PromptFormat
-from r1.serve import protocol as P
-from r1.serve.interface import RequestHandle, Step, TokenLogprob
 from r1.data.reasoning import ReasoningStream
+from r1.serve import protocol
+from r1.serve.interface import RequestHandle, Step, TokenLogprob
 
 
-def _turns(messages: list[P.ChatMessage]) -> tuple[str, list[dict]]:
+def _turns(messages: list[protocol.ChatMessage]) -> tuple[str, list[dict]]:
     """(system text, user/assistant turns). Tool results become user turns and earlier tool
     calls are written into the assistant's text, so any chat template can render them; a
     conversation with only a system prompt makes it the user turn."""
@@ -33,7 +33,7 @@ def _turns(messages: list[P.ChatMessage]) -> tuple[str, list[dict]]:
     return system, turns
 
 
-def render_chat(messages: list[P.ChatMessage], tokenizer: Any, style: PromptFormat) -> tuple[str, str]:
+def render_chat(messages: list[protocol.ChatMessage], tokenizer: Any, style: PromptFormat) -> tuple[str, str]:
     """(prompt text, forced prefill): the messages as turns, rendered by the prompt format the
     model was trained with (`PromptFormat.render_turns`); earlier answers keep their content,
     not their reasoning."""

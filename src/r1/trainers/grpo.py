@@ -19,11 +19,12 @@ import torch
 
 from r1.algorithms.advantages import ADVANTAGES, zero_variance_groups
 from r1.algorithms.entropy import EntropyControl, adapt_coef, adapt_temperature
-from r1.config import Config, build_task
+from r1.config import Config
 from r1.data.prompts import PromptFormat, judge_texts
+from r1.data.tasks import build_task
 from r1.data.tasks.base import curriculum_levels
 from r1.errors import R1Error
-from r1.eval.heldout import current_names, evaluate
+from r1.eval.heldout import evaluate
 from r1.models import default_device
 from r1.rewards import registry as rewards
 from r1.rollout.hf import HFEngine, eos_ids
@@ -38,6 +39,10 @@ from r1.types import Generation, Rollout, SamplingParams
 
 class GRPOTrainer(Trainer):
     cfg: Config
+
+    def __init__(self, cfg: Config, out_dir, *, resume: bool = False):
+        rewards.check_rewards(cfg.rewards, cfg.reward_params)  # before the run folder is touched
+        super().__init__(cfg, out_dir, resume=resume)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -72,8 +77,8 @@ class GRPOTrainer(Trainer):
                 self.ref_model = self.policy.presharded
                 self.policy.shard(self.ref_model, bf16=self.policy.bf16)
                 self.ref_model.eval()
-            for p in self.ref_model.parameters():
-                p.requires_grad_(False)
+            for param in self.ref_model.parameters():
+                param.requires_grad_(False)
         self.ref_pages = self.page_reference(fsdp) if self.ref_model is not None else None
         self.policy.presharded = None
         self.prompt = PromptFormat.of(cfg, self.task.answer_hint)
@@ -230,20 +235,20 @@ class GRPOTrainer(Trainer):
         it has prompts, sample refill rounds of prompts (at most `max_refill_prompts` extra);
         then train on exactly that many varied groups (the first ones), if there are enough.
         Everything sampled stays in the rollout for the metrics (`refill_rounds`)."""
-        a, g = self.cfg.algorithm, rollout.group_size
+        algo, g = self.cfg.algorithm, rollout.group_size
         want, rounds = len(rollout.examples), 0
 
         def varied(ro: Rollout) -> torch.Tensor:
             return torch.tensor(ro.keep, dtype=torch.bool).view(-1, g).any(1)
 
-        while (a.dynamic_sampling and int(varied(rollout).sum()) < want
-               and (rounds + 1) * want <= a.max_refill_prompts):
+        while (algo.dynamic_sampling and int(varied(rollout).sum()) < want
+               and (rounds + 1) * want <= algo.max_refill_prompts):
             rounds += 1
             more = self.generate(step, refill=rounds)
             self.score(more)
             self.advantage(more)
             rollout = concat_rollouts([rollout, more])
-        if a.dynamic_sampling:
+        if algo.dynamic_sampling:
             extra = varied(rollout).cumsum(0) > want  # varied groups beyond the step's size
             rollout.keep = [k and not x for k, x in zip(rollout.keep, extra.repeat_interleave(g).tolist())]
         rollout.refill_rounds = rounds
@@ -258,12 +263,13 @@ class GRPOTrainer(Trainer):
     def control_entropy(self, rollout: Rollout) -> None:
         """`entropy.control`: move the bonus's coefficient or the sampling temperature of the
         next step by this step's measured entropy (the same on every rank: it is reduced)."""
-        e, h = self.cfg.entropy, rollout.update.get("entropy", float("nan"))
-        if e.control == "bonus":
-            self.control.coef = adapt_coef(self.control.coef, h, e.target, e.coef_delta, 0.0, e.coef_max)
-        elif e.control == "temperature":
-            self.control.temperature = adapt_temperature(self.control.temperature, h, e.target, e.temperature_gain,
-                                                         e.temperature_min, e.temperature_max)
+        ent, h = self.cfg.entropy, rollout.update.get("entropy", float("nan"))
+        if ent.control == "bonus":
+            self.control.coef = adapt_coef(self.control.coef, h, ent.target, ent.coef_delta, 0.0, ent.coef_max)
+        elif ent.control == "temperature":
+            self.control.temperature = adapt_temperature(self.control.temperature, h, ent.target,
+                                                         ent.temperature_gain, ent.temperature_min,
+                                                         ent.temperature_max)
 
     def sync(self) -> None:
         self.policy.refresh_compute_weights()
@@ -273,13 +279,13 @@ class GRPOTrainer(Trainer):
 
     # ------------------------------------------------------------------ evaluation
     def evaluate_heldout(self, tag: str) -> dict:
-        e, r = self.cfg.eval, self.cfg.rollout
+        heldout, rollout = self.cfg.eval, self.cfg.rollout
         with self.autocast_ctx() if getattr(self.engine, "model", None) is self.model else contextlib.nullcontext():
-            result = evaluate(self.engine, self.prompt, self.tokenizer, self.task, self.heldout, samples=e.samples,
-                              temperature=e.temperature, top_p=e.top_p,
-                              max_new_tokens=e.max_new_tokens or r.max_new_tokens, stop=tuple(r.stop),
-                              stop_grace=r.stop_grace_tokens, seed=self.cfg.seed + 12345,
-                              batch_size=e.batch_size)
+            result = evaluate(self.engine, self.prompt, self.tokenizer, self.task, self.heldout,
+                              samples=heldout.samples, temperature=heldout.temperature, top_p=heldout.top_p,
+                              max_new_tokens=heldout.max_new_tokens or rollout.max_new_tokens,
+                              stop=tuple(rollout.stop), stop_grace=rollout.stop_grace_tokens,
+                              seed=self.cfg.seed + 12345, batch_size=heldout.batch_size)
         rows = result.pop("rows")
         (self.out / "eval").mkdir(exist_ok=True)
         with open(self.out / "eval" / f"heldout_{tag}.jsonl", "w") as f:
@@ -329,7 +335,7 @@ class GRPOTrainer(Trainer):
         cfg, main = self.cfg, self.dist.is_main
         self.setup()
         start, state, progress, tracker = self.start_run(cfg.train.steps)
-        history: list[dict] = current_names(state.get("heldout", []))
+        history: list[dict] = list(state.get("heldout", []))
         if "entropy_control" in state:  # where the controllers had moved the coefficient and temperature
             self.control = EntropyControl(**state["entropy_control"])
         entropies: list[float | None] | None = [] if start == 0 else None  # for the collapse warning
@@ -385,8 +391,9 @@ class GRPOTrainer(Trainer):
     def save_model(self) -> None:
         """The policy, with the generation settings it is evaluated with (so that transformers,
         vLLM and other tools sample it as r1 does, and stop at every id that ends it)."""
-        e, r = self.cfg.eval, self.cfg.rollout
+        heldout, rollout = self.cfg.eval, self.cfg.rollout
         self.policy.save(self.out / "model", generation={
-            "eos_token_id": sorted(self.eos), "do_sample": e.temperature > 0,
-            "temperature": e.temperature, "top_p": e.top_p, "max_new_tokens": e.max_new_tokens or r.max_new_tokens,
+            "eos_token_id": sorted(self.eos), "do_sample": heldout.temperature > 0,
+            "temperature": heldout.temperature, "top_p": heldout.top_p,
+            "max_new_tokens": heldout.max_new_tokens or rollout.max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id})

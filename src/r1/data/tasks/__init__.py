@@ -34,3 +34,24 @@ def get_task(name: str, params: dict[str, Any] | None = None, seed: int = 0):
     if getattr(cls, "nested", False):  # a task made of other tasks looks them up here
         return cls(p, seed=seed, get_task=get_task)
     return cls(p, seed=seed)
+
+
+def build_task(cfg):
+    """The task of a GRPO config (`r1.config.Config`), its split seeded by `config.split_seed`."""
+    from r1.config import split_seed
+
+    return get_task(cfg.task.name, cfg.task.params, seed=split_seed(cfg))
+
+
+def load_run(run_dir, what: str = ""):
+    """(config, task) of a training run folder (`r1 zero`/`r1 grpo` output): the one way any
+    command turns a run into its task, prompt and stop strings (`PromptFormat.of(cfg, task.answer_hint)`)."""
+    from pathlib import Path
+
+    from r1.config import load_config
+
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise R1Error(f"{what + ': ' if what else ''}{run} has no config.yaml: not a training run directory")
+    rc = load_config(run / "config.yaml")
+    return rc, build_task(rc)

@@ -9,8 +9,8 @@ from pydantic import Field
 
 from r1.data.tasks.base import Example, Task, TaskParams, split_pool
 from r1.data.tasks.countdown import safe_eval
-from r1.errors import R1Error
 from r1.data.verify import answers_match
+from r1.errors import R1Error
 
 
 class ArithmeticParams(TaskParams):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from r1.data.jsonl import read_jsonl
 from r1.data.answers import last_boxed
 from r1.data.tasks.base import Example, Task, TaskParams, split_pool
-from r1.errors import R1Error
 from r1.data.verify import answers_match
+from r1.errors import R1Error
+from r1.runs import read_jsonl
 
 
 class FileParams(TaskParams):

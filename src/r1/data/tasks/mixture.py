@@ -38,7 +38,7 @@ class MixtureTask(Task):
         self.fallback = self.inner.fallback
 
     def _general(self) -> list[Example]:
-        from r1.data.jsonl import read_jsonl
+        from r1.runs import read_jsonl
 
         out = []
         for i, row in enumerate(read_jsonl(self.params.general)):

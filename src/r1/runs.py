@@ -1,9 +1,12 @@
-"""The output folder of a sampling command (`r1 eval`, `r1 generate`): its settings and its
-resumable samples, one rule for both.
+"""Run folders and JSONL: the one reader and writer of r1's files, below everything that writes them.
 
-* `claim_output`: the folder's `config.yaml` holds the settings that decide its numbers. A
-  folder that already holds work is continued only with `--resume` and the same settings; a
-  run into it without `--resume` is refused (the rule of `r1 zero`, `r1 sft` and the rest).
+* `read_jsonl`: user data (errors name the file, the line and the field); `read_log`: the logs
+  r1 appends to itself (metrics, samples, rollouts), which a killed run may leave with a torn
+  last line; `write_jsonl_atomic`: a whole file at once, renamed into place.
+* `claim_output`: the folder of a sampling command (`r1 eval`, `r1 generate`) holds in
+  `config.yaml` the settings that decide its numbers. A folder that already holds work is
+  continued only with `--resume` and the same settings; a run into it without `--resume` is
+  refused (the rule of `r1 zero`, `r1 sft` and the rest).
 * `BatchLog`: problems are sampled in fixed batches (batch b holds problems [b*B, (b+1)*B)
   and samples with its own seed); each finished batch is appended and flushed to
   `samples.jsonl`; reopened, the log keeps only complete batches (a killed run's partial batch
@@ -19,15 +22,75 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
-from r1.data.jsonl import read_log, write_jsonl_atomic
 from r1.errors import R1Error
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise R1Error(f"data file {path} does not exist")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise R1Error(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise R1Error(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            for field in required:
+                if field not in row:
+                    raise R1Error(f"{path}:{lineno}: missing field {field!r}")
+            rows.append(row)
+    if not rows:
+        raise R1Error(f"data file {path} has no records")
+    return rows
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The rows of a JSONL log r1 appends to (metrics.jsonl, samples.jsonl, ...): [] when it
+    is not there yet; a torn last line (a run killed while writing) is dropped; any other bad
+    line is an R1Error naming the file and the line, never a silent truncation."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if lineno == len(lines):
+                break
+            raise R1Error(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); this log was "
+                          "written by r1 and edited or damaged since") from None
+    return rows
+
+
+def write_jsonl_atomic(path: str | Path, rows: list[dict]) -> None:
+    """Write all rows to a temporary file beside `path`, then rename it into place."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def claim_output(out: Path, settings: dict, *, resume: bool, what: str) -> bool:
     """Make `out` the folder of this run (writing `config.yaml`); True when it continues one."""
     saved = out / "config.yaml"
     old = yaml.safe_load(saved.read_text()) if saved.is_file() else None
-    if old is None and (out / "samples.jsonl").is_file():  # e.g. a folder from before 2026-12
+    if old is None and (out / "samples.jsonl").is_file():
         raise R1Error(f"{out} holds samples.jsonl without the config.yaml that says how they were sampled: "
                       "choose another --out")
     if old is not None:
