@@ -78,25 +78,28 @@ def test_one_rule_for_api_keys_in_every_command(monkeypatch):
 
 
 def test_eval_and_generate_derive_one_flag_per_sampling_setting():
-    """Both commands take one flag per `SamplingSettings` field (the prompt's nested), with the
-    field's default and description; a new field becomes a flag of both without more code."""
+    """Both commands take one flag per `SamplingSettings` field (the prompt's nested), defaulting
+    to what `SamplingSettings()` holds, described as the field is; a new field becomes a flag of
+    both without more code."""
     import inspect
 
     from r1.cli.eval import evaluate
     from r1.cli.main import generate
-    from r1.rollout.sampler import SamplingPrompt, SamplingSettings
+    from r1.config import PromptConfig
+    from r1.rollout.sampler import SamplingSettings
 
-    expected = {n: f for n, f in SamplingSettings.model_fields.items() if n != "prompt"}
-    expected |= {("force_think" if n == "force_think" else f"prompt_{n}"): f
-                 for n, f in SamplingPrompt.model_fields.items()}
+    defaults = SamplingSettings().model_dump()
+    expected = {n: (f.description, defaults[n] or None if n == "stop" else defaults[n])
+                for n, f in SamplingSettings.model_fields.items() if n != "prompt"}
+    expected |= {("force_think" if n == "force_think" else f"prompt_{n}"): (f.description, defaults["prompt"][n])
+                 for n, f in PromptConfig.model_fields.items()}
+    assert defaults["prompt"] == {"style": "auto", "template": "{question}", "force_think": None}
     for command in (evaluate, generate):
         params = inspect.signature(command).parameters
         assert "sampling" not in params
-        for name, field in expected.items():
+        for name, (description, default) in expected.items():
             opt = params[name].default
-            default = field.get_default(call_default_factory=True)
-            assert opt.default == (default or None if isinstance(default, list) else default), (command, name)
-            assert opt.help == field.description, (command, name)
+            assert (opt.default, opt.help) == (default, description), (command, name)
 
 
 def test_a_sampling_flag_reaches_the_config(tmp_path, monkeypatch):

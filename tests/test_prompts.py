@@ -63,3 +63,31 @@ def test_a_conversation_renders_through_the_same_template(tiny):
     assert fmt.render_turns(turns[-1:], tok).text == fmt.render("second", tok).text
     zero = PromptFormat(style="r1_zero").render_turns(turns, tok)  # one question, no history
     assert "User: second. Assistant: <think>" in zero.text and "earlier" not in zero.text
+
+
+def test_one_prompt_spec_renders_alike_in_training_evaluation_and_generation(tiny):
+    """`PromptConfig` is the one prompt specification: a run trained with the default template
+    (none: R1's instruction) is evaluated (`--from-run`) and sampled (`generate --from-run`)
+    with exactly the prompt it was trained on, and sampling's own default sends a problem as
+    it is."""
+    from r1.config import build_config
+    from r1.eval.runner import EvalConfig, config_settings
+    from r1.pipeline.generate import GenerateConfig
+    from r1.rollout.sampler import SamplingSettings
+
+    _, tok = tiny
+    rc = build_config({"task": {"name": "arithmetic"}, "prompt": {"style": "chat", "force_think": True}})
+    assert rc.prompt.template is None
+    _, _, name, fields = config_settings(rc, "run")
+    trained = PromptFormat.of(rc, "the final number", tok)
+    evaluated = EvalConfig(model="m", benchmark=name, **fields)
+    generated = GenerateConfig(model="m", prompt=rc.prompt, stop=list(rc.rollout.stop))
+    for cfg in (evaluated, generated):
+        used = PromptFormat.resolve(cfg.prompt, tok, "the final number", cfg.stop)
+        assert used == trained
+        assert used.render("What is 2 + 3?", tok).text == trained.render("What is 2 + 3?", tok).text
+    assert "<answer>" in trained.user_turn("What is 2 + 3?")
+    as_given = PromptFormat.resolve(SamplingSettings().prompt, tok)
+    assert as_given.user_turn("What is 2 + 3?") == "What is 2 + 3?"
+    with pytest.raises(ValueError, match="tokenizer"):
+        PromptFormat.resolve(SamplingSettings().prompt)

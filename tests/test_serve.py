@@ -349,24 +349,26 @@ def test_cli_serve_help_and_run_dir_resolution(tmp_path):
     from typer.testing import CliRunner
 
     from r1.cli.main import app
+    from r1.data.prompts import PromptFormat
+    from r1.models import build_tiny
     from r1.serve.launch import resolve_model
 
     res = CliRunner().invoke(app, ["serve", "--help"])
     assert res.exit_code == 0 and "--api-key" in res.output and "--max-batch" in res.output
-    spec, style, name = resolve_model("tiny")
-    assert (spec, style, name) == ("tiny", None, "tiny")
+    spec, prompt_for, name = resolve_model("tiny")
+    model, tok = build_tiny()
+    assert (spec, name) == ("tiny", "tiny") and prompt_for(tok) == PromptFormat.as_sent(tok)
     # a training run directory is served with the run's own prompt
     from r1.config import dump_config, load_config
-    from r1.models import build_tiny
     from r1.presets import preset_path
 
     run = tmp_path / "myrun"
     (run / "model").mkdir(parents=True)
     cfg = load_config(preset_path("tiny"))
     dump_config(cfg, run / "config.yaml")
-    model, tok = build_tiny()
     model.save_pretrained(run / "model")
-    spec, style, name = resolve_model(str(run))
+    spec, prompt_for, name = resolve_model(str(run))
+    style = prompt_for(tok)
     assert spec == str(run / "model") and name == "myrun"
     assert (style.style, style.template, style.force_think) == (cfg.prompt.style, cfg.prompt.template,
                                                                  cfg.prompt.force_think)

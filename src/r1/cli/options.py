@@ -82,16 +82,20 @@ def _annotation(field) -> type:
     return ann
 
 
-def _fields():
-    """(flag parameter name, settings path, pydantic field) of every sampling setting."""
-    from r1.rollout.sampler import SamplingPrompt, SamplingSettings
+def sampling_fields():
+    """(flag parameter name, settings path, pydantic field, default) of every sampling setting;
+    the prompt's fields with the defaults of sampling's prompt (`config.AS_GIVEN`)."""
+    from r1.rollout.sampler import SamplingSettings
 
     for name, field in SamplingSettings.model_fields.items():
         if name == "prompt":
-            for sub, f in SamplingPrompt.model_fields.items():
-                yield ("force_think" if sub == "force_think" else f"prompt_{sub}"), ("prompt", sub), f
+            prompt = field.get_default(call_default_factory=True)
+            for sub, f in type(prompt).model_fields.items():
+                yield ("force_think" if sub == "force_think" else f"prompt_{sub}"), ("prompt", sub), f, \
+                    getattr(prompt, sub)
         else:
-            yield name, (name,), field
+            default = field.get_default(call_default_factory=True)
+            yield name, (name,), field, (default or None) if isinstance(default, list) else default
 
 
 def sampling_command(out_default: str):
@@ -109,19 +113,17 @@ def sampling_command(out_default: str):
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(fn).parameters.values()
                if p.name not in common and p.name != "sampling"]
         taken = {p.name for p in own}
-        fields = [(n, path, f) for n, path, f in _fields() if n not in taken]
+        fields = [(n, path, f, d) for n, path, f, d in sampling_fields() if n not in taken]
         params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=opt)
                   for n, (ann, opt) in common.items()]
         params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=_annotation(f),
-                                     default=typer.Option(f.get_default(call_default_factory=True) or None
-                                                          if n == "stop" else f.default,
-                                                          *_FLAG_NAMES.get(n, ()), help=f.description))
-                   for n, path, f in fields]
+                                     default=typer.Option(d, *_FLAG_NAMES.get(n, ()), help=f.description))
+                   for n, path, f, d in fields]
 
         @functools.wraps(fn)
         def command(**kwargs):
             sampling: dict = {}
-            for n, path, _ in fields:
+            for n, path, _, _ in fields:
                 value = kwargs.pop(n)
                 if n == "stop":
                     value = list(value or [])

@@ -75,15 +75,23 @@ class TaskConfig(_Strict):
 
 
 class PromptConfig(_Strict):
-    style: Literal["chat", "r1_zero"] = Field("chat", description="chat: the tokenizer's chat template "
-                                              "around the user turn; r1_zero: the R1-Zero paper's plain-text "
-                                              "template (for base models)")
+    """How a problem becomes a prompt: the one prompt specification of training, evaluation,
+    generation and serving (`data.prompts.PromptFormat.resolve` makes it the renderer for a
+    model). Training's defaults are these; `r1 eval` and `r1 generate` default to `AS_GIVEN`."""
+
+    style: Literal["auto", "chat", "r1_zero"] = Field(
+        "chat", description="chat: the tokenizer's chat template around the user turn; r1_zero: the R1-Zero "
+        "paper's plain-text template (for base models); auto: chat where the tokenizer has a chat template, "
+        "else r1_zero")
     template: str | None = Field(
-        None,
-        description="user-turn template for the chat style, with {question} and {answer_hint}; "
-        "default: the question then an instruction to use <think>/<answer> tags",
-    )
-    force_think: bool = Field(True, description="open the assistant turn with <think>")
+        None, description="the user turn, with {question} and {answer_hint}; none: the question then R1's "
+        "instruction to use <think>/<answer> tags; '{question}': the problem as it is")
+    force_think: bool | None = Field(True, description="open the assistant turn with <think>; none: only where "
+                                     "the model knows the token")
+
+
+# the prompt of a model r1 did not train, or a benchmark that carries its own instruction
+AS_GIVEN = {"style": "auto", "template": "{question}", "force_think": None}
 
 
 class RolloutConfig(_Strict):

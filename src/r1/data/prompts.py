@@ -56,10 +56,26 @@ class PromptFormat:
     stop: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, cfg: Any, answer_hint: str) -> "PromptFormat":
-        """A training config's prompt (`cfg.prompt`, `cfg.rollout.stop`) for its task's hint."""
-        return cls(style=cfg.prompt.style, template=cfg.prompt.template, answer_hint=answer_hint,
-                   force_think=cfg.prompt.force_think, stop=tuple(cfg.rollout.stop))
+    def resolve(cls, spec: Any, tokenizer: Any = None, answer_hint: str = "the final answer",
+                stop: Any = ()) -> "PromptFormat":
+        """The renderer of a prompt specification (`config.PromptConfig`: style, template,
+        force_think) for a model: style auto is the chat template where the tokenizer has one,
+        else r1_zero; force_think None opens with `<think>` only where the model knows the token
+        (both need the tokenizer)."""
+        style, force = spec.style, spec.force_think
+        if (style == "auto" or force is None) and tokenizer is None:
+            raise ValueError("prompt style auto and force_think none are resolved against a tokenizer")
+        chat_template = getattr(tokenizer, "chat_template", None) or ""
+        if style == "auto":
+            style = "chat" if chat_template else "r1_zero"
+        if force is None:
+            force = "<think>" in tokenizer.get_vocab() or "<think>" in chat_template
+        return cls(style, spec.template, answer_hint, force, tuple(stop))
+
+    @classmethod
+    def of(cls, cfg: Any, answer_hint: str, tokenizer: Any = None) -> "PromptFormat":
+        """A training config's prompt (`cfg.prompt`, with `cfg.rollout.stop`) for its task's hint."""
+        return cls.resolve(cfg.prompt, tokenizer, answer_hint, cfg.rollout.stop)
 
     @classmethod
     def as_sent(cls, tokenizer: Any = None) -> "PromptFormat":
@@ -67,21 +83,6 @@ class PromptFormat:
         plain-text R1-Zero template where it has none), the answer opened with `<think>`."""
         style = "r1_zero" if tokenizer is not None and not getattr(tokenizer, "chat_template", None) else "chat"
         return cls(style=style, template="{question}")
-
-    @classmethod
-    def for_tokenizer(cls, settings: Any, tokenizer: Any, answer_hint: str = "the final answer",
-                      stop: Any = ()) -> "PromptFormat":
-        """The prompt of `r1 eval` / `r1 generate` (`settings`: style, template, force_think) for a
-        model: style "auto" is the chat template where the tokenizer has one, else r1_zero;
-        force_think None forces `<think>` only where the model knows the token; no template sends
-        the message as it is (benchmark problems carry their own instruction)."""
-        style = settings.style
-        if style == "auto":
-            style = "chat" if getattr(tokenizer, "chat_template", None) else "r1_zero"
-        force = settings.force_think
-        if force is None:
-            force = "<think>" in tokenizer.get_vocab() or "<think>" in (getattr(tokenizer, "chat_template", "") or "")
-        return cls(style, settings.template or "{question}", answer_hint, force, tuple(stop))
 
     @property
     def prefill(self) -> str:
@@ -108,11 +109,18 @@ class PromptFormat:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError("the chat prompt style needs a tokenizer with a chat template "
                              "(use the r1_zero style for a model without one)")
-        turns[users[-1]]["content"] = user_content(turns[users[-1]]["content"], self.template, self.answer_hint)
+        turns[users[-1]]["content"] = self.user_turn(turns[users[-1]]["content"])
         if system:
             turns[users[0]]["content"] = f"{system}\n\n{turns[users[0]]['content']}"
         text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
         return Prompt(text=text + self.prefill, prefill=self.prefill)
+
+    def user_turn(self, question: str) -> str:
+        """The user turn the model is shown for `question`: the template filled in (chat), or
+        the question itself (r1_zero places it in its plain-text template)."""
+        if self.style == "r1_zero":
+            return question.strip()
+        return user_content(question, self.template, self.answer_hint)
 
     def ids(self, question: str, tokenizer: Any) -> list[int]:
         return tokenizer(self.render(question, tokenizer).text, add_special_tokens=False)["input_ids"]

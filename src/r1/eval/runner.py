@@ -155,7 +155,6 @@ def config_settings(rc, label: str, task=None):
     held-out set, prompts and stops."""
     task = task or build_task(rc)
     _, examples = task.splits(rc.task.train_size, rc.task.heldout_size)
-    fields = dict(prompt=dict(style=rc.prompt.style, template=rc.prompt.template, force_think=rc.prompt.force_think),
-                  fallback=task.fallback, strict_format=True,
+    fields = dict(prompt=rc.prompt, fallback=task.fallback, strict_format=True,
                   stop=list(rc.rollout.stop), from_run=label)
     return task, examples, f"{rc.task.name} (held-out of {label})", fields

@@ -20,7 +20,6 @@ from pathlib import Path
 from pydantic import Field
 
 from r1.config import split_seed
-from r1.data.prompts import user_content
 from r1.data.tasks import get_task, load_run
 from r1.errors import R1Error
 from r1.eval.benchmarks import BENCHMARKS
@@ -50,8 +49,7 @@ def resolve_run(cfg: GenerateConfig) -> GenerateConfig:
     rc, _ = load_run(run, what="from_run")
     return cfg.model_copy(update={
         "model": cfg.model or str(run / "model"), "task": rc.task.name, "task_params": dict(rc.task.params),
-        "prompt": cfg.prompt.model_copy(update={"style": rc.prompt.style, "template": rc.prompt.template,
-                                                "force_think": rc.prompt.force_think}),
+        "prompt": rc.prompt,
         "stop": list(rc.rollout.stop), "suffix": "" if cfg.suffix is None else cfg.suffix,
         "seed": cfg.seed, "from_run": None, "split": run_split(rc),
     })
@@ -106,12 +104,10 @@ def run_generate(cfg: GenerateConfig, out: str | Path, *, sampler=None, progress
     name = cfg.api_model or cfg.model or "default"
     log = BatchLog(out / "samples.jsonl", examples, cfg.samples, cfg.batch_size)
     bar = Progress(len(examples), log.problems_done, enabled=progress, description="generate")
-    template = cfg.prompt.template
     for b, batch in log.pending():
         questions = [f"{ex.question.strip()}\n{suffix}" if suffix else ex.question.strip() for ex in batch]
         results = sampler.sample(questions, cfg.samples, cfg.params(b))
-        # "problem" is the user turn exactly as the model saw it (the run's template filled in)
-        shown = [user_content(q, template, task.answer_hint) if template else q for q in questions]
+        shown = [sampler.user_turn(q) for q in questions]  # "problem": the user turn as the model saw it
         log.append([{"id": ex.id, "sample": j, "problem": u, "gold": ex.answer, "reasoning": s.reasoning,
                      "content": s.content, "completion": s.text, "tokens": s.tokens, "model": name,
                      **({"meta": ex.meta} if ex.meta else {})}

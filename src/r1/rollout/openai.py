@@ -78,6 +78,10 @@ class APISampler:
         tokens = resp.usage.completion_tokens if resp.usage else len((msg.content or "").split())
         return sample_from_content(msg.content or "", reasoning, tokens)
 
+    def user_turn(self, content: str) -> str:
+        """Sent as it is: the endpoint applies its model's own template."""
+        return content
+
     def sample(self, contents: list[str], k: int, params) -> list[list[Sample]]:
         """k samples for each user message; request (i, j) gets seed params.seed + i*k + j."""
         jobs = [(i, j) for i in range(len(contents)) for j in range(k)]

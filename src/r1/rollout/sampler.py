@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from r1.config import AS_GIVEN, PromptConfig
 from r1.data.prompts import PromptFormat
 from r1.data.reasoning import split_reasoning
 from r1.types import R1_TEMPERATURE, R1_TOP_P, Sample, SamplingParams
@@ -32,18 +33,9 @@ class Sampler(Protocol):
         backend allows it."""
         ...
 
-
-class SamplingPrompt(BaseModel):
-    """The prompt of `r1 eval` and `r1 generate`: a training run's `prompt` section with two
-    more choices, resolved against the model's tokenizer (`PromptFormat.for_tokenizer`)."""
-
-    model_config = ConfigDict(extra="forbid")
-    style: Literal["auto", "chat", "r1_zero"] = Field("auto", description="auto: the chat template where the "
-                                                      "tokenizer has one, else r1_zero")
-    template: str | None = Field(None, description="user-turn template with {question} and {answer_hint}; "
-                                 "default: the problem as it is (benchmarks carry their own instruction)")
-    force_think: bool | None = Field(None, description="open the answer with <think>; default: where the "
-                                     "model knows the token")
+    def user_turn(self, content: str) -> str:
+        """The user turn the model is given for `content` (a prompt template filled in)."""
+        ...
 
 
 class SamplingSettings(BaseModel):
@@ -56,7 +48,8 @@ class SamplingSettings(BaseModel):
                               "endpoint's model name with api_base")
     api_base: str | None = Field(None, description="an OpenAI-compatible endpoint instead of a local model")
     api_model: str | None = Field(None, description="the model name the endpoint serves (default: model)")
-    prompt: SamplingPrompt = Field(default_factory=SamplingPrompt, description="how a problem becomes a prompt")
+    prompt: PromptConfig = Field(default_factory=lambda: PromptConfig(**AS_GIVEN),
+                                 description="how a problem becomes a prompt")
     stop: list[str] = Field(default_factory=list, description="stop strings besides EOS, kept in the text "
                             "(a training run's own with from_run)")
     samples: int = Field(4, ge=1, description="K: samples per problem (pass@1 is their mean; pass@k, cons@K)")
@@ -110,6 +103,9 @@ class LocalSampler:
     def __init__(self, engine: Any, tokenizer: Any, prompt: PromptFormat):
         self.engine, self.tokenizer, self.prompt = engine, tokenizer, prompt
 
+    def user_turn(self, content: str) -> str:
+        return self.prompt.user_turn(content)
+
     def sample(self, contents: list[str], k: int, params: SamplingParams) -> list[list[Sample]]:
         ids = [self.prompt.ids(c, self.tokenizer) for c in contents]
         gen = self.engine.generate(ids, k, params)
@@ -135,4 +131,4 @@ def make_sampler(cfg: SamplingSettings, *, answer_hint: str = "the final answer"
                           concurrency=cfg.concurrency, max_retries=cfg.max_retries, rate_limit=cfg.rate_limit)
     engine, tok = local_engine(cfg.model, cfg.engine, seed=cfg.seed, gpu_memory_utilization=cfg.gpu_memory_utilization,
                                kv_cache_gb=cfg.kv_cache_gb, enforce_eager=cfg.enforce_eager)
-    return LocalSampler(engine, tok, PromptFormat.for_tokenizer(cfg.prompt, tok, answer_hint, cfg.stop))
+    return LocalSampler(engine, tok, PromptFormat.resolve(cfg.prompt, tok, answer_hint, cfg.stop))

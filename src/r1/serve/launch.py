@@ -6,24 +6,25 @@ from __future__ import annotations
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from r1.data.prompts import PromptFormat
 from r1.errors import R1Error
 from r1.serve.interface import ServeEngine
 
 
-def resolve_model(spec: str) -> tuple[str, Optional[PromptFormat], str]:
-    """(model spec to load, prompt style, served name). A training run directory (an
-    `r1 zero`/`r1 grpo` output: config.yaml + model/) is served with the run's own prompt."""
+def resolve_model(spec: str) -> tuple[str, Callable[[Any], PromptFormat], str]:
+    """(model spec to load, its prompt for a tokenizer, served name). A training run directory
+    (an `r1 zero`/`r1 grpo` output: config.yaml + model/) is served with the run's own prompt;
+    any other model with the messages as sent (`PromptFormat.as_sent`)."""
     path = Path(spec).expanduser()
     if (path / "config.yaml").is_file() and (path / "model" / "config.json").is_file():
         from r1.data.tasks import load_run
 
         rc, task = load_run(path)
-        return str(path / "model"), PromptFormat.of(rc, task.answer_hint), path.resolve().name
+        return str(path / "model"), lambda tok: PromptFormat.of(rc, task.answer_hint, tok), path.resolve().name
     name = path.resolve().name if path.exists() else spec
-    return spec, None, name
+    return spec, PromptFormat.as_sent, name
 
 
 # the names of training's model.precision, and the torch dtype each serves in
@@ -67,7 +68,7 @@ def serve(model: str, *, host: str, port: int, api_key: Optional[str], served_mo
     from r1.rollout.openai import resolve_api_key
     from r1.serve.app import ServeSettings, create_app
 
-    spec, style, name = resolve_model(model)
+    spec, prompt_for, name = resolve_model(model)
     name = served_model_name or name
     key = resolve_api_key(api_key)
     if host not in ("127.0.0.1", "localhost", "::1") and not key:
@@ -75,7 +76,7 @@ def serve(model: str, *, host: str, port: int, api_key: Optional[str], served_mo
 
         print(f"warning: listening on {host} without an API key: anyone who reaches it can use it", file=sys.stderr)
     eng = build_engine(spec, model_name=name, **engine)
-    style = style or PromptFormat.as_sent(eng.tokenizer)
+    style = prompt_for(eng.tokenizer)
     style = dataclasses.replace(style, force_think=think and style.force_think)
     settings = ServeSettings(model_name=name, api_key=key, prompt=style, **limits)
     say(f"serving {name!r} on http://{host}:{port} (chat page at /, API at /v1)")

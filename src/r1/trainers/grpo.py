@@ -81,7 +81,7 @@ class GRPOTrainer(Trainer):
                 param.requires_grad_(False)
         self.ref_pages = self.page_reference(fsdp) if self.ref_model is not None else None
         self.policy.presharded = None
-        self.prompt = PromptFormat.of(cfg, self.task.answer_hint)
+        self.prompt = PromptFormat.of(cfg, self.task.answer_hint, self.tokenizer)
         try:
             self.prompt.render("x", self.tokenizer)
         except ValueError as e:
