@@ -31,6 +31,8 @@ def test_help_is_fast():
     (["zero", "--preset", "tiny", "--set", "rewards.vibes=1"], "unknown reward 'vibes'"),
     (["zero", "--preset", "huge"], "unknown preset 'huge'"),
     (["grpo", "no-such-recipe.yaml"], "recipe no-such-recipe.yaml does not exist"),
+    (["filter", "samples.jsonl", "--min-language", "1.5"], "min_language: Input should be less than or equal to 1"),
+    (["eval", "--model", "tiny", "--benchmark", "gsm8k", "--top-p", "0"], "top_p: Input should be greater than 0"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
     res = r1(*args, "--out", str(tmp_path / "out"))

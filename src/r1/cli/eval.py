@@ -41,8 +41,8 @@ def evaluate(
         if not benchmark:
             raise R1Error("--benchmark is required (or --from-run RUN_DIR)")
         bench = get_benchmark(benchmark)
-        task, examples = load_problems(bench, data, seed=sampling["seed"])
         cfg = options.build(EvalConfig, **sampling, data=data, benchmark=benchmark, fallback=bench.fallback)
+        task, examples = load_problems(bench, data, seed=cfg.seed)  # settings checked first: no wasted download
         suffix = bench.suffix
     out = out or options.default_out("eval", benchmark or Path(from_run or "").name, cfg.api_model or cfg.model)
     result = run_eval(cfg, Path(out), task=task, examples=examples, suffix=suffix, progress=progress,

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from r1.cli import options
+from r1.config import FilterConfig
 from r1.errors import R1Error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -128,23 +129,18 @@ def generate(
 
 
 @app.command(name="filter")
+@options.config_flags(FilterConfig, into="settings",
+                      common={"out": (Optional[str], options.out_option("runs/filter-IN"))})
 def filter_(
     inp: str = typer.Argument(..., metavar="IN", help="samples: an `r1 generate` folder or a JSONL file"),
-    out: Optional[str] = options.out_option("runs/filter-IN"),
-    task: Optional[str] = typer.Option(None, help="verify with this task's verifier (default: math equivalence)"),
-    language: str = typer.Option("en", help="target language of the reasoning"),
-    min_language: float = typer.Option(0.9, help="minimum language consistency of the reasoning"),
-    max_tokens: Optional[int] = typer.Option(None, help="drop samples longer than this (tokens, else words)"),
-    max_repetition: float = typer.Option(0.5, help="drop samples whose repeated 4-gram share is above this"),
-    max_per_prompt: Optional[int] = typer.Option(None, help="keep at most this many samples per prompt"),
+    *, out: Optional[str], settings: dict,  # from the decorator
 ) -> None:
     """Rejection sampling (R1 stage 3): keep verified, well-formed, readable samples (OUT/kept.jsonl)."""
-    from r1.pipeline.filter import FilterConfig, filter_to
+    from r1.pipeline.filter import filter_to
 
-    cfg = FilterConfig(task=task, language=language, min_language=min_language, max_tokens=max_tokens,
-                       max_repetition=max_repetition, max_per_prompt=max_per_prompt)
+    cfg = options.build(FilterConfig, **settings)
     out_p = Path(out or options.default_out("filter", Path(inp).name))
-    res, n = filter_to(inp, out_p, cfg, task_given=task is not None)
+    res, n = filter_to(inp, out_p, cfg)
     counts = res.counts()
     dropped = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "kept" and v)
     typer.echo(f"kept {counts['kept']} of {n} samples" + (f"; dropped: {dropped}" if dropped else "")

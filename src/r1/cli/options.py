@@ -60,12 +60,11 @@ def recipe_command(command: str, recipe_help: str):
     return wrap
 
 
-# sampling (r1 eval, r1 generate): one flag per field of `SamplingSettings`, its default and its
-# description the flag's, derived here (`sampling_command`), never written again
 Progress = typer.Option(True, "--progress/--no-progress", help="a progress bar")
 
-# the prompt's fields and the booleans keep their short flag names
-_FLAG_NAMES = {"force_think": ("--force-think/--no-force-think",), "enforce_eager": ("--enforce-eager/--compile",)}
+# flags named otherwise than their field: the prompt's force_think, booleans with a named opposite
+_FLAG_NAMES = {"prompt_force_think": ("force_think", "--force-think/--no-force-think"),
+               "enforce_eager": ("enforce_eager", "--enforce-eager/--compile")}
 
 
 def _annotation(field) -> type:
@@ -82,61 +81,75 @@ def _annotation(field) -> type:
     return ann
 
 
-def sampling_fields():
-    """(flag parameter name, settings path, pydantic field, default) of every sampling setting;
-    the prompt's fields with the defaults of sampling's prompt (`config.AS_GIVEN`)."""
-    from r1.rollout.sampler import SamplingSettings
+def settings_fields(cls):
+    """(flag parameter name, settings path, pydantic field, default) of every field of the
+    settings class `cls`, a nested settings section flattened (prompt.style: prompt_style);
+    the defaults are those of `cls()`."""
+    from pydantic import BaseModel
 
-    for name, field in SamplingSettings.model_fields.items():
-        if name == "prompt":
-            prompt = field.get_default(call_default_factory=True)
-            for sub, f in type(prompt).model_fields.items():
-                yield ("force_think" if sub == "force_think" else f"prompt_{sub}"), ("prompt", sub), f, \
-                    getattr(prompt, sub)
-        else:
-            default = field.get_default(call_default_factory=True)
-            yield name, (name,), field, (default or None) if isinstance(default, list) else default
+    def walk(obj, prefix):
+        for name, field in type(obj).model_fields.items():
+            value = getattr(obj, name)
+            if isinstance(value, BaseModel):
+                yield from walk(value, (*prefix, name))
+                continue
+            key = "_".join((*prefix, name))
+            yield _FLAG_NAMES.get(key, (key,))[0], (*prefix, name), field, \
+                (value or None) if isinstance(value, list) else value
+
+    yield from walk(cls(), ())
 
 
-def sampling_command(out_default: str):
-    """The sampling dialect of `r1 eval` and `r1 generate`: one flag per `SamplingSettings` field
-    (besides the command's own parameters), and --out, --resume, --api-key, --progress. The
-    command is called with its own parameters, those four, and `sampling`: the flags' values
-    as the settings' fields (the prompt's nested)."""
+def config_flags(cls, *, into: str, common: dict | None = None):
+    """Give a command one flag per field of the settings class `cls` (`settings_fields`; those
+    the command declares itself excepted), named, defaulted and described by the field, plus
+    the `common` options ({name: (type, typer option)}). The command is called with its own
+    parameters, the common ones, and `into`: the flags' values as `cls`'s fields (nested)."""
     import functools
     import inspect
+    import typing
 
-    common = {"out": (Optional[str], out_option(out_default)), "resume": (bool, Resume),
-              "api_key": (Optional[str], ApiKey), "progress": (bool, Progress)}
+    common = common or {}
 
     def wrap(fn):
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(fn).parameters.values()
-               if p.name not in common and p.name != "sampling"]
+               if p.name not in common and p.name != into]
         taken = {p.name for p in own}
-        fields = [(n, path, f, d) for n, path, f, d in sampling_fields() if n not in taken]
+        fields = [(n, path, f, d) for n, path, f, d in settings_fields(cls) if n not in taken]
         params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=opt)
                   for n, (ann, opt) in common.items()]
-        params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=_annotation(f),
-                                     default=typer.Option(d, *_FLAG_NAMES.get(n, ()), help=f.description))
-                   for n, path, f, d in fields]
+        for n, path, f, d in fields:
+            names = _FLAG_NAMES.get("_".join(path), (n,))[1:]
+            params.append(inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=_annotation(f),
+                                            default=typer.Option(d, *names, help=f.description)))
 
         @functools.wraps(fn)
         def command(**kwargs):
-            sampling: dict = {}
-            for n, path, _, _ in fields:
+            values: dict = {}
+            for n, path, f, _ in fields:
                 value = kwargs.pop(n)
-                if n == "stop":
-                    value = list(value or [])
-                target = sampling
+                if value is None and typing.get_origin(f.annotation) is list:  # a repeatable flag not given
+                    value = []
+                target = values
                 for key in path[:-1]:
                     target = target.setdefault(key, {})
                 target[path[-1]] = value
-            return fn(**kwargs, sampling=sampling)
+            return fn(**kwargs, **{into: values})
 
         command.__signature__ = inspect.Signature(own + params)
         return command
 
     return wrap
+
+
+def sampling_command(out_default: str):
+    """The sampling dialect of `r1 eval` and `r1 generate`: one flag per `SamplingSettings`
+    field, and --out, --resume, --api-key, --progress; the settings arrive as `sampling`."""
+    from r1.rollout.sampler import SamplingSettings
+
+    return config_flags(SamplingSettings, into="sampling", common={
+        "out": (Optional[str], out_option(out_default)), "resume": (bool, Resume),
+        "api_key": (Optional[str], ApiKey), "progress": (bool, Progress)})
 
 
 def build(cls, **fields):

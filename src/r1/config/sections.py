@@ -248,3 +248,21 @@ class TrackingConfig(_Strict):
         None, description="W&B mode; default: $WANDB_MODE, else online (offline runs are kept in DIR/wandb "
         "for `wandb sync`)")
     progress: bool = Field(True, description="rich progress bar")
+
+
+class FilterConfig(_Strict):
+    """Rejection sampling (`r1 filter`, distillation, the pipeline's stage 3): which samples
+    are kept."""
+
+    task: str | None = Field(None, description="verify with this task's verifier (default: math equivalence)")
+    language: str = Field("en", description="target language of the reasoning")
+    min_language: float = Field(0.9, ge=0.0, le=1.0, description="minimum language consistency of the reasoning")
+    max_tokens: int | None = Field(None, ge=1, description="drop samples longer than this (tokens, else words)")
+    max_repetition: float = Field(0.5, ge=0.0, le=1.0, description="drop samples whose repeated n-gram share "
+                                  "is above this")
+    ngram: int = Field(4, ge=1, description="n of the repetition measure")
+    max_per_prompt: int | None = Field(None, ge=1, description="keep at most this many samples per prompt")
+    verify: bool = Field(True, description="keep only verified answers (off: plumbing runs whose teacher "
+                         "cannot solve anything)")
+    require_format: bool = Field(True, description="keep only completions in R1's <think>/<answer> format")
+

@@ -21,10 +21,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from r1.config import apply_overrides, build_sft_config, merge
+from r1.config import FilterConfig, apply_overrides, build_sft_config, merge
 from r1.errors import R1Error, describe_validation_error
 from r1.eval.runner import EvalConfig, from_run_settings, run_eval
-from r1.pipeline.filter import FilterConfig, filter_to
+from r1.pipeline.filter import filter_to
 from r1.pipeline.generate import GenerateConfig, run_generate
 from r1.pipeline.recipes import DistillEval, DistillRecipe, parse
 from r1.runs import read_jsonl, write_jsonl_atomic
@@ -41,8 +41,8 @@ def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, sou
         raise R1Error(f"{source}: {describe_validation_error(e, prefix='generate')}") from None
     try:
         filt_cfg = FilterConfig(**typed.filter)
-    except TypeError as e:
-        raise R1Error(f"{source}: filter: {e}") from None
+    except ValidationError as e:
+        raise R1Error(f"{source}: {describe_validation_error(e, prefix='filter')}") from None
     sft_cfg = build_sft_config(merge({"seed": seed}, typed.sft), source=f"{source}: sft")
     return seed, gen_cfg, filt_cfg, sft_cfg, typed.eval
 

@@ -19,7 +19,6 @@ names the reason:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections import Counter
@@ -29,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from r1.config import FilterConfig
 from r1.data.prompts import is_strict_format
 from r1.data.reasoning import split_reasoning
 from r1.data.tasks import get_task
@@ -40,19 +40,6 @@ from r1.rewards.shaping import ngram_repetition
 from r1.runs import read_jsonl, write_jsonl_atomic
 
 REASONS = ("unverified", "malformed", "language", "overlong", "repetition", "duplicate", "quota")
-
-
-@dataclass
-class FilterConfig:
-    task: str | None = None  # a task name whose verifier to use; default math equivalence
-    language: str = "en"
-    min_language: float = 0.9
-    max_tokens: int | None = None
-    max_repetition: float = 0.5
-    ngram: int = 4
-    max_per_prompt: int | None = None
-    verify: bool = True  # off only for plumbing runs whose teacher cannot solve anything
-    require_format: bool = True
 
 
 @dataclass
@@ -143,20 +130,20 @@ def samples_file(path: str | Path) -> Path:
     return p
 
 
-def filter_to(source: str | Path, out: Path, cfg: FilterConfig, *, task_given: bool = True) -> tuple[FilterResult, int]:
+def filter_to(source: str | Path, out: Path, cfg: FilterConfig) -> tuple[FilterResult, int]:
     """`r1 filter`: the samples of `source` filtered into the folder `out`: kept.jsonl,
     dropped.jsonl (each with its reason), summary.json (the counts), config.yaml. Cheap and
     deterministic, so always redone whole. Returns (result, samples read)."""
     path = samples_file(source)
     rows = read_jsonl(path, required=("id", "completion"))
-    if not task_given:
+    if cfg.task is None:
         for i, row in enumerate(rows):
             if "gold" not in row:
                 raise R1Error(f"{path}: record {i + 1} (id {row.get('id')!r}) has no 'gold' answer to verify against")
     res = reject(rows, cfg)
     write_jsonl_atomic(out / "kept.jsonl", res.kept)
     write_jsonl_atomic(out / "dropped.jsonl", res.dropped)
-    settings = {"input": str(path), **dataclasses.asdict(cfg)}
+    settings = {"input": str(path), **cfg.model_dump()}
     (out / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     (out / "summary.json").write_text(json.dumps({"input": str(path), "samples": len(rows), **res.counts()}, indent=1))
     return res, len(rows)
