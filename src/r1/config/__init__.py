@@ -17,16 +17,16 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from r1.config.files import apply_overrides, merge, read_yaml
 from r1.config.sections import (AS_GIVEN, AlgorithmConfig, CurriculumConfig, EntropyConfig, FilterConfig,
-                                HeldoutConfig, LoraConfig,
+                                EngineSettings, HeldoutConfig, LoraConfig, ServeConfig,
                                 ModelConfig, OptimConfig, PromptConfig, RolloutConfig, TaskConfig, TrackingConfig,
                                 TrainConfig, _Strict)
 from r1.config.sft import SFTConfig, SFTDataConfig, SFTTrainConfig, build_sft_config
 from r1.errors import R1Error, describe_validation_error
 
-__all__ = ["AS_GIVEN", "AlgorithmConfig", "Config", "CurriculumConfig", "EntropyConfig", "FilterConfig",
+__all__ = ["AS_GIVEN", "AlgorithmConfig", "Config", "CurriculumConfig", "EngineSettings", "EntropyConfig", "FilterConfig",
            "HeldoutConfig", "LoraConfig",
            "ModelConfig", "OptimConfig", "PromptConfig", "RolloutConfig", "SFTConfig", "SFTDataConfig",
-           "SFTTrainConfig", "TaskConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "build_config",
+           "SFTTrainConfig", "ServeConfig", "TaskConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "build_config",
            "build_sft_config", "dump_config", "load_config", "merge", "read_yaml",
            "split_seed"]
 

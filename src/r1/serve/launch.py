@@ -58,29 +58,33 @@ def build_engine(spec: str, *, engine: str = "hf", model_name: str, max_batch: i
     raise R1Error(f"unknown engine {engine!r}: use hf or vllm")
 
 
-def serve(model: str, *, host: str, port: int, api_key: Optional[str], served_model_name: Optional[str],
-          think: bool, shutdown_grace: float, engine: dict, limits: dict, say: Any = print) -> None:
-    """`r1 serve`: load the model into the engine (`engine`: `build_engine`'s settings), pick its
-    prompt (a run's own; else the messages as sent), and run the API until a signal stops it.
-    `limits`: `ServeSettings`' request limits."""
+def serve(cfg: Any, say: Any = print) -> None:
+    """`r1 serve`: load the model into the engine, pick its prompt (a run's own; else the
+    messages as sent), and run the API until a signal stops it (`cfg`: `config.ServeConfig`)."""
     import dataclasses
 
     from r1.rollout.openai import resolve_api_key
     from r1.serve.app import ServeSettings, create_app
 
-    spec, prompt_for, name = resolve_model(model)
-    name = served_model_name or name
-    key = resolve_api_key(api_key)
-    if host not in ("127.0.0.1", "localhost", "::1") and not key:
+    spec, prompt_for, name = resolve_model(cfg.model)
+    name = cfg.served_model_name or name
+    key = resolve_api_key(cfg.api_key)
+    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not key:
         import sys
 
-        print(f"warning: listening on {host} without an API key: anyone who reaches it can use it", file=sys.stderr)
-    eng = build_engine(spec, model_name=name, **engine)
+        print(f"warning: listening on {cfg.host} without an API key: anyone who reaches it can use it",
+              file=sys.stderr)
+    eng = build_engine(spec, model_name=name, engine=cfg.engine, max_batch=cfg.max_batch, max_queue=cfg.max_queue,
+                       seed=cfg.seed, device=cfg.device, precision=cfg.precision,
+                       gpu_memory_utilization=cfg.gpu_memory_utilization, kv_cache_gb=cfg.kv_cache_gb,
+                       enforce_eager=cfg.enforce_eager)
     style = prompt_for(eng.tokenizer)
-    style = dataclasses.replace(style, force_think=think and style.force_think)
-    settings = ServeSettings(model_name=name, api_key=key, prompt=style, **limits)
-    say(f"serving {name!r} on http://{host}:{port} (chat page at /, API at /v1)")
-    make_server(create_app(eng, settings), eng, grace=shutdown_grace, host=host, port=port).run()
+    style = dataclasses.replace(style, force_think=cfg.think and style.force_think)
+    settings = ServeSettings(model_name=name, api_key=key, prompt=style, max_tokens_cap=cfg.max_tokens,
+                             default_max_tokens=cfg.default_max_tokens, max_prompt_tokens=cfg.max_prompt_tokens,
+                             request_timeout=cfg.timeout)
+    say(f"serving {name!r} on http://{cfg.host}:{cfg.port} (chat page at /, API at /v1)")
+    make_server(create_app(eng, settings), eng, grace=cfg.shutdown_grace, host=cfg.host, port=cfg.port).run()
 
 
 def make_server(app: Any, engine: Any, *, grace: float = 5.0, log_level: str = "info", **config: Any) -> Any:
