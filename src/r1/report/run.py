@@ -189,20 +189,21 @@ def entropy_section(rows: list[dict], cfg) -> list[str]:
     measured = [(r["step"], r["entropy"]) for r in rows if isinstance(r.get("entropy"), (int, float))]
     if not measured:
         return []
-    e = cfg.entropy
+    ent = cfg.entropy
     lines = ["## Entropy", "",
              f"Policy entropy (nats per completion token, at the sampling temperature, over the rows in the loss): "
              f"{measured[0][1]:.3f} at step {measured[0][0]}, {measured[-1][1]:.3f} at step {measured[-1][0]}; "
              f"lowest {min(h for _, h in measured):.3f}."]
-    if e.control != "none":
-        key = "temperature" if e.control == "temperature" else "entropy_coef"
+    if ent.control != "none":
+        key = "temperature" if ent.control == "temperature" else "entropy_coef"
         values = [r[key] for r in rows if r.get(key) is not None]
         if values:
-            lines[-1] += (f" Control `{e.control}` (target {e.target} nats): {key} {values[0]:.3g} → {values[-1]:.3g} "
-                          f"(range {min(values):.3g}–{max(values):.3g}).")
-    found = collapse([r.get("entropy") for r in rows], e.collapse_fraction, e.collapse_within)
+            lines[-1] += (f" Control `{ent.control}` (target {ent.target} nats): {key} {values[0]:.3g} → "
+                          f"{values[-1]:.3g} (range {min(values):.3g}–{max(values):.3g}).")
+    found = collapse([r.get("entropy") for r in rows], ent.collapse_fraction, ent.collapse_within)
     if found:
-        lines += ["", "**Warning:** " + collapse_message(found, e.collapse_fraction, e.collapse_within, e.control)]
+        lines += ["", "**Warning:** " + collapse_message(found, ent.collapse_fraction, ent.collapse_within,
+                                                         ent.control)]
     return lines + [""]
 
 

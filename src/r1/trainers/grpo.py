@@ -53,8 +53,8 @@ class GRPOTrainer(Trainer):
         if not self.train_set:  # e.g. train_size 0 ("all the rest") with every problem held out
             raise R1Error(f"task {cfg.task.name!r} produced no training problems ({len(self.heldout)} held out by "
                           f"task.heldout_size {cfg.task.heldout_size}; lower it)")
-        c = cfg.task.curriculum
-        self.levels = curriculum_levels(self.train_set, c.key, c.cumulative) if c else None
+        curriculum = cfg.task.curriculum
+        self.levels = curriculum_levels(self.train_set, curriculum.key, curriculum.cumulative) if curriculum else None
         self.device = self.dist.device or default_device()
         self.dist.shard(list(range(cfg.rollout.prompts_per_step)))  # P must split evenly over the ranks
         fsdp = self.dist.fsdp
@@ -96,13 +96,13 @@ class GRPOTrainer(Trainer):
         """`model.reference_on_disk` (or `low_memory`): the reference's weights in an unlinked
         file, resident only during its pass (`allocator.FilePagedWeights`). On the CPU, without
         FSDP (which shards the reference already); asked for by name elsewhere, an error."""
-        m = self.cfg.model
-        if not m.paged_reference:
+        model_cfg = self.cfg.model
+        if not model_cfg.paged_reference:
             return None
         where = "with FSDP (the reference is sharded over the ranks already)" if fsdp is not None else \
             "off the CPU (it pages host memory)" if torch.device(self.device).type != "cpu" else None
         if where:
-            if m.reference_on_disk:
+            if model_cfg.reference_on_disk:
                 raise R1Error(f"model.reference_on_disk is not supported {where}")
             return None  # low_memory: the rest of it still applies
         from r1.allocator import FilePagedWeights, memory_filesystem
@@ -121,8 +121,8 @@ class GRPOTrainer(Trainer):
         return pages
 
     def make_engine(self, bf16: bool):
-        r = self.cfg.rollout
-        if r.engine == "hf":
+        rollout_cfg = self.cfg.rollout
+        if rollout_cfg.engine == "hf":
             p = self.policy
             if p.compute_model is not p.model and p.presharded is None:
                 # precision bf16: sample with the bf16 compute copy's own weights (kept current
@@ -132,19 +132,20 @@ class GRPOTrainer(Trainer):
             return HFEngine(source, self.tokenizer, bf16=bf16 and not self.cfg.model.lora.enabled)
         from r1.models import resolve_path
 
-        if r.engine == "vllm":
+        if rollout_cfg.engine == "vllm":
             from r1.rollout.vllm import VLLMEngine
 
             return VLLMEngine(resolve_path(self.cfg.model.name), self.tokenizer, seed=self.cfg.seed,
-                              gpu_memory_utilization=r.vllm_gpu_memory_utilization, sleep=r.vllm_sleep,
-                              kv_cache_gb=r.vllm_kv_cache_gb, enforce_eager=r.vllm_enforce_eager,
+                              gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
+                              sleep=rollout_cfg.vllm_sleep, kv_cache_gb=rollout_cfg.vllm_kv_cache_gb,
+                              enforce_eager=rollout_cfg.vllm_enforce_eager,
                               dtype="bfloat16" if bf16 else "float32")
         from r1.rollout.vllm import VLLMServerEngine
 
-        if not r.vllm_server_url or not r.vllm_weights_dir:
+        if not rollout_cfg.vllm_server_url or not rollout_cfg.vllm_weights_dir:
             raise R1Error("rollout.engine vllm-server needs rollout.vllm_server_url and rollout.vllm_weights_dir")
-        return VLLMServerEngine(r.vllm_server_url, resolve_path(self.cfg.model.name), self.tokenizer,
-                                weights_dir=r.vllm_weights_dir, push=self.dist.is_main,
+        return VLLMServerEngine(rollout_cfg.vllm_server_url, resolve_path(self.cfg.model.name), self.tokenizer,
+                                weights_dir=rollout_cfg.vllm_weights_dir, push=self.dist.is_main,
                                 dtype=torch.bfloat16 if bf16 else None)
 
     def autocast_ctx(self):
@@ -168,20 +169,21 @@ class GRPOTrainer(Trainer):
     # ------------------------------------------------------------------ stages
     def generate(self, step: int, refill: int = 0) -> Rollout:
         """This rank's share of the step's prompts (or of refill round `refill`'s), G samples each."""
-        r = self.cfg.rollout
+        rollout_cfg = self.cfg.rollout
         examples = self.dist.shard(self.step_examples(step, refill))
         prompt_ids = [self.prompt.ids(ex.question, self.tokenizer) for ex in examples]
         temperature = self.control.temperature  # rollout.temperature, or where entropy control moved it
-        params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=temperature, top_p=r.top_p,
-                                stop=tuple(r.stop), stop_grace=r.stop_grace_tokens,
+        params = SamplingParams(max_new_tokens=rollout_cfg.max_new_tokens, temperature=temperature,
+                                top_p=rollout_cfg.top_p,
+                                stop=tuple(rollout_cfg.stop), stop_grace=rollout_cfg.stop_grace_tokens,
                                 seed=self.cfg.seed * 7919 + step + 104_729 * refill,
-                                row_offset=self.dist.rank * len(examples) * r.group_size,
-                                total_rows=r.prompts_per_step * r.group_size)
+                                row_offset=self.dist.rank * len(examples) * rollout_cfg.group_size,
+                                total_rows=rollout_cfg.prompts_per_step * rollout_cfg.group_size)
         self.model.eval()
         with self.autocast_ctx() if getattr(self.engine, "model", None) is self.model else contextlib.nullcontext():
-            gen: Generation = self.engine.generate(prompt_ids, r.group_size, params)
+            gen: Generation = self.engine.generate(prompt_ids, rollout_cfg.group_size, params)
         judged, ran_on = self.judged_texts(gen)
-        return Rollout(examples=examples, prompt_ids=prompt_ids, group_size=r.group_size,
+        return Rollout(examples=examples, prompt_ids=prompt_ids, group_size=rollout_cfg.group_size,
                        generation=gen, completions=judged, ran_on=ran_on, step=step, temperature=temperature,
                        entropy_coef=self.control.coef)
 

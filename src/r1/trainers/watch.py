@@ -37,12 +37,12 @@ def watch_entropy(entropies: list[float | None] | None, row: dict, cfg: Config, 
     """Say once, in the log, when the entropy collapses within the first steps
     (`entropy.collapse_fraction`, `collapse_within`); report.md says it too, from the
     metrics. None: no longer watching."""
-    e = cfg.entropy
+    ent = cfg.entropy
     if entropies is None:
         return None
     entropies.append(row.get("entropy"))
-    found = collapse(entropies, e.collapse_fraction, e.collapse_within)
+    found = collapse(entropies, ent.collapse_fraction, ent.collapse_within)
     if found:
-        progress.print("WARNING " + collapse_message(found, e.collapse_fraction, e.collapse_within, e.control))
+        progress.print("WARNING " + collapse_message(found, ent.collapse_fraction, ent.collapse_within, ent.control))
         return None
-    return entropies if len(entropies) < e.collapse_within else None
+    return entropies if len(entropies) < ent.collapse_within else None
