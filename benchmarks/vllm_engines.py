@@ -73,7 +73,7 @@ def main() -> None:
     from serve_support import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="r1-vllm-bench-"))
-    eager = f"rollout.vllm_enforce_eager={str(not args.compile).lower()}"
+    eager = f"rollout.enforce_eager={str(not args.compile).lower()}"
     results = {"hf": summary(zero(tmp / "hf", args.steps)),
                "vllm": summary(zero(tmp / "vllm", args.steps, "rollout.engine=vllm", eager))}
     port = free_port()

@@ -31,7 +31,7 @@ os.environ.update({k: os.environ.get(k, v) for k, v in CPU_ENV.items()})
 # the weights whatever the CPU samples (CI's once drew a first step whose groups all tied)
 ZERO = ["--steps", "3", "--set", "tracking.progress=false", "--set", "task.heldout_size=8",
         "--set", "rewards.cosine=0.2",
-        "--set", "train.eval_every=0", "--set", "eval.samples=1", "--set", "rollout.vllm_enforce_eager=true",
+        "--set", "train.eval_every=0", "--set", "eval.samples=1", "--set", "rollout.enforce_eager=true",
         "--set", "optim.lr=1e-4", "--set", "optim.warmup_steps=0"]
 
 

