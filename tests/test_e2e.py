@@ -95,6 +95,16 @@ def test_the_saved_model_samples_in_plain_transformers_as_in_r1(tmp_path):
     for p, mine in zip(ids, ours.completion_ids):
         theirs = model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=24)[0, len(p):].tolist()
         assert theirs == mine  # the same tokens, ended by the same EOS ids (or both at the limit)
+    # its chat template prompts a bare question as r1 trained it: the run's template on the user
+    # turn, the <think> opening; and r1's own prompt through the saved folder is not doubled
+    for ex in trainer.heldout[:3]:
+        bare = tok.apply_chat_template([{"role": "user", "content": ex.question}], add_generation_prompt=True,
+                                       tokenize=True)
+        bare = list(bare["input_ids"] if hasattr(bare, "keys") else bare)
+        assert bare == prompt.ids(ex.question, trainer.tokenizer)
+        assert prompt.ids(ex.question, tok) == prompt.ids(ex.question, trainer.tokenizer)
+    served = PromptFormat.as_sent(tok).render("What is 2 + 3?", tok).text
+    assert served == prompt.render("What is 2 + 3?", trainer.tokenizer).text
 
 
 def test_text_after_the_stop_string_can_only_lose_reward(tmp_path):

@@ -31,6 +31,18 @@ CHAT_TEMPLATE = (
 
 STYLES = ("r1_zero", "chat")
 
+# a chat template r1 writes into a saved model holds the base model's own between these marks
+BASE_OPEN, BASE_CLOSE = "{# r1:base #}", "{# r1:base-end #}"
+
+
+def base_chat_template(tokenizer: Any) -> str | None:
+    """The tokenizer's chat template, or the base model's inside one that r1 wrote (a trained
+    model's), which r1 renders its own prompt template through, so it is not applied twice."""
+    template = getattr(tokenizer, "chat_template", None)
+    if template and BASE_OPEN in template and BASE_CLOSE in template:
+        return template.split(BASE_OPEN, 1)[1].rsplit(BASE_CLOSE, 1)[0]
+    return template
+
 _STRICT_FORMAT_RE = re.compile(r"^\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
 
 
@@ -112,7 +124,12 @@ class PromptFormat:
         turns[users[-1]]["content"] = self.user_turn(turns[users[-1]]["content"])
         if system:
             turns[users[0]]["content"] = f"{system}\n\n{turns[users[0]]['content']}"
-        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        # the messages as given go through the model's whole template; r1's own prompt template
+        # through the base model's (a trained model's saved template would apply it a second time)
+        own = None if self.template == "{question}" else base_chat_template(tokenizer)
+        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True, chat_template=own)
+        if self.prefill and text.endswith(self.prefill):  # the chat template opens the answer itself
+            return Prompt(text=text, prefill=self.prefill)
         return Prompt(text=text + self.prefill, prefill=self.prefill)
 
     def user_turn(self, question: str) -> str:
@@ -121,6 +138,58 @@ class PromptFormat:
         if self.style == "r1_zero":
             return question.strip()
         return user_content(question, self.template, self.answer_hint)
+
+    def chat_template(self, tokenizer: Any = None) -> str:
+        """A Jinja chat template that renders a conversation exactly as `render_turns` does with
+        `tokenizer` (the prompt template on the last user turn, a system message folded into the
+        first, the forced `<think>` opening in the generation prompt), so that a saved model is
+        prompted by any runtime as r1 trained it. Checked on a probe conversation."""
+        def raw(text: str) -> str:
+            if "{% endraw %}" in text:
+                raise ValueError("this prompt template cannot be written into a chat template")
+            return "{% raw %}" + text + "{% endraw %}" if text else ""
+
+        open_ = "{% if add_generation_prompt %}" + raw(self.prefill) + "{% endif %}" if self.prefill else ""
+        last = ("{%- set ns = namespace(last=-1) -%}{%- for m in messages -%}{%- if m['role'] == 'user' -%}"
+                "{%- set ns.last = loop.index0 -%}{%- endif -%}{%- endfor -%}")
+        if self.style == "r1_zero":
+            before, after = R1_ZERO_TEMPLATE.split("{question}")
+            template = (last + raw(before) + "{{ messages[ns.last]['content'] | trim }}" + raw(after)
+                        + (raw(" " + self.prefill) if self.prefill else ""))
+        else:
+            if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+                raise ValueError("the chat prompt style needs a tokenizer with a chat template")
+            user = (self.template or CHAT_TEMPLATE).replace("{answer_hint}", self.answer_hint)
+            template = (
+                "{%- set tmpl %}" + raw(user) + "{% endset -%}"
+                "{%- set ns = namespace(last=-1, first=-1, system='', msgs=[]) -%}"
+                "{%- for m in messages if m['role'] == 'system' -%}{%- set ns.system = m['content'] -%}{%- endfor -%}"
+                "{%- for m in messages if m['role'] != 'system' -%}{%- if m['role'] == 'user' -%}"
+                "{%- set ns.last = loop.index0 -%}{%- if ns.first < 0 -%}{%- set ns.first = loop.index0 -%}"
+                "{%- endif -%}{%- endif -%}{%- endfor -%}"
+                "{%- for m in messages if m['role'] != 'system' -%}{%- set c = m['content'] -%}"
+                "{%- if loop.index0 == ns.last -%}{%- set c = tmpl | replace('{question}', c | trim) -%}{%- endif -%}"
+                "{%- if ns.system and loop.index0 == ns.first -%}{%- set c = ns.system ~ '\\n\\n' ~ c -%}{%- endif -%}"
+                "{%- set ns.msgs = ns.msgs + [{'role': m['role'], 'content': c}] -%}{%- endfor -%}"
+                "{%- set messages = ns.msgs %}" + BASE_OPEN + base_chat_template(tokenizer) + BASE_CLOSE + open_)
+        self._check_template(template, tokenizer)
+        return template
+
+    def _check_template(self, template: str, tokenizer: Any) -> None:
+        """The template renders probe conversations as `render_turns` does (ValueError if not)."""
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        probes = [[{"role": "user", "content": " What is 2 + 3? "}],
+                  [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                   {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "What is 7 - 4?"}]]
+        for turns in probes[: 1 if self.style == "r1_zero" else 2]:
+            system = next((t["content"] for t in turns if t["role"] == "system"), "")
+            want = self.render_turns([t for t in turns if t["role"] != "system"], tokenizer, system=system).text
+            special = {k: getattr(tokenizer, k, None) for k in ("bos_token", "eos_token")} if tokenizer else {}
+            got = env.from_string(template).render(messages=turns, add_generation_prompt=True, **special)
+            if got != want:
+                raise ValueError(f"the chat template renders {got!r}, r1 renders {want!r}")
 
     def ids(self, question: str, tokenizer: Any) -> list[int]:
         return tokenizer(self.render(question, tokenizer).text, add_special_tokens=False)["input_ids"]

@@ -249,10 +249,10 @@ class Policy:
         self.refresh_compute_weights()
         return norm
 
-    def save(self, target: Path, generation: dict | None = None) -> None:
+    def save(self, target: Path, generation: dict | None = None, chat_template: str | None = None) -> None:
         """An HF folder (LoRA merged), written beside and renamed into place (by rank 0;
         with FSDP every rank must call it: the weights are gathered first). `generation`
-        updates the folder's generation_config.json."""
+        updates the folder's generation_config.json; `chat_template` is the saved tokenizer's."""
         state = None
         if self.fsdp is not None:
             state = self.checkpoint_states()[0]
@@ -265,7 +265,13 @@ class Policy:
         tmp = target.parent / f".{target.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp, state_dict=state)
-        self.tokenizer.save_pretrained(tmp)
+        own = self.tokenizer.chat_template
+        try:
+            if chat_template is not None:
+                self.tokenizer.chat_template = chat_template
+            self.tokenizer.save_pretrained(tmp)
+        finally:
+            self.tokenizer.chat_template = own
         if generation:
             config = copy.deepcopy(model.generation_config)
             config.update(**generation)
