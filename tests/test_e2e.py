@@ -749,3 +749,22 @@ def test_freed_tensors_leave_the_resident_set_when_asked(asked):
     assert on == str(asked) and int(before) > 600
     if asked:
         assert int(after) < int(before) - 400, res.stdout
+
+
+def test_the_model_card_holds_the_figures_of_the_run_that_wrote_it(tmp_path):
+    """model/README.md: Hugging Face front matter, the run's held-out figures before and after
+    (from its summary.json, with their standard errors) and the prompt as the saved chat
+    template renders it."""
+    import yaml
+
+    cfg = tiny_cfg("train.steps=1")
+    GRPOTrainer(cfg, tmp_path / "run").train()
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["library_name"] == "transformers" and "grpo" in front["tags"]
+    for name in ("before", "after"):
+        h = summary[f"heldout_{name}"]
+        row = f"| {name} training | {100 * h['pass@1']:.1f}% ± {100 * h['pass@1_se']:.1f} |"
+        assert row in card, row
+    assert "<think>" in card.split("```")[1]  # the example prompt, opened as training did

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from r1.report import figure
+from r1.report.card import write_model_card
 from r1.runs import read_log
 
 SUMMARY_KEYS = ("pass@1", "pass@1_se", "format_rate", "format_rate_se", "lenient_pass@1", "lenient_pass@1_se",
@@ -227,6 +228,7 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
         "final_step": rows[-1] if rows else {},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_model_card(out, cfg, summary)
 
     lines = [
         f"# GRPO run: {cfg.model.name} on {cfg.task.name}",
