@@ -156,6 +156,28 @@ def serve(*, settings: dict) -> None:
     run_server(options.build(ServeConfig, **settings), say=typer.echo)
 
 
+@app.command()
+def export(
+    run: str = typer.Argument(..., help="a training run folder (or a model folder)"),
+    to: Optional[str] = typer.Option(None, help="write a clean model folder here: weights, tokenizer with its "
+                                     "chat template, generation config, model card"),
+    push: Optional[str] = typer.Option(None, help="upload the model to this Hugging Face Hub repository (ORG/NAME)"),
+    private: bool = typer.Option(False, "--private", help="with --push: a new repository is private"),
+    token: Optional[str] = typer.Option(None, help="Hub token (default: huggingface_hub's login, or $HF_TOKEN)"),
+) -> None:
+    """Export a trained model: a clean folder (--to) and the Hugging Face Hub (--push)."""
+    from r1.pipeline.export import export_to, model_folder
+    from r1.pipeline.export import push as push_folder
+
+    if not to and not push:
+        raise R1Error("give --to DIR, --push ORG/NAME, or both")
+    folder = export_to(run, to) if to else model_folder(run)
+    if to:
+        typer.echo(f"model written to {folder}")
+    if push:
+        typer.echo(f"pushed to {push}: {push_folder(folder, push, private=private, token=token)}")
+
+
 from r1.cli.eval import app as eval_app  # noqa: E402  (typer only: cheap)
 
 app.add_typer(eval_app, name="eval")
