@@ -91,3 +91,14 @@ def test_one_prompt_spec_renders_alike_in_training_evaluation_and_generation(tin
     assert as_given.user_turn("What is 2 + 3?") == "What is 2 + 3?"
     with pytest.raises(ValueError, match="tokenizer"):
         PromptFormat.resolve(SamplingSettings().prompt)
+
+
+def test_a_prompt_that_cannot_be_a_chat_template_keeps_the_base_one(tiny):
+    """Saving a model never fails on its chat template: an unwritable prompt (here one holding
+    Jinja's own end-of-raw tag) leaves the base template, with a warning."""
+    _, tok = tiny
+    odd = PromptFormat(template="{question} {% endraw %}")
+    with pytest.raises(ValueError):
+        odd.chat_template(tok)
+    assert odd.saved_chat_template(tok) is None
+    assert PromptFormat().saved_chat_template(tok).count("{# r1:base #}") == 1

@@ -176,20 +176,35 @@ class PromptFormat:
         return template
 
     def _check_template(self, template: str, tokenizer: Any) -> None:
-        """The template renders probe conversations as `render_turns` does (ValueError if not)."""
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        """The template renders probe conversations as `render_turns` does (ValueError if not),
+        through transformers' own renderer where there is a tokenizer."""
         probes = [[{"role": "user", "content": " What is 2 + 3? "}],
                   [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                    {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "What is 7 - 4?"}]]
         for turns in probes[: 1 if self.style == "r1_zero" else 2]:
             system = next((t["content"] for t in turns if t["role"] == "system"), "")
             want = self.render_turns([t for t in turns if t["role"] != "system"], tokenizer, system=system).text
-            special = {k: getattr(tokenizer, k, None) for k in ("bos_token", "eos_token")} if tokenizer else {}
-            got = env.from_string(template).render(messages=turns, add_generation_prompt=True, **special)
+            if tokenizer is not None:
+                got = tokenizer.apply_chat_template(turns, chat_template=template, tokenize=False,
+                                                    add_generation_prompt=True)
+            else:
+                from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+                env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+                got = env.from_string(template).render(messages=turns, add_generation_prompt=True)
             if got != want:
                 raise ValueError(f"the chat template renders {got!r}, r1 renders {want!r}")
+
+    def saved_chat_template(self, tokenizer: Any) -> str | None:
+        """`chat_template` for a model folder; None (the base model's template is kept, with a
+        warning) where this prompt cannot be written as one, so that saving never fails."""
+        try:
+            return self.chat_template(tokenizer)
+        except Exception as e:  # an unusual base template: the trained weights matter more
+            import logging
+
+            logging.getLogger(__name__).warning("model/ keeps the base chat template: %s", e)
+            return None
 
     def ids(self, question: str, tokenizer: Any) -> list[int]:
         return tokenizer(self.render(question, tokenizer).text, add_special_tokens=False)["input_ids"]

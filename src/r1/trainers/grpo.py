@@ -397,4 +397,4 @@ class GRPOTrainer(Trainer):
             "eos_token_id": sorted(self.eos), "do_sample": heldout.temperature > 0,
             "temperature": heldout.temperature, "top_p": heldout.top_p,
             "max_new_tokens": heldout.max_new_tokens or rollout.max_new_tokens,
-            "pad_token_id": self.tokenizer.pad_token_id}, chat_template=self.prompt.chat_template(self.tokenizer))
+            "pad_token_id": self.tokenizer.pad_token_id}, chat_template=self.prompt.saved_chat_template(self.tokenizer))
