@@ -78,9 +78,9 @@ def _annotation(field) -> type:
 
 
 def settings_fields(cls):
-    """(flag parameter name, settings path, pydantic field, default) of every field of the
-    settings class `cls`, a nested settings section flattened (prompt.style: prompt_style);
-    the defaults are those of `cls()`."""
+    """(flag parameter name, settings path, pydantic field, default, flag declarations) of every
+    field of the settings class `cls`, a nested settings section flattened (prompt.style:
+    prompt_style); the defaults are those of `cls()`."""
     from pydantic import BaseModel
 
     def walk(obj, prefix):
@@ -92,8 +92,8 @@ def settings_fields(cls):
                 yield from walk(value, (*prefix, name))
                 continue
             key = "_".join((*prefix, name))
-            yield _FLAG_NAMES.get(key, (key,))[0], (*prefix, name), field, \
-                (value or None) if isinstance(value, list) else value
+            param, *decls = _FLAG_NAMES.get(key, (key,))
+            yield param, (*prefix, name), field, (value or None) if isinstance(value, list) else value, decls
 
     yield from walk(cls(), ())
 
@@ -113,18 +113,17 @@ def config_flags(cls, *, into: str, common: dict | None = None):
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(fn).parameters.values()
                if p.name not in common and p.name != into]
         taken = {p.name for p in own}
-        fields = [(n, path, f, d) for n, path, f, d in settings_fields(cls) if n not in taken]
+        fields = [entry for entry in settings_fields(cls) if entry[0] not in taken]
         params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=opt)
                   for n, (ann, opt) in common.items()]
-        for n, path, f, d in fields:
-            names = _FLAG_NAMES.get("_".join(path), (n,))[1:]
-            params.append(inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=_annotation(f),
-                                            default=typer.Option(d, *names, help=f.description)))
+        params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=_annotation(f),
+                                     default=typer.Option(d, *decls, help=f.description))
+                   for n, path, f, d, decls in fields]
 
         @functools.wraps(fn)
         def command(**kwargs):
             values: dict = {}
-            for n, path, f, _ in fields:
+            for n, path, f, _, _ in fields:
                 value = kwargs.pop(n)
                 if value is None and typing.get_origin(f.annotation) is list:  # a repeatable flag not given
                     value = []

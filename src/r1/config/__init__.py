@@ -16,18 +16,16 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from r1.config.files import apply_overrides, merge, read_yaml
-from r1.config.sections import (AS_GIVEN, AlgorithmConfig, CurriculumConfig, EntropyConfig, FilterConfig,
-                                EngineSettings, HeldoutConfig, LoraConfig, ServeConfig,
-                                ModelConfig, OptimConfig, PromptConfig, RolloutConfig, TaskConfig, TrackingConfig,
-                                TrainConfig, _Strict)
+from r1.config.sections import (AS_GIVEN, AlgorithmConfig, CurriculumConfig, EngineSettings, EntropyConfig,
+                                FilterConfig, HeldoutConfig, LoraConfig, ModelConfig, OptimConfig, PromptConfig,
+                                RolloutConfig, ServeConfig, TaskConfig, TrackingConfig, TrainConfig, _Strict)
 from r1.config.sft import SFTConfig, SFTDataConfig, SFTTrainConfig, build_sft_config
 from r1.errors import R1Error, describe_validation_error
 
-__all__ = ["AS_GIVEN", "AlgorithmConfig", "Config", "CurriculumConfig", "EngineSettings", "EntropyConfig", "FilterConfig",
-           "HeldoutConfig", "LoraConfig",
-           "ModelConfig", "OptimConfig", "PromptConfig", "RolloutConfig", "SFTConfig", "SFTDataConfig",
-           "SFTTrainConfig", "ServeConfig", "TaskConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "build_config",
-           "build_sft_config", "dump_config", "load_config", "merge", "read_yaml",
+__all__ = ["AS_GIVEN", "AlgorithmConfig", "Config", "CurriculumConfig", "EngineSettings", "EntropyConfig",
+           "FilterConfig", "HeldoutConfig", "LoraConfig", "ModelConfig", "OptimConfig", "PromptConfig", "RolloutConfig",
+           "SFTConfig", "SFTDataConfig", "SFTTrainConfig", "ServeConfig", "TaskConfig", "TrackingConfig", "TrainConfig",
+           "apply_overrides", "build_config", "build_sft_config", "dump_config", "load_config", "merge", "read_yaml",
            "split_seed"]
 
 

@@ -43,6 +43,14 @@ def base_chat_template(tokenizer: Any) -> str | None:
         return template.split(BASE_OPEN, 1)[1].rsplit(BASE_CLOSE, 1)[0]
     return template
 
+
+
+def _require_chat_template(tokenizer: Any) -> None:
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        raise ValueError("the chat prompt style needs a tokenizer with a chat template "
+                         "(use the r1_zero style for a model without one)")
+
+
 _STRICT_FORMAT_RE = re.compile(r"^\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
 
 
@@ -118,9 +126,7 @@ class PromptFormat:
             return Prompt(text=text + (" " + self.prefill if self.prefill else ""), prefill=self.prefill)
         if self.style != "chat":
             raise ValueError(f"unknown prompt style {self.style!r}: use one of {', '.join(STYLES)}")
-        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError("the chat prompt style needs a tokenizer with a chat template "
-                             "(use the r1_zero style for a model without one)")
+        _require_chat_template(tokenizer)
         turns[users[-1]]["content"] = self.user_turn(turns[users[-1]]["content"])
         if system:
             turns[users[0]]["content"] = f"{system}\n\n{turns[users[0]]['content']}"
@@ -157,8 +163,7 @@ class PromptFormat:
             template = (last + raw(before) + "{{ messages[ns.last]['content'] | trim }}" + raw(after)
                         + (raw(" " + self.prefill) if self.prefill else ""))
         else:
-            if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-                raise ValueError("the chat prompt style needs a tokenizer with a chat template")
+            _require_chat_template(tokenizer)
             user = (self.template or CHAT_TEMPLATE).replace("{answer_hint}", self.answer_hint)
             template = (
                 "{%- set tmpl %}" + raw(user) + "{% endset -%}"

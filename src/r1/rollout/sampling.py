@@ -18,8 +18,9 @@ def sample_tokens(
     Exact, but cheap on a CPU: `torch.multinomial` draws an exponential per vocabulary
     entry and a full sort for top-p sorts the whole vocabulary; inverse-CDF sampling
     (`_inverse_cdf`) needs one uniform per row, and the nucleus is found in a top-k prefix
-    that is grown until it holds top_p of the mass (docs/performance.md has the timings). Without top-p the weights
-    exp(x - max) serve both the draw and the log-sum-exp (one pass over the vocabulary fewer).
+    that is grown until it holds top_p of the mass (docs/performance.md has the timings).
+    Without top-p the weights exp(x - max) serve both the draw and the log-sum-exp (one pass
+    over the vocabulary fewer).
 
     `uniforms` [b] (in [0, 1)) replaces the draws from `generator`: the engine draws them per
     original row so that a row's tokens do not depend on which other rows share the batch."""

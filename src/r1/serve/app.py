@@ -204,8 +204,8 @@ class Routes:
         created, include_usage = responses.now(), req.include_usage()
 
         def chunk(choice: Choice, d: dict, finish: Optional[str] = None, usage: Optional[dict] = None) -> str:
-            return sse(responses.chat_chunk(cid, model, created, [{"index": choice.index, "delta": d, "finish_reason": finish,
-                                                           "logprobs": choice.chat_logprobs()}], usage))
+            return sse(responses.chat_chunk(cid, model, created, [{
+                "index": choice.index, "delta": d, "finish_reason": finish, "logprobs": choice.chat_logprobs()}], usage))
 
         async def events() -> AsyncIterator[str]:
             for c in choices:
@@ -254,7 +254,8 @@ class Routes:
             parts = await self.collect(request, choices)
             out = [{"index": c.index, "text": head + t, "finish_reason": c.openai_finish,
                     "logprobs": c.completion_logprobs(0)} for c, (_, t) in zip(choices, parts)]
-            return JSONResponse(responses.completion_response(cid, model, out, self.usage_of(len(prompt_ids), choices, False)))
+            return JSONResponse(responses.completion_response(cid, model, out,
+                                                              self.usage_of(len(prompt_ids), choices, False)))
         created, include_usage = responses.now(), req.include_usage()
         sent = {c.index: 0 for c in choices}
 
@@ -284,7 +285,8 @@ class Routes:
                 yield chunk(choice, t, choice.openai_finish,
                             self.usage_of(len(prompt_ids), choices, False) if last else None)
             if include_usage:
-                yield sse(responses.completion_chunk(cid, model, created, [], self.usage_of(len(prompt_ids), choices, False)))
+                yield sse(responses.completion_chunk(cid, model, created, [],
+                                                     self.usage_of(len(prompt_ids), choices, False)))
             yield "data: [DONE]\n\n"
 
         return self.event_stream(events(), choices)
@@ -297,9 +299,10 @@ class Routes:
 
     async def models(self, request: Request) -> dict:
         authenticate(request, self.settings.api_key)
-        return {"object": "list", "data": [{"id": self.settings.model_name, "object": "model", "created": responses.now(),
-                                            "owned_by": "r1", "max_model_len": self.engine.max_model_len,
-                                            "sampling_defaults": {"temperature": R1_TEMPERATURE, "top_p": R1_TOP_P}}]}
+        return {"object": "list", "data": [{
+            "id": self.settings.model_name, "object": "model", "created": responses.now(), "owned_by": "r1",
+            "max_model_len": self.engine.max_model_len,
+            "sampling_defaults": {"temperature": R1_TEMPERATURE, "top_p": R1_TOP_P}}]}
 
 
 def _streaming_200(model: type, chunk: type) -> dict:
@@ -319,7 +322,8 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
     install_error_handlers(app)
     routes = Routes(engine, settings)
     errors = {k: v for k, v in ERROR_RESPONSES.items()}
-    app.post("/v1/chat/completions", responses={**errors, **_streaming_200(responses.ChatCompletion, responses.ChatCompletionChunk)},
+    chat_200 = _streaming_200(responses.ChatCompletion, responses.ChatCompletionChunk)
+    app.post("/v1/chat/completions", responses={**errors, **chat_200},
              summary="Chat completion (reasoning_content and content)")(routes.chat)
     app.post("/v1/completions", responses={**errors, **_streaming_200(responses.Completion, responses.Completion)},
              summary="Text completion (string or token-id prompt)")(routes.completions)
@@ -331,6 +335,6 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    add_openapi(app, {"/v1/chat/completions": protocol.ChatCompletionRequest, "/v1/completions": protocol.CompletionRequest},
-                bearer=bool(settings.api_key), extra=(responses.ChatCompletionChunk,))
+    add_openapi(app, {"/v1/chat/completions": protocol.ChatCompletionRequest,
+                      "/v1/completions": protocol.CompletionRequest}, bearer=bool(settings.api_key), extra=(responses.ChatCompletionChunk,))
     return app
