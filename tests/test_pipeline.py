@@ -190,3 +190,27 @@ def test_sigkill_during_stage_2_then_rerun_does_not_redo_stage_1(tmp_path):
     assert all(s["status"] == "done" for s in manifest["stages"]) and len(manifest["stages"]) == 4
     steps = [json.loads(x)["step"] for x in (out / "reasoning_rl" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 61))  # resumed: every step exactly once
+
+
+def test_every_stage_folder_prompts_a_bare_question_as_the_pipeline_evaluates_it(finished):
+    """Each stage's model/ (SFT and distillation stages included) carries a chat template that,
+    rendered by plain transformers for the bare held-out problem, gives the ids the pipeline's
+    evaluation fed that model: the shared prompt template and the forced <think> opening."""
+    from transformers import AutoTokenizer
+
+    from r1.models import load_model
+
+    out, _ = finished
+    _, base = load_model("tiny", device="cpu")
+    rc, task = load_run(out / "reasoning_rl")
+    _, heldout = task.splits(rc.task.train_size, rc.task.heldout_size)
+    pipe = Pipeline(read_yaml(RECIPE), out, source=str(RECIPE), progress=False, resume=True)
+    shown = {json.loads(x)["problem"] for x in (out / "cold_start" / "eval" / "samples.jsonl").read_text().splitlines()}
+    for stage in ("cold_start", "reasoning_rl", "rejection_sft", "rl_all"):
+        tok = AutoTokenizer.from_pretrained(out / stage / "model")
+        for ex in heldout[:2]:
+            bare = tok.apply_chat_template([{"role": "user", "content": ex.question}], add_generation_prompt=True,
+                                           tokenize=False)
+            assert bare.endswith("<think>\n"), stage
+            assert tok(bare, add_special_tokens=False)["input_ids"] == pipe.prompt_for(base).ids(ex.question, base)
+            assert ex.question in shown and pipe.prompt_for(base).user_turn(ex.question) in bare

@@ -53,8 +53,49 @@ def test_sft_trains_the_tiny_model_and_leaves_a_loadable_student(tmp_path, sft_d
     for f in ("config.yaml", "versions.json", "report.md", "summary.json", "plots/loss.png", "metrics.jsonl"):
         assert (tmp_path / "run" / f).is_file(), f
     student, tok = load_model(str(tmp_path / "run" / "model"), device="cpu")
-    base, _ = load_model("tiny", device="cpu")
+    base, base_tok = load_model("tiny", device="cpu")
     assert any(not torch.equal(a, b) for a, b in zip(student.parameters(), base.parameters()))
+    # its chat template prompts a bare question with the ids SFT put before the answer, and as
+    # `r1 eval --model` samples it
+    from transformers import AutoTokenizer
+
+    from r1.config import AS_GIVEN, PromptConfig
+    from r1.data.prompts import PromptFormat
+
+    plain = AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
+    row = json.loads(sft_data.read_text().splitlines()[0])
+    bare = plain.apply_chat_template([{"role": "user", "content": row["problem"]}], add_generation_prompt=True,
+                                     tokenize=False)
+    bare_ids = plain(bare, add_special_tokens=False)["input_ids"]
+    ids, labels = tokenize_conversation(base_tok, [{"role": "user", "content": row["problem"]},
+                                                   {"role": "assistant", "content": row["completion"]}])
+    assert bare_ids == ids[: len(bare_ids)] and labels[len(bare_ids) - 1] == IGNORE != labels[len(bare_ids)]
+    assert bare_ids == PromptFormat.resolve(PromptConfig(**AS_GIVEN), plain).ids(row["problem"], plain)
+
+
+def test_without_a_chat_template_sft_trains_and_saves_plain_turns_that_end_at_eos(tmp_path, sft_data, monkeypatch):
+    """A tokenizer without a chat template: SFT renders "Role: content" turns, each assistant
+    turn ended by EOS (so the model learns to stop), and model/ carries that template."""
+    from transformers import AutoTokenizer
+
+    import r1.trainers.policy as policy
+
+    real = policy.load_model
+
+    def templateless(*a, **k):
+        model, tok = real(*a, **k)
+        tok.chat_template = None
+        return model, tok
+
+    monkeypatch.setattr(policy, "load_model", templateless)
+    SFTTrainer(cfg_for(sft_data, "train.steps=1"), tmp_path / "run").train()
+    plain = AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
+    turns = [{"role": "user", "content": "What is 1 + 2?"}, {"role": "assistant", "content": "3"}]
+    assert plain.apply_chat_template(turns[:1], add_generation_prompt=True, tokenize=False) == \
+        "User: What is 1 + 2?\nAssistant: "
+    ids, labels = tokenize_conversation(plain, turns)
+    assert [x for x in labels if x != IGNORE] == plain("3", add_special_tokens=False)["input_ids"] + [
+        plain.eos_token_id] + plain("\n", add_special_tokens=False)["input_ids"]
 
 
 def test_sft_resume_gives_the_same_weights(tmp_path, sft_data, monkeypatch):

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from r1.data.prompts import base_chat_template
 from r1.errors import R1Error
 
 IGNORE = -100
@@ -68,11 +69,24 @@ def load_conversations(path: str | None = None, dataset: str | None = None, spli
     return [to_messages(r, w) for r, w in zip(rows, where)]
 
 
+# the chat template SFT renders with where the tokenizer has none (and writes into the model it
+# saves): "Role: content" lines, each assistant turn ended by EOS so that the model learns to stop
+PLAIN_CHAT_TEMPLATE = (
+    "{%- for m in messages -%}{{ m['role'] | capitalize }}: {{ m['content'] }}"
+    "{%- if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{%- endfor -%}"
+    "{%- if add_generation_prompt %}Assistant: {% endif -%}")
+
+
+def sft_chat_template(tok: Any) -> str:
+    """The chat template SFT trains through: the base model's (of a model r1 trained, the one
+    inside the template r1 wrote, since SFT data holds the turns as the model sees them), else
+    `PLAIN_CHAT_TEMPLATE`."""
+    return base_chat_template(tok) or PLAIN_CHAT_TEMPLATE
+
+
 def _render(tok: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
-    if getattr(tok, "chat_template", None):
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages)
-    return text + ("Assistant: " if generation_prompt else "")
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
+                                   chat_template=sft_chat_template(tok))
 
 
 def tokenize_conversation(tok: Any, messages: list[dict[str, str]], max_length: int | None = None

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
 from r1.config import FilterConfig, apply_overrides, build_sft_config, merge
+from r1.data.prompts import PromptFormat
 from r1.errors import R1Error, describe_validation_error
 from r1.eval.runner import EvalConfig, from_run_settings, run_eval
 from r1.pipeline.filter import filter_to
-from r1.pipeline.generate import GenerateConfig, run_generate
+from r1.pipeline.generate import GenerateConfig, run_generate, student_prompt
 from r1.pipeline.recipes import DistillEval, DistillRecipe, parse
 from r1.runs import read_jsonl, write_jsonl_atomic
 
@@ -49,7 +50,9 @@ def parse_recipe(recipe: dict[str, Any], overrides: list[str] | None = None, sou
 
 def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | None = None,
                 progress: bool = True, source: str = "", extra_data: str | None = None,
-                resume: bool = False) -> dict:
+                resume: bool = False, prompt_for: Callable[[Any], PromptFormat] | None = None) -> dict:
+    """`prompt_for(tokenizer)`: the prompt the student is sampled with, written into its chat
+    template (a pipeline's shared prompt); by default the teacher's (`student_prompt`)."""
     seed, gen_cfg, filt_cfg, sft_cfg, ev = parse_recipe(recipe, overrides, source)
     out = Path(out)
     if (out / "generate").is_dir() and not resume:
@@ -80,7 +83,8 @@ def run_distill(recipe: dict[str, Any], out: str | Path, overrides: list[str] | 
         sft_summary = json.loads((sft_dir / "summary.json").read_text())
     else:
         started = (sft_dir / "checkpoints").exists() and ckpt.latest_checkpoint(sft_dir / "checkpoints") is not None
-        sft_summary = SFTTrainer(sft_cfg, sft_dir, resume=started).train()
+        sft_summary = SFTTrainer(sft_cfg, sft_dir, resume=started,
+                                  prompt_for=prompt_for or student_prompt(gen_cfg)).train()
     summary: dict[str, Any] = {"samples": n, "filter": counts, "sft": {
         k: sft_summary.get(k) for k in ("steps", "conversations", "rows", "loss_first", "loss_last", "train_seconds")},
         "student": str(sft_dir / "model")}

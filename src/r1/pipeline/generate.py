@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 from pydantic import Field
 
-from r1.config import split_seed
+from r1.config import PromptConfig, split_seed
+from r1.data.prompts import CHAT_TEMPLATE, PromptFormat
 from r1.data.tasks import get_task, load_run
 from r1.errors import R1Error
 from r1.eval.benchmarks import BENCHMARKS
@@ -82,6 +84,21 @@ def _suffix(cfg: GenerateConfig) -> str:
     if cfg.suffix is not None:
         return cfg.suffix
     return next((b.suffix for b in BENCHMARKS.values() if b.task == cfg.task), "")
+
+
+def student_prompt(cfg: GenerateConfig) -> Callable[[Any], PromptFormat]:
+    """The prompt of a student distilled from these samples, for its tokenizer: the user turn as
+    the teacher was shown it (the prompt template with the task's instruction suffix; an API
+    teacher was sent the problem as it is), the answer opened with `<think>` where the teacher's
+    was. Written into the student's chat template, so that it is prompted as it was trained."""
+    cfg = resolve_run(cfg)
+    task, _ = _examples(cfg)
+    spec = cfg.prompt if not cfg.api_base else PromptConfig(style="chat", template="{question}", force_think=False)
+    suffix = _suffix(cfg)
+    if suffix:
+        template = (spec.template or CHAT_TEMPLATE).replace("{question}", "{question}\n" + suffix.strip())
+        spec = spec.model_copy(update={"template": template})
+    return lambda tok: PromptFormat.resolve(spec, tok, task.answer_hint, cfg.stop)
 
 
 def _require_source(cfg: GenerateConfig) -> None:

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from r1.config import apply_overrides, build_config, build_sft_config, merge
-from r1.data.prompts import user_content
+from r1.data.prompts import PromptFormat, user_content
 from r1.data.reasoning import split_reasoning
-from r1.data.tasks import get_task
+from r1.data.tasks import build_task, get_task
 from r1.errors import R1Error
 from r1.eval.runner import EvalConfig, config_settings, run_eval
 from r1.pipeline.distill import run_distill
@@ -181,9 +181,15 @@ class Pipeline:
             data["model"] = {**data.get("model", {}), "name": model}
             if "data" in st:
                 data["data"] = self._sft_data(st["data"], stage_dir)
-            SFTTrainer(build_sft_config(data, source=f"{self.source}: {st['name']}"), stage_dir, resume=resume).train()
+            SFTTrainer(build_sft_config(data, source=f"{self.source}: {st['name']}"), stage_dir, resume=resume,
+                       prompt_for=self.prompt_for).train()
         else:
             self._distill(st, model, stage_dir)
+
+    def prompt_for(self, tokenizer) -> PromptFormat:
+        """The shared prompt, which every stage's model is evaluated with (and an SFT stage's
+        model carries as its chat template)."""
+        return PromptFormat.of(self.shared, build_task(self.shared).answer_hint, tokenizer)
 
     def _sft_data(self, section: dict, stage_dir: Path) -> dict:
         """Rows with a raw `question` get the pipeline's prompt as their user turn, so that SFT
@@ -226,7 +232,7 @@ class Pipeline:
         if general and not Path(general).is_absolute():
             general = str(self.recipe_dir / general)
         run_distill(recipe, stage_dir, progress=self.progress, source=f"{self.source}: {st['name']}",
-                    extra_data=general, resume=True)
+                    extra_data=general, resume=True, prompt_for=self.prompt_for)
         # the stage's model is the SFT output: a relative link, not a second copy of the weights
         target = stage_dir / "model"
         if not target.is_symlink() and not target.exists():

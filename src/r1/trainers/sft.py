@@ -17,11 +17,14 @@ from __future__ import annotations
 import math
 import random
 import time
+from typing import Any, Callable
 
 import torch
 
 from r1.config import SFTConfig
-from r1.data.chat import IGNORE, Pack, collate, load_conversations, pack, tokenize_conversation
+from r1.data.chat import (IGNORE, Pack, collate, load_conversations, pack, sft_chat_template,
+                          tokenize_conversation)
+from r1.data.prompts import PromptFormat
 from r1.errors import R1Error
 from r1.models import default_device
 from r1.report.sft import write_sft_report
@@ -48,7 +51,16 @@ def sft_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, i
 
 
 class SFTTrainer(Trainer):
+    """`prompt_for(tokenizer)`: the prompt the trained model is sampled with (a pipeline's or a
+    distillation teacher's), written into model/'s chat template; without it model/ keeps the
+    chat template SFT trained through."""
+
     cfg: SFTConfig
+
+    def __init__(self, cfg: SFTConfig, out_dir, *, resume: bool = False,
+                 prompt_for: Callable[[Any], PromptFormat] | None = None):
+        super().__init__(cfg, out_dir, resume=resume)
+        self.prompt_for = prompt_for
 
     def prepare(self) -> None:
         cfg = self.cfg
@@ -141,7 +153,9 @@ class SFTTrainer(Trainer):
             progress.close()
             if tracker is not None:
                 tracker.close()
-        self.policy.save(self.out / "model")  # every rank (FSDP gathers); rank 0 writes
+        tok = self.policy.tokenizer
+        template = self.prompt_for(tok).saved_chat_template(tok) if self.prompt_for else None
+        self.policy.save(self.out / "model", chat_template=template or sft_chat_template(tok))  # every rank
         summary = write_sft_report(self.out, self.cfg.model.name, self.total_steps, self.stats) if main else {}
         self.dist.barrier()
         return summary
