@@ -768,3 +768,31 @@ def test_the_model_card_holds_the_figures_of_the_run_that_wrote_it(tmp_path):
         row = f"| {name} training | {100 * h['pass@1']:.1f}% ± {100 * h['pass@1_se']:.1f} |"
         assert row in card, row
     assert "<think>" in card.split("```")[1]  # the example prompt, opened as training did
+
+
+def test_serving_the_model_folder_answers_as_serving_the_run(tmp_path):
+    """`r1 serve --model RUN/model` (no run directory: the folder's chat template carries the
+    prompt) answers every request as `r1 serve --model RUN` does: the same prompt tokens and the
+    same greedy text, for a bare question, a system message and a conversation."""
+    import openai
+
+    from r1.config import ServeConfig
+    from r1.serve.launch import BackgroundServer, build_app
+
+    GRPOTrainer(tiny_cfg("train.steps=1"), tmp_path / "run").train()
+    chats = [[{"role": "user", "content": "What is 4 + 5?"}],
+             [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 2?"}],
+             [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+              {"role": "user", "content": "What is 7 - 3?"}]]
+    answers = []
+    for spec in (tmp_path / "run", tmp_path / "run" / "model"):
+        app, engine, name = build_app(ServeConfig(model=str(spec), served_model_name="m", device="cpu",
+                                                  precision="fp32"))
+        with BackgroundServer(app, engine=engine) as srv:
+            client = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+            replies = [client.chat.completions.create(model="m", messages=m, temperature=0, max_tokens=12, seed=1)
+                       for m in chats]
+            answers.append([(r.usage.prompt_tokens, r.choices[0].message.content,
+                             getattr(r.choices[0].message, "reasoning_content", None)) for r in replies])
+    assert answers[0] == answers[1]
+    assert all(n > 20 for n, _, _ in answers[0])  # the run's prompt template was applied

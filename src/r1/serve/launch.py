@@ -58,9 +58,10 @@ def build_engine(spec: str, *, engine: str = "hf", model_name: str, max_batch: i
     raise R1Error(f"unknown engine {engine!r}: use hf or vllm")
 
 
-def serve(cfg: Any, say: Any = print) -> None:
-    """`r1 serve`: load the model into the engine, pick its prompt (a run's own; else the
-    messages as sent), and run the API until a signal stops it (`cfg`: `config.ServeConfig`)."""
+def build_app(cfg: Any) -> tuple[Any, Any, str]:
+    """(app, engine, served name) of `r1 serve`'s settings (`cfg`: `config.ServeConfig`): the
+    model loaded into the engine with its prompt (a run's own; else the messages as sent, through
+    the model folder's chat template, which a model r1 trained carries)."""
     import dataclasses
 
     from r1.rollout.openai import resolve_api_key
@@ -83,8 +84,14 @@ def serve(cfg: Any, say: Any = print) -> None:
     settings = ServeSettings(model_name=name, api_key=key, prompt=style, max_tokens_cap=cfg.max_tokens,
                              default_max_tokens=cfg.default_max_tokens, max_prompt_tokens=cfg.max_prompt_tokens,
                              request_timeout=cfg.timeout)
+    return create_app(eng, settings), eng, name
+
+
+def serve(cfg: Any, say: Any = print) -> None:
+    """`r1 serve`: the app of `build_app`, run until a signal stops it."""
+    app, eng, name = build_app(cfg)
     say(f"serving {name!r} on http://{cfg.host}:{cfg.port} (chat page at /, API at /v1)")
-    make_server(create_app(eng, settings), eng, grace=cfg.shutdown_grace, host=cfg.host, port=cfg.port).run()
+    make_server(app, eng, grace=cfg.shutdown_grace, host=cfg.host, port=cfg.port).run()
 
 
 def make_server(app: Any, engine: Any, *, grace: float = 5.0, log_level: str = "info", **config: Any) -> Any:
