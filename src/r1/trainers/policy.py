@@ -29,7 +29,7 @@ from r1.algorithms.logprobs import entropy, head_logprobs, selective_logprobs
 from r1.allocator import return_freed_memory
 from r1.config import ModelConfig, OptimConfig
 from r1.errors import R1Error
-from r1.models import LLAMA_LIKE_TYPES, bf16_available, load_model
+from r1.models import LLAMA_LIKE_TYPES, add_think_tokens, bf16_available, load_model
 from r1.padding import left_pad, right_pad
 from r1.rollout.kvcache import with_cache
 
@@ -72,6 +72,7 @@ class Policy:
         self.loss_scale = 1.0
         self.presharded = None  # FSDP: the full model before sharding (engine, reference), then dropped
         self.model, self.tokenizer = load_model(mcfg.name, device=device)
+        self.added_tokens = add_think_tokens(self.model, self.tokenizer) if mcfg.think_tokens else []
         precision = mcfg.precision
         if precision == "auto":
             precision = "bf16" if bf16_available(device) else "fp32"
