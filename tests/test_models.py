@@ -56,10 +56,10 @@ def test_missing_package_message(monkeypatch):
         models.smollm2_folder()
 
 
-def test_think_tokens_are_added_once_with_the_mean_of_their_pieces():
+def test_think_tokens_are_added_once_from_their_pieces():
     """`<think>`/`</think>` become one token each; each new row is the mean of the rows of the
-    pieces it replaces; text round-trips; a second call adds nothing; text without the tags
-    tokenizes as before."""
+    first and last pieces it replaces; text round-trips (`</think>` takes the whitespace before
+    it); a second call adds nothing; text without the tags tokenizes as before."""
     import torch
 
     from r1.models import add_think_tokens, build_tiny
@@ -73,11 +73,13 @@ def test_think_tokens_are_added_once_with_the_mean_of_their_pieces():
     weight = model.get_input_embeddings().weight
     assert weight.shape[0] == len(tok) == model.config.vocab_size
     for t, i in zip(("<think>", "</think>"), ids):
-        assert torch.allclose(weight[i], before[pieces[t]].mean(0))
+        assert torch.allclose(weight[i], before[[pieces[t][0], pieces[t][-1]]].mean(0))
     assert torch.equal(weight[: before.shape[0]], before)
     text = "<think>\n2 + 3 = 5\n</think>\n<answer>5</answer>"
     enc = tok(text, add_special_tokens=False)["input_ids"]
-    assert enc[0] == ids[0] and ids[1] in enc and tok.decode(enc) == text
+    assert enc[0] == ids[0] and ids[1] in enc and tok.decode(enc) == text.replace("\n</think>", "</think>")
+    assert tok("5 </think>", add_special_tokens=False)["input_ids"] == tok("5", add_special_tokens=False)["input_ids"] + [
+        ids[1]]
     assert tok("What is 2 + 3?", add_special_tokens=False)["input_ids"] == plain
     assert add_think_tokens(model, tok) == []
     assert model.get_output_embeddings().weight.data_ptr() == weight.data_ptr()  # still tied

@@ -238,3 +238,73 @@ def test_serve_through_vllm_with_the_openai_client(smollm2):
                                                 messages=[{"role": "user", "content": "What is 2 + 3?"}]))
         streamed = "".join(ch.choices[0].delta.reasoning_content or "" for ch in chunks if ch.choices)
         assert streamed.strip() == r.choices[0].message.reasoning_content.strip()
+
+
+SUMS = [(2, 3), (4, 1), (7, 5), (6, 8), (9, 9), (3, 4), (1, 1), (8, 2)]
+
+
+def answering_smollm2(out: Path, steps: int = 24) -> Path:
+    """SmolLM2-135M taught by `r1 sft` (with model.think_tokens) to answer SUMS in R1's format,
+    "{a} + {b} = {c}\\n</think>\\n<answer>{c}</answer>" after the `<think>` opening its saved
+    chat template writes: a model folder as r1 writes them, with answers that can be checked."""
+    from r1.config import PromptConfig, build_sft_config
+    from r1.data.prompts import PromptFormat
+    from r1.trainers.sft import SFTTrainer
+
+    data = out / "sums.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"What is {a} + {b}?", "completion":
+                                        f"<think>\n{a} + {b} = {a + b}\n</think>\n<answer>{a + b}</answer>"}) + "\n"
+                            for a, b in SUMS))
+    cfg = build_sft_config({"model": {"name": "smollm2-135m", "think_tokens": True}, "data": {"path": str(data)},
+                            "train": {"steps": steps, "max_length": 128, "save_every": 1000},
+                            "optim": {"lr": 3e-4, "micro_batch_size": 8, "warmup_steps": 0},
+                            "tracking": {"progress": False}})
+    spec = PromptConfig(style="chat", template="{question}", force_think=True)
+    SFTTrainer(cfg, out / "sft", prompt_for=lambda tok: PromptFormat.resolve(spec, tok)).train()
+    return out / "sft" / "model"
+
+
+def test_vllms_r1_reasoning_parser_serves_a_model_r1_wrote(tmp_path):
+    """vLLM's own OpenAI server with `--reasoning-parser deepseek_r1` starts on a model folder r1
+    wrote (the parser needs `<think>`/`</think>` as tokens), prompts bare questions through the
+    folder's chat template, and the openai client gets the thinking in the reasoning field and
+    the answer in `content`, streamed (where vLLM finds the end of the thinking by its token id)
+    and not."""
+    import openai
+
+    from serve_support import free_port, wait_healthy
+
+    folder = answering_smollm2(tmp_path)
+    port = free_port()
+    log = open(tmp_path / "vllm-server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
+                             "--served-model-name", "r1-sums", "--reasoning-parser", "deepseek_r1", "--port", str(port),
+                             "--enforce-eager", "--seed", "0", "--max-model-len", "1024"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, 300, log=lambda: (tmp_path / "vllm-server.log").read_text()[-3000:])
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
+
+        def reasoning(message) -> str | None:  # vLLM 0.32 names the field `reasoning`
+            return getattr(message, "reasoning", None) or getattr(message, "reasoning_content", None)
+
+        for a, b in SUMS[:4]:
+            messages = [{"role": "user", "content": f"What is {a} + {b}?"}]
+            r = client.chat.completions.create(model="r1-sums", messages=messages, temperature=0, max_tokens=32,
+                                               logprobs=True)
+            msg = r.choices[0].message
+            assert (reasoning(msg) or "").strip() == f"{a} + {b} = {a + b}", msg
+            assert (msg.content or "").strip() == f"<answer>{a + b}</answer>", msg
+            assert "</think>" in [t.token for t in r.choices[0].logprobs.content]  # one token of its own
+            chunks = list(client.chat.completions.create(model="r1-sums", messages=messages, temperature=0,
+                                                         max_tokens=32, stream=True))
+            deltas = [ch.choices[0].delta for ch in chunks if ch.choices]
+            assert "".join(reasoning(d) or "" for d in deltas).strip() == f"{a} + {b} = {a + b}"
+            assert "".join(d.content or "" for d in deltas).strip() == f"<answer>{a + b}</answer>"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -87,9 +87,11 @@ def model_card(cfg, summary: dict, run_name: str, example_prompt: str) -> str:
         "print(tok.decode(out[0, ids.shape[1]:]))",
         "```",
         "",
-        "vLLM: `vllm serve PATH`, then ask through any OpenAI client. llama.cpp: convert the folder "
-        "with llama.cpp's `convert_hf_to_gguf.py PATH`; the chat template travels in the GGUF file. "
-        "r1 itself: `r1 serve --model PATH` (reasoning apart from the answer, as `reasoning_content`).",
+        "vLLM: `vllm serve PATH" + (" --reasoning-parser deepseek_r1` (`<think>` and `</think>` are tokens of "
+                                   "this model's own)" if cfg.model.think_tokens else "`") +
+        ", then ask through any OpenAI client. llama.cpp and Ollama: `r1 export RUN --gguf` writes a GGUF "
+        "file (llama.cpp's converter) that carries the chat template. r1 itself: `r1 serve --model PATH` "
+        "(reasoning apart from the answer, as `reasoning_content`).",
         "",
     ]
     return "\n".join(lines)
