@@ -44,7 +44,8 @@ def main() -> None:
     _, held = task.splits(rc.task.train_size, rc.task.heldout_size)
     held = held[: args.problems]
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "r1", "eval", "--from-run", str(run), "--limit", str(len(held)),
+        subprocess.run([sys.executable, "-m", "r1", "eval", "--from-run", str(run), "--model", str(run / "model"),
+                        "--limit", str(len(held)),
                         "--samples", "1", "--temperature", "0", "--max-new-tokens", str(args.max_tokens),
                         "--out", str(Path(tmp) / "eval")], check=True, capture_output=True)
         r1_rows = [json.loads(x) for x in (Path(tmp) / "eval" / "samples.jsonl").read_text().splitlines()]

@@ -58,8 +58,8 @@ def test_missing_package_message(monkeypatch):
 
 def test_think_tokens_are_added_once_from_their_pieces():
     """`<think>`/`</think>` become one token each; each new row is the mean of the rows of the
-    first and last pieces it replaces; text round-trips (`</think>` takes the whitespace before
-    it); a second call adds nothing; text without the tags tokenizes as before."""
+    first and last pieces it replaces; text round-trips; a second call adds nothing; text
+    without the tags tokenizes as before."""
     import torch
 
     from r1.models import add_think_tokens, build_tiny
@@ -77,9 +77,7 @@ def test_think_tokens_are_added_once_from_their_pieces():
     assert torch.equal(weight[: before.shape[0]], before)
     text = "<think>\n2 + 3 = 5\n</think>\n<answer>5</answer>"
     enc = tok(text, add_special_tokens=False)["input_ids"]
-    assert enc[0] == ids[0] and ids[1] in enc and tok.decode(enc) == text.replace("\n</think>", "</think>")
-    assert tok("5 </think>", add_special_tokens=False)["input_ids"] == tok("5", add_special_tokens=False)["input_ids"] + [
-        ids[1]]
+    assert enc[0] == ids[0] and ids[1] in enc and tok.decode(enc) == text
     assert tok("What is 2 + 3?", add_special_tokens=False)["input_ids"] == plain
     assert add_think_tokens(model, tok) == []
     assert model.get_output_embeddings().weight.data_ptr() == weight.data_ptr()  # still tied

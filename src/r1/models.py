@@ -257,10 +257,10 @@ def add_think_tokens(model: Any, tokenizer: Any) -> list[int]:
     """Make `<think>` and `</think>` tokens of their own where the tokenizer spells them in
     pieces (R1's vocabulary has each as one token; vLLM's R1 reasoning parser and other runtimes
     locate the reasoning by them). Each new embedding row (and output row, where the head is not
-    tied) is the mean of the rows of the first and the last piece it replaces, and `</think>`
-    takes the whitespace before it, as the pieces did, so that the model starts close to where it
-    was (benchmarks/think_tokens.py measures how close). The ids of the tokens added (none where
-    both were there)."""
+    tied) is the mean of the rows of the first and the last piece it replaces, so that the model
+    starts close to where it was (benchmarks/think_tokens.py measures how close); the tokens take
+    no whitespace from around them, so that every runtime tokenizes text with them alike. The
+    ids of the tokens added (none where both were there)."""
     import torch
     from tokenizers import AddedToken
 
@@ -269,7 +269,7 @@ def add_think_tokens(model: Any, tokenizer: Any) -> list[int]:
     if not missing:
         return []
     pieces = {t: tokenizer(t, add_special_tokens=False)["input_ids"] for t in missing}
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False, lstrip=t == "</think>") for t in missing])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in missing])
     ids = tokenizer.convert_tokens_to_ids(missing)
     model.resize_token_embeddings(max(len(tokenizer), model.get_input_embeddings().num_embeddings),
                                   mean_resizing=False)
