@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from r1.data.tasks import load_run
+from r1.eval.runner import from_run_settings
 
 
 def score(task, examples, texts, prefill: str) -> list[int]:
@@ -41,8 +41,7 @@ def main() -> None:
     import llama_cpp
 
     run = Path(args.run)
-    rc, task = load_run(run)
-    _, held = task.splits(rc.task.train_size, rc.task.heldout_size)
+    task, held, _, _ = from_run_settings(run)  # the run's held-out problems, as r1 eval --from-run
     held = held[: args.problems]
     folder = run / "model"
     tok = AutoTokenizer.from_pretrained(folder)

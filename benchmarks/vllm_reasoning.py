@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from r1.data.tasks import load_run
+from r1.eval.runner import from_run_settings
 
 
 def pct(right: list[int]) -> str:
@@ -40,8 +40,7 @@ def main() -> None:
     import openai
 
     run = Path(args.run)
-    rc, task = load_run(run)
-    _, held = task.splits(rc.task.train_size, rc.task.heldout_size)
+    task, held, _, _ = from_run_settings(run)  # the run's held-out problems, as r1 eval --from-run
     held = held[: args.problems]
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "r1", "eval", "--from-run", str(run), "--model", str(run / "model"),
