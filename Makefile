@@ -46,7 +46,7 @@ test-vllm: vllm-env
 gguf-env: install
 	test -x $(GGUF_VENV)/bin/python || $(PYTHON) -m venv --system-site-packages $(GGUF_VENV)
 	$(GGUF_VENV)/bin/python -c "import llama_cpp" 2>/dev/null || CMAKE_BUILD_PARALLEL_LEVEL=2 \
-	  CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
+	  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
 	  $(GGUF_VENV)/bin/pip install -q llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(GGUF_VENV)/bin/pip install -q -e ".[gguf]"
 
