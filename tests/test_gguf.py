@@ -65,3 +65,19 @@ def test_the_gguf_file_prompts_and_answers_as_the_model_folder(folder, quant):
         reply = llm.create_chat_completion(messages, temperature=0.0, max_tokens=16)["choices"][0]["message"]
         agree += reply["content"] == tok.decode(hf, skip_special_tokens=True)
     assert agree >= len(QUESTIONS) - (quant == "q8_0")  # q8_0 may flip a near tie in one answer
+
+
+def test_a_model_the_converter_cannot_take_gives_one_line_and_no_file(tmp_path):
+    """The offline tiny model's byte-level tokenizer is not one llama.cpp knows: the export says
+    so in one line naming the converter's reason, and leaves nothing half-written."""
+    from r1.errors import R1Error
+    from r1.models import build_tiny
+    from r1.pipeline.export import export_gguf
+
+    model, tok = build_tiny()
+    model.save_pretrained(tmp_path / "run" / "model")
+    tok.save_pretrained(tmp_path / "run" / "model")
+    with pytest.raises(R1Error, match="could not convert .*pre-tokenizer was not recognized") as err:
+        export_gguf(tmp_path / "run", tmp_path / "tiny.gguf")
+    assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
+    assert not any(p.suffix in (".gguf", ".tmp") for p in tmp_path.iterdir())

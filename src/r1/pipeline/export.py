@@ -72,8 +72,9 @@ def export_gguf(run: str | Path, out: str | Path, quant: str = "q8_0") -> Path:
                           "--outtype", quant, "--outfile", str(tmp)], capture_output=True, text=True)
     if res.returncode != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        tail = "\n".join((res.stderr or res.stdout).strip().splitlines()[-3:])
-        raise R1Error(f"llama.cpp's converter could not convert {src}:\n{tail}")
+        said = [x for x in (res.stderr or res.stdout).splitlines() if x.strip() and not x.startswith((" ", "Traceback"))]
+        raise R1Error(f"llama.cpp's converter could not convert {src}: "
+                      f"{said[-1] if said else f'exit status {res.returncode}'}")
     template = gguf_chat_template(tmp)
     want = _folder_chat_template(src)
     if want and template != want:
