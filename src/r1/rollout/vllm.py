@@ -183,10 +183,11 @@ def require_same_vocabulary(model_path: str, tokenizer: Any) -> None:
     import json
 
     config = Path(model_path) / "config.json"
-    if config.is_file() and len(tokenizer) > json.loads(config.read_text()).get("vocab_size", len(tokenizer)):
-        raise R1Error(f"the tokenizer has {len(tokenizer)} tokens, {model_path} only "
-                      f"{json.loads(config.read_text())['vocab_size']} (model.think_tokens added some): sample with "
-                      "rollout.engine hf, or start from a model folder that has <think> and </think>")
+    vocab = json.loads(config.read_text()).get("vocab_size") if config.is_file() else None
+    if vocab is not None and len(tokenizer) > vocab:
+        raise R1Error(f"the tokenizer has {len(tokenizer)} tokens, {model_path} only {vocab} (model.think_tokens "
+                      "added some): sample with rollout.engine hf, or start from a model folder that has <think> "
+                      "and </think>")
 
 
 class VLLMEngine:

@@ -336,5 +336,6 @@ def create_app(engine: Any, settings: ServeSettings) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_openapi(app, {"/v1/chat/completions": protocol.ChatCompletionRequest,
-                      "/v1/completions": protocol.CompletionRequest}, bearer=bool(settings.api_key), extra=(responses.ChatCompletionChunk,))
+                      "/v1/completions": protocol.CompletionRequest},
+                bearer=bool(settings.api_key), extra=(responses.ChatCompletionChunk,))
     return app

@@ -72,7 +72,8 @@ class Policy:
         self.loss_scale = 1.0
         self.presharded = None  # FSDP: the full model before sharding (engine, reference), then dropped
         self.model, self.tokenizer = load_model(mcfg.name, device=device)
-        self.added_tokens = add_think_tokens(self.model, self.tokenizer) if mcfg.think_tokens else []
+        if mcfg.think_tokens:
+            add_think_tokens(self.model, self.tokenizer)
         precision = mcfg.precision
         if precision == "auto":
             precision = "bf16" if bf16_available(device) else "fp32"
