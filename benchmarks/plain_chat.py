@@ -12,7 +12,7 @@ run = Path(sys.argv[1])
 rc, task = load_run(run)
 _, held = task.splits(rc.task.train_size, rc.task.heldout_size)
 tok = AutoTokenizer.from_pretrained(run / "model"); tok.padding_side = "left"
-model = AutoModelForCausalLM.from_pretrained(run / "model", torch_dtype=torch.bfloat16).eval()
+model = AutoModelForCausalLM.from_pretrained(run / "model", dtype=torch.bfloat16).eval()
 right = eos = 0
 for i in range(0, len(held), 25):
     batch = held[i:i + 25]

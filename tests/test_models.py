@@ -1,4 +1,5 @@
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,9 +58,9 @@ def test_missing_package_message(monkeypatch):
 
 
 def test_think_tokens_are_added_once_from_their_pieces():
-    """`<think>`/`</think>` become one token each; each new row is the mean of the rows of the
-    first and last pieces it replaces; text round-trips; a second call adds nothing; text
-    without the tags tokenizes as before."""
+    """`<think>`/`</think>` become one token each; unfitted, each new row is the mean of the
+    rows of the first and last pieces it replaces; text round-trips; a second call adds
+    nothing; text without the tags tokenizes as before."""
     import torch
 
     from r1.models import add_think_tokens, build_tiny
@@ -68,7 +69,7 @@ def test_think_tokens_are_added_once_from_their_pieces():
     pieces = {t: tok(t, add_special_tokens=False)["input_ids"] for t in ("<think>", "</think>")}
     plain = tok("What is 2 + 3?", add_special_tokens=False)["input_ids"]
     before = model.get_input_embeddings().weight.detach().clone()
-    ids = add_think_tokens(model, tok)
+    ids = add_think_tokens(model, tok, fit_steps=0)
     assert len(ids) == 2 and len(pieces["<think>"]) == 7
     weight = model.get_input_embeddings().weight
     assert weight.shape[0] == len(tok) == model.config.vocab_size
@@ -81,6 +82,36 @@ def test_think_tokens_are_added_once_from_their_pieces():
     assert tok("What is 2 + 3?", add_special_tokens=False)["input_ids"] == plain
     assert add_think_tokens(model, tok) == []
     assert model.get_output_embeddings().weight.data_ptr() == weight.data_ptr()  # still tied
+
+
+def test_fitting_the_think_rows_moves_only_them_and_lowers_the_corpus_loss():
+    """fit_think_rows changes the two new rows and nothing else, keeps the rows of its lowest
+    corpus loss (below the mean-of-pieces start), and leaves the model's training state and
+    which parameters train as they were."""
+    import torch
+
+    from r1.models import add_think_tokens, build_tiny, fit_think_rows, think_corpus
+
+    model, tok = build_tiny()
+    ids = add_think_tokens(model, tok, fit_steps=0)
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = fit_think_rows(model, tok, ids, steps=6)
+    assert len(losses) == 7 and min(losses) < losses[0]
+    weight = model.get_input_embeddings().weight
+    assert not torch.equal(weight[ids], state["model.embed_tokens.weight"][ids])
+    keep = torch.ones(weight.shape[0], dtype=torch.bool)
+    keep[ids] = False
+    assert torch.equal(weight[keep], state["model.embed_tokens.weight"][keep])
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()
+               if k not in ("model.embed_tokens.weight", "lm_head.weight"))
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    enc = tok(think_corpus(tok), add_special_tokens=False, return_tensors="pt", padding=True)
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    with torch.no_grad():
+        after = float(model(**enc, labels=labels).loss)
+    assert abs(after - min(losses)) < 0.05  # the best rows are the ones left in place (bf16 fit, fp32 check)
+    assert all(t.count("<think>") == 1 and t.count("</think>") == 1 for t in think_corpus(tok))
 
 
 def test_a_run_with_think_tokens_saves_a_model_whose_prompt_ends_in_the_token(tmp_path):
@@ -105,3 +136,27 @@ def test_a_run_with_think_tokens_saves_a_model_whose_prompt_ends_in_the_token(tm
     ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
     assert ids[-2:] == [think, tok("\n", add_special_tokens=False)["input_ids"][0]]
     assert ids == trainer.prompt.ids("What is 1 + 2?", trainer.tokenizer)
+
+
+def test_colocated_vllm_starts_from_the_policy_once_think_tokens_grew_the_vocabulary(tmp_path):
+    """`rollout.vllm.start_folder`: the checkpoint itself while the vocabularies agree; the
+    policy, written to a temporary folder that is gone afterwards, once `<think>`/`</think>`
+    were added; and vLLM's own check refuses the grown tokenizer on the old checkpoint."""
+    import json
+
+    from r1.errors import R1Error
+    from r1.models import add_think_tokens, build_tiny
+    from r1.rollout.vllm import require_same_vocabulary, start_folder
+
+    model, tok = build_tiny()
+    model.save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    with start_folder(str(tmp_path / "ckpt"), model, tok) as folder:
+        assert folder == str(tmp_path / "ckpt")
+    add_think_tokens(model, tok, fit_steps=0)
+    with pytest.raises(R1Error, match="261 tokens"):
+        require_same_vocabulary(str(tmp_path / "ckpt"), tok)
+    with start_folder(str(tmp_path / "ckpt"), model, tok) as folder:
+        assert json.loads((Path(folder) / "config.json").read_text())["vocab_size"] == len(tok) == 261
+        require_same_vocabulary(folder, tok)
+    assert not Path(folder).exists()

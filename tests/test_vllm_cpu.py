@@ -165,7 +165,8 @@ def _mismatch(out: Path) -> list[float]:
 
 
 def test_zero_colocated_vllm_three_steps_weights_reach_vllm(tmp_path, monkeypatch):
-    """Three GRPO steps sampling from colocated vLLM (`r1 zero`, a real process). After each
+    """Three GRPO steps sampling from colocated vLLM (`r1 zero`, a real process; the preset adds
+    `<think>`/`</think>` to the vocabulary, so vLLM starts from the policy's own weights). After each
     update the engine's log-probs of its own samples stay within bf16 noise of the
     trainer's (the update reached vLLM); the same run in-process with the engine's weight
     sync switched off shows what a missed sync looks like: the mismatch grows step by step."""

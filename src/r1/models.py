@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -253,14 +254,15 @@ def load_model(spec: str, dtype: str = "float32", device: str | None = None) -> 
 THINK_TOKENS = ("<think>", "</think>")
 
 
-def add_think_tokens(model: Any, tokenizer: Any) -> list[int]:
+def add_think_tokens(model: Any, tokenizer: Any, fit_steps: int = 10) -> list[int]:
     """Make `<think>` and `</think>` tokens of their own where the tokenizer spells them in
     pieces (R1's vocabulary has each as one token; vLLM's R1 reasoning parser and other runtimes
     locate the reasoning by them). Each new embedding row (and output row, where the head is not
-    tied) is the mean of the rows of the first and the last piece it replaces, so that the model
-    starts close to where it was (benchmarks/think_tokens.py measures how close); the tokens take
-    no whitespace from around them, so that every runtime tokenizes text with them alike. The
-    ids of the tokens added (none where both were there)."""
+    tied) starts as the mean of the rows of the first and the last piece it replaces and is then
+    fitted, everything else frozen, to a small corpus of answers in R1's format
+    (`fit_think_rows`), so that the model starts close to where it was
+    (benchmarks/think_tokens.py measures how close). The ids of the tokens added (none where
+    both were there)."""
     import torch
     from tokenizers import AddedToken
 
@@ -280,4 +282,71 @@ def add_think_tokens(model: Any, tokenizer: Any) -> list[int]:
             inputs[i] = inputs[ends].mean(0)
             if outputs.data_ptr() != inputs.data_ptr():
                 outputs[i] = outputs[ends].mean(0)
+    if fit_steps:
+        fit_think_rows(model, tokenizer, ids, fit_steps)
     return ids
+
+
+def think_corpus(tokenizer: Any) -> list[str]:
+    """The texts `fit_think_rows` fits to: short questions answered in R1's format (the
+    package's `assets/think_corpus.jsonl`), each rendered through the tokenizer's chat template
+    where it has one."""
+    rows = [json.loads(line) for line in (Path(__file__).parent / "assets" / "think_corpus.jsonl").open()]
+    if getattr(tokenizer, "chat_template", None):
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": r["question"]},
+                                                {"role": "assistant", "content": r["answer"]}], tokenize=False)
+                 for r in rows]
+        return [text[text.index(r["question"]):] for text, r in zip(texts, rows)]
+    return [f"User: {r['question']}\nAssistant: {r['answer']}" for r in rows]
+
+
+def fit_think_rows(model: Any, tokenizer: Any, ids: list[int], steps: int, step_size: float = 0.15) -> list[float]:
+    """Fit only the embedding (and output) rows `ids` by maximum likelihood of `think_corpus`,
+    every other weight frozen, so the rows learn what reading and writing the token means to
+    this model, which a mean of piece embeddings only approximates. Full batch, Adam with a
+    learning rate of `step_size` times the embedding's root-mean-square entry; the rows of the
+    step with the lowest corpus loss are kept (the starting rows included). Returns the corpus
+    loss before each step and after the last."""
+    import torch
+
+    enc = tokenizer(think_corpus(tokenizer), add_special_tokens=False, return_tensors="pt", padding=True)
+    enc = {k: v.to(model.device) for k, v in enc.items()}
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    weights = [model.get_input_embeddings().weight]
+    if model.get_output_embeddings().weight.data_ptr() != weights[0].data_ptr():
+        weights.append(model.get_output_embeddings().weight)
+    rows = [w.detach()[ids].clone().float().requires_grad_(True) for w in weights]
+    lr = step_size * float(weights[0].detach().float().pow(2).mean().sqrt())
+    opt = torch.optim.Adam(rows, lr=lr)
+    trainable = [p.requires_grad for p in model.parameters()]
+    was_training = model.training
+    model.requires_grad_(False)
+    model.eval()
+    losses, best = [], (float("inf"), None)
+    try:
+        for step in range(steps + 1):
+            with torch.no_grad():
+                for w, r in zip(weights, rows):
+                    w[ids] = r.detach().to(w.dtype)
+            for w in weights:
+                w.requires_grad_(step < steps)
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16_available(str(model.device))), \
+                    torch.set_grad_enabled(step < steps):
+                loss = model(**enc, labels=labels).loss
+            losses.append(float(loss.detach()))
+            if losses[-1] < best[0]:
+                best = (losses[-1], [r.detach().clone() for r in rows])
+            if step == steps:
+                break
+            grads = torch.autograd.grad(loss, weights)
+            for r, g in zip(rows, grads):
+                r.grad = g[ids].float()
+            opt.step()
+        with torch.no_grad():
+            for w, r in zip(weights, best[1]):
+                w[ids] = r.to(w.dtype)
+    finally:
+        for p, t in zip(model.parameters(), trainable):
+            p.requires_grad_(t)
+        model.train(was_training)
+    return losses

@@ -44,9 +44,10 @@ class ModelConfig(_Strict):
                              "(R1_RETURN_FREED_MEMORY=1); the same numbers, a lower peak, a slower update "
                              "(docs/performance.md)")
     think_tokens: bool = Field(False, description="add <think> and </think> as tokens of their own where the "
-                               "tokenizer spells them in pieces, as R1's vocabulary has them (each new embedding the "
-                               "mean of its first and last piece's), so that vLLM's R1 reasoning parser and other runtimes find the "
-                               "reasoning by token in the trained model")
+                               "tokenizer spells them in pieces, as R1's vocabulary has them, so that vLLM's R1 reasoning "
+                               "parser and other runtimes find the reasoning by token in the trained model; each new "
+                               "embedding starts as the mean of its first and last piece's and is fitted to a small corpus "
+                               "of answers in R1's format with the rest of the model frozen")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
 
     @property

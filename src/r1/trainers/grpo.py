@@ -121,9 +121,8 @@ class GRPOTrainer(Trainer):
         return pages
 
     def make_engine(self, bf16: bool):
-        rollout_cfg = self.cfg.rollout
+        rollout_cfg, p = self.cfg.rollout, self.policy
         if rollout_cfg.engine == "hf":
-            p = self.policy
             if p.compute_model is not p.model and p.presharded is None:
                 # precision bf16: sample with the bf16 compute copy's own weights (kept current
                 # by the policy after every step), not a third copy of the model
@@ -135,8 +134,8 @@ class GRPOTrainer(Trainer):
         if rollout_cfg.engine == "vllm":
             from r1.rollout.vllm import VLLMEngine
 
-            return VLLMEngine(resolve_path(self.cfg.model.name), self.tokenizer, seed=self.cfg.seed,
-                              gpu_memory_utilization=rollout_cfg.gpu_memory_utilization,
+            return VLLMEngine(resolve_path(self.cfg.model.name), self.tokenizer, policy=p.presharded or self.model,
+                              seed=self.cfg.seed, gpu_memory_utilization=rollout_cfg.gpu_memory_utilization,
                               sleep=rollout_cfg.vllm_sleep, kv_cache_gb=rollout_cfg.kv_cache_gb,
                               enforce_eager=rollout_cfg.enforce_eager, dtype="bfloat16" if bf16 else "float32")
         from r1.rollout.vllm import VLLMServerEngine
