@@ -1,6 +1,8 @@
 """End to end on the offline tiny model: training changes the weights, logs the reward,
 leaves every artefact, survives SIGKILL and resumes."""
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -768,6 +770,11 @@ def test_the_model_card_holds_the_figures_of_the_run_that_wrote_it(tmp_path):
         row = f"| {name} training | {100 * h['pass@1']:.1f}% ± {100 * h['pass@1_se']:.1f} |"
         assert row in card, row
     assert "<think>" in card.split("```")[1]  # the example prompt, opened as training did
+    snippet = card.split("```python\n")[1].split("```")[0].replace("PATH", str(tmp_path / "run" / "model"))
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        exec(snippet.replace("max_new_tokens=128", "max_new_tokens=4"), {})  # the card's own code runs
+    assert shown.getvalue().endswith("\n")  # it printed the decoded answer
 
 
 def test_serving_the_model_folder_answers_as_serving_the_run(tmp_path):

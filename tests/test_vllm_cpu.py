@@ -212,8 +212,10 @@ def vllm_server(smollm2, tmp_path):
 
 
 def test_zero_with_a_vllm_server_three_steps(vllm_server, tmp_path):
+    """GRPO sampling from a vLLM server started on SmolLM2 as it ships: the policy keeps that
+    vocabulary (model.think_tokens=false) so that its weights fit the server's model."""
     out = tmp_path / "zero-server"
-    run(["zero", "--out", str(out), *ZERO, "--set", "rollout.engine=vllm-server",
+    run(["zero", "--out", str(out), *ZERO, "--set", "model.think_tokens=false", "--set", "rollout.engine=vllm-server",
          "--set", f"rollout.vllm_server_url={vllm_server}", "--set", f"rollout.vllm_weights_dir={tmp_path / 'w'}"])
     mismatch = _mismatch(out)
     print(f"mismatch with the server {mismatch}")

@@ -187,8 +187,8 @@ def require_same_vocabulary(model_path: str, tokenizer: Any) -> None:
     vocab = json.loads(config.read_text()).get("vocab_size") if config.is_file() else None
     if vocab is not None and len(tokenizer) > vocab:
         raise R1Error(f"the tokenizer has {len(tokenizer)} tokens, {model_path} only {vocab} (model.think_tokens "
-                      "added some): sample with rollout.engine hf, or start from a model folder that has <think> "
-                      "and </think>")
+                      "added <think> and </think>): start the vLLM server on a model folder that has them, or set "
+                      "model.think_tokens=false")
 
 
 @contextlib.contextmanager
