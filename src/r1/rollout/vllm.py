@@ -180,11 +180,16 @@ def _grace(engine: Any, prompt_ids: list[list[int]], n: int, params: SamplingPar
     return gen
 
 
+def checkpoint_vocabulary(model_path: str) -> int | None:
+    """The vocabulary size in `model_path`'s config.json (None without one: a hub id, a GGUF)."""
+    config = Path(model_path) / "config.json"
+    return json.loads(config.read_text()).get("vocab_size") if config.is_file() else None
+
+
 def require_same_vocabulary(model_path: str, tokenizer: Any) -> None:
     """vLLM loads the checkpoint with the tokens it has: a policy with tokens added since
     (`model.think_tokens`) cannot be sampled by it."""
-    config = Path(model_path) / "config.json"
-    vocab = json.loads(config.read_text()).get("vocab_size") if config.is_file() else None
+    vocab = checkpoint_vocabulary(model_path)
     if vocab is not None and len(tokenizer) > vocab:
         raise R1Error(f"the tokenizer has {len(tokenizer)} tokens, {model_path} only {vocab} (model.think_tokens "
                       "added <think> and </think>): start the vLLM server on a model folder that has them, or set "
@@ -196,8 +201,7 @@ def start_folder(model_path: str, policy: Any, tokenizer: Any):
     """The folder colocated vLLM starts from: `model_path`, or, where the policy's tokenizer has
     grown past that checkpoint (`model.think_tokens`), the policy itself written to a temporary
     folder for the engine's start (its weights are synced into vLLM after every update anyway)."""
-    config = Path(model_path) / "config.json"
-    vocab = json.loads(config.read_text()).get("vocab_size") if config.is_file() else None
+    vocab = checkpoint_vocabulary(model_path)
     if policy is None or vocab is None or len(tokenizer) <= vocab:
         yield model_path
         return
@@ -214,13 +218,6 @@ class VLLMEngine:
     def __init__(self, model_path: str, tokenizer: Any, *, gpu_memory_utilization: float = 0.3,
                  sleep: bool = True, dtype: str = "bfloat16", seed: int = 0, max_model_len: int | None = None,
                  kv_cache_gb: float | None = None, enforce_eager: bool = False, policy: Any = None):
-        with start_folder(model_path, policy, tokenizer) as start:
-            self._start(start, tokenizer, gpu_memory_utilization, sleep, dtype, seed, max_model_len, kv_cache_gb,
-                        enforce_eager)
-
-    def _start(self, model_path, tokenizer, gpu_memory_utilization, sleep, dtype, seed, max_model_len, kv_cache_gb,
-               enforce_eager) -> None:
-        require_same_vocabulary(model_path, tokenizer)
         vllm = require_vllm()
         import torch
 
@@ -232,12 +229,13 @@ class VLLMEngine:
             warnings.warn("vLLM has no sleep mode on this platform: the engine stays awake during updates "
                           "(set rollout.vllm_sleep=false to silence this)", stacklevel=2)
             sleep = False
-        kwargs = dict(model=model_path, tokenizer=model_path, dtype=dtype, seed=seed, enable_sleep_mode=sleep,
-                      max_model_len=max_model_len, worker_extension_cls="r1.rollout.vllm.WorkerExtension",
-                      enable_prefix_caching=True, logprobs_mode="processed_logprobs",
-                      **platform_kwargs(gpu_memory_utilization=gpu_memory_utilization, kv_cache_gb=kv_cache_gb,
-                                        enforce_eager=enforce_eager))
-        self.llm = vllm.LLM(**kwargs)
+        with start_folder(model_path, policy, tokenizer) as start:
+            require_same_vocabulary(start, tokenizer)
+            self.llm = vllm.LLM(model=start, tokenizer=start, dtype=dtype, seed=seed, enable_sleep_mode=sleep,
+                                max_model_len=max_model_len, worker_extension_cls="r1.rollout.vllm.WorkerExtension",
+                                enable_prefix_caching=True, logprobs_mode="processed_logprobs",
+                                **platform_kwargs(gpu_memory_utilization=gpu_memory_utilization,
+                                                  kv_cache_gb=kv_cache_gb, enforce_eager=enforce_eager))
         self.dtype = getattr(torch, dtype) if isinstance(dtype, str) and hasattr(torch, dtype) else None
         self.tokenizer = tokenizer
         self.sleep_enabled = sleep
