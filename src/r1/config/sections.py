@@ -68,7 +68,8 @@ class CurriculumConfig(_Strict):
 
 
 class TaskConfig(_Strict):
-    name: str = Field("arithmetic", description="countdown, arithmetic, gsm8k or math")
+    name: str = Field("arithmetic", description="arithmetic, countdown, gsm8k, math, humaneval or mixture "
+                      "(their parameters: task.params)")
     params: dict[str, Any] = Field(default_factory=dict, description="the task's own options")
     train_size: int = Field(2000, ge=0, description="training problems (0 = all of a file)")
     heldout_size: int = Field(100, ge=1, description="held-out problems for before/after")

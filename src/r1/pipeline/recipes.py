@@ -40,14 +40,14 @@ class _Stage(_Strict):
 
 
 class SFTStage(_Stage):
-    kind: Literal["sft"]
+    kind: Literal["sft"] = Field(description="the stage's kind: sft (SFT)")
     data: dict[str, Any] = Field(default_factory=dict, description="the SFT data section (path, dataset, ...); "
                                  "rows with a raw `question` get the pipeline's prompt")
     sft: dict[str, Any] = Field(default_factory=dict, description="SFT settings (train, optim, ...)")
 
 
 class DistillStage(_Stage):
-    kind: Literal["distill"]
+    kind: Literal["distill"] = Field(description="the stage's kind: distill (distillation)")
     teacher: str | None = Field(None, description="a stage (or base) whose model samples the shared task")
     generate: dict[str, Any] = Field(default_factory=dict, description="sampling settings (r1 generate)")
     filter: dict[str, Any] = Field(default_factory=dict, description="rejection-sampling settings (r1 filter)")
@@ -56,7 +56,7 @@ class DistillStage(_Stage):
 
 
 class GRPOStage(_Stage):
-    kind: Literal["grpo"]
+    kind: Literal["grpo"] = Field(description="the stage's kind: grpo (GRPO)")
     grpo: dict[str, Any] = Field(default_factory=dict, description="GRPO settings (rewards, algorithm, optim, "
                                  "train, ...) on the shared task, prompt and rollout")
 

@@ -7,7 +7,8 @@ from typing import Any
 from r1.errors import R1Error
 
 
-def _registry() -> dict[str, type]:
+def registered_tasks() -> dict[str, type]:
+    """Every task class by its name."""
     from r1.data.tasks.arithmetic import ArithmeticTask
     from r1.data.tasks.code import HumanEvalTask
     from r1.data.tasks.countdown import CountdownTask
@@ -21,7 +22,7 @@ def get_task(name: str, params: dict[str, Any] | None = None, seed: int = 0):
     """Build task `name` with its validated `params`; a clear R1Error on bad input."""
     from pydantic import ValidationError
 
-    tasks = _registry()
+    tasks = registered_tasks()
     if name not in tasks:
         raise R1Error(f"unknown task {name!r}: known tasks are {', '.join(sorted(tasks))}")
     cls = tasks[name]

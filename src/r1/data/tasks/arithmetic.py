@@ -20,7 +20,8 @@ class ArithmeticParams(TaskParams):
     terms: int = Field(2, ge=2, le=6, description="number of operands (the most, with min_terms)")
     min_terms: int | None = Field(None, ge=2, le=6, description="draw the number of operands from "
                                   "min_terms..terms (problems of mixed length); default: always terms")
-    operations: list[Literal["+", "-", "*"]] = Field(default_factory=lambda: ["+"])
+    operations: list[Literal["+", "-", "*"]] = Field(default_factory=lambda: ["+"],
+                                                      description="the operators drawn between operands")
 
 
 class ArithmeticTask(Task):

@@ -14,7 +14,7 @@ from r1.errors import R1Error
 
 
 class HumanEvalParams(FileParams):
-    split: str = "test"
+    split: str = Field("test", description="the dataset split to read")
     timeout_s: float = Field(5.0, gt=0, description="wall-clock limit of one test run")
     memory_mb: int = Field(512, ge=64, description="memory limit of one test run")
 

@@ -72,9 +72,9 @@ def check_equation(answer: str | None, nums: list[int], target: int) -> bool:
 
 
 class CountdownParams(TaskParams):
-    num_numbers: int = Field(3, ge=2, le=6)
-    max_number: int = Field(20, ge=2, le=1000)
-    max_target: int = Field(100, ge=1)
+    num_numbers: int = Field(3, ge=2, le=6, description="numbers given, each to be used exactly once")
+    max_number: int = Field(20, ge=2, le=1000, description="the numbers are drawn from 1 to this")
+    max_target: int = Field(100, ge=1, description="targets are whole numbers from 1 to this")
 
 
 class CountdownTask(Task):

@@ -19,8 +19,8 @@ from r1.runs import read_jsonl
 class FileParams(TaskParams):
     path: str | None = Field(None, description="local JSONL file")
     dataset: str | None = Field(None, description="Hugging Face dataset id")
-    subset: str | None = None
-    split: str = "train"
+    subset: str | None = Field(None, description="the dataset's configuration (GSM8K: main)")
+    split: str = Field("train", description="the dataset split to read")
     heldout_path: str | None = Field(None, description="separate JSONL for held-out problems")
 
     @model_validator(mode="after")
@@ -46,10 +46,15 @@ class _FileTask(Task):
             name, subset = (p.dataset, p.subset) if p.dataset else self.default_dataset
             try:
                 import datasets
-
+            except ImportError:
+                raise R1Error(f"loading {name!r} from the Hugging Face Hub needs the datasets package "
+                              "(pip install datasets), or give a local JSONL file (--data, task.params.path)") from None
+            try:
                 rows = list(datasets.load_dataset(name, subset, split=p.split))
             except Exception as e:
-                raise R1Error(f"cannot load dataset {name!r}: {str(e).splitlines()[0]}") from None
+                raise R1Error(f"cannot load dataset {name!r} from the Hugging Face Hub ({str(e).splitlines()[0]}); "
+                              "it is downloaded on first use, so without a connection give a local JSONL file "
+                              "(--data, task.params.path)") from None
             where = [f"{name}[{i}]" for i in range(len(rows))]
         return list(zip(where, rows))
 
