@@ -31,7 +31,7 @@ class ModelConfig(_Strict):
         description="auto: bf16 where the hardware has native bf16, else fp32. bf16: forward and "
         "backward on a bf16 copy of the weights, fp32 master weights and optimizer states "
         "(LoRA: autocast), bf16 rollouts; bf16-autocast: fp32 weights under bf16 autocast "
-        "(1.25x slower on CPU); fp32: everything in fp32",
+        "(slower than bf16 on a CPU); fp32: everything in fp32",
     )
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
                                          "(less memory, about a third more compute)")
@@ -183,8 +183,8 @@ class AlgorithmConfig(_Strict):
     rollout_correction: Literal["auto", "tis", "none"] = Field(
         "auto", description="tis: weight each token's policy-gradient term by min(pi_train / pi_rollout, tis_cap), "
         "correcting for the sampling engine's log-probs differing from the trainer's (truncated importance "
-        "sampling, as verl and TRL do for vLLM rollouts); auto: tis for the vLLM engines, none for hf, whose "
-        "mismatch is ~1e-3")
+        "sampling, as verl and TRL do for vLLM rollouts); auto: tis for the vLLM engines, none for hf, which "
+        "samples through the trainer's own weights and kernels")
     tis_cap: float = Field(2.0, gt=0.0, description="C of the truncated importance weights")
 
 
