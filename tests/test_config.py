@@ -51,6 +51,10 @@ def test_shipped_recipes_and_presets_validate():
     for recipe in sorted((root / "recipes").glob("*.yaml")):
         if recipe.name.startswith("distill-"):
             parse_recipe(read_yaml(recipe), source=str(recipe))
+        elif recipe.name.startswith("sft-"):
+            from r1.config import build_sft_config
+
+            build_sft_config(read_yaml(recipe), source=str(recipe))
         elif recipe.name.startswith("r1-pipeline-"):
             from r1.pipeline.runner import Pipeline
 

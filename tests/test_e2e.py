@@ -17,6 +17,7 @@ import torch
 
 from r1.config import build_config, read_yaml
 from r1.presets import preset_path
+from r1.rollout.kernels import cpu_packs_bf16
 from r1.trainers import checkpoint as ckpt
 from r1.trainers.grpo import GRPOTrainer
 
@@ -681,6 +682,8 @@ def test_report_shows_the_signature_analytics(tmp_path, varied_reward):
         ["- before (", "- step000002 (", "- after ("]
 
 
+@pytest.mark.skipif(not cpu_packs_bf16(),
+                    reason="no oneDNN bf16 packing on this CPU (AVX-512 or AVX-NE-CONVERT): nothing to re-pack")
 def test_bf16_sampling_shares_the_compute_copy_and_follows_every_update(tmp_path, varied_reward, monkeypatch):
     """precision bf16: the HF engine samples with the bf16 compute copy's own tensors (no third
     copy of the weights) and re-packs them after each update, so its log-probs stay those of
