@@ -228,6 +228,23 @@ def test_nucleus_grows_past_the_first_top_k():
     assert max(seen) < 500 and len(seen) > 200
 
 
+def test_a_cpu_without_bf16_packing_samples_bf16_through_the_plain_path(tiny, monkeypatch):
+    """On a CPU whose oneDNN cannot pack bf16 weights (AVX2 alone: the packing call raises),
+    a bf16 engine samples through the model's own linears, as with pack_weights=False."""
+    import copy
+
+    from r1.rollout import kernels
+
+    model, tok = tiny
+    monkeypatch.setattr(kernels, "cpu_packs_bf16", lambda: False)
+    engine = HFEngine(copy.deepcopy(model), tok, bf16=True)
+    assert not kernels.packed_linear_available(engine.model) and not engine._packed
+    plain = HFEngine(copy.deepcopy(model), tok, bf16=True, pack_weights=False)
+    p = SamplingParams(max_new_tokens=8, temperature=1.0, seed=3, stop=())
+    a, b = engine.generate(_prompts(tok), 2, p), plain.generate(_prompts(tok), 2, p)
+    assert a.completion_ids == b.completion_ids and a.logprobs == b.logprobs
+
+
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
 def test_packed_bf16_engine_gives_the_same_tokens(tiny):
     """Prepacked oneDNN weights change the speed, not the numbers; they follow weight syncs."""
