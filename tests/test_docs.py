@@ -156,3 +156,18 @@ def test_a_benchmark_that_cannot_be_downloaded_says_how_to_give_a_local_file(mon
     with pytest.raises(R1Error) as e:
         task.all_examples()
     assert "r1-tests/no-such-dataset" in str(e.value) and "--data" in str(e.value) and "Hub" in str(e.value)
+
+
+def test_the_site_lists_every_shipped_recipe_with_what_it_runs():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mkdocs_hooks", ROOT / "scripts" / "mkdocs_hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    table = hooks.recipe_table().splitlines()[2:]
+    recipes = sorted((ROOT / "recipes").rglob("*.yaml"))
+    assert len(table) == len(recipes) >= 10
+    for row, path in zip(table, recipes):
+        assert row.startswith(f"| `{path.relative_to(ROOT)}` | ") and not row.endswith("| – |"), row
+    page = hooks.on_page_markdown(f"a\n{hooks.RECIPES}\n{hooks.REFERENCE}\n", None, None, None)
+    assert hooks.RECIPES not in page and hooks.REFERENCE not in page and "| `rollout.group_size` |" in page
