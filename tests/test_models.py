@@ -84,6 +84,34 @@ def test_think_tokens_are_added_once_from_their_pieces():
     assert model.get_output_embeddings().weight.data_ptr() == weight.data_ptr()  # still tied
 
 
+def test_fitted_think_rows_are_reused_for_the_same_model_and_refitted_for_another(tmp_path, monkeypatch):
+    """A second add_think_tokens on the very same model gives the same rows without fitting
+    again (a rerun, a resume, another seed); a model with any weight changed is fitted anew."""
+    import torch
+
+    from r1 import models
+    from r1.models import add_think_tokens, build_tiny
+
+    monkeypatch.setenv("R1_CACHE", str(tmp_path))
+    fits = []
+    real_fit = models.fit_think_rows
+    monkeypatch.setattr(models, "fit_think_rows", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+
+    def rows(tweak=0.0):
+        model, tok = build_tiny()
+        with torch.no_grad():
+            model.model.norm.weight.add_(tweak)
+        ids = add_think_tokens(model, tok, fit_steps=2)
+        return model.get_input_embeddings().weight.detach()[ids].clone()
+
+    first, again = rows(), rows()
+    assert fits == [1] and torch.equal(first, again)
+    assert len(list((tmp_path / "think-rows").glob("*.pt"))) == 1
+    other = rows(tweak=0.01)
+    assert fits == [1, 1] and len(list((tmp_path / "think-rows").glob("*.pt"))) == 2
+    assert not torch.equal(other, first)
+
+
 def test_fitting_the_think_rows_moves_only_them_and_lowers_the_corpus_loss():
     """fit_think_rows changes the two new rows and nothing else, keeps the rows of its lowest
     corpus loss (below the mean-of-pieces start), and leaves the model's training state and

@@ -283,8 +283,38 @@ def add_think_tokens(model: Any, tokenizer: Any, fit_steps: int = 10) -> list[in
             if outputs.data_ptr() != inputs.data_ptr():
                 outputs[i] = outputs[ends].mean(0)
     if fit_steps:
-        fit_think_rows(model, tokenizer, ids, fit_steps)
+        _fit_think_rows_cached(model, tokenizer, ids, fit_steps)
     return ids
+
+
+def _fit_think_rows_cached(model: Any, tokenizer: Any, ids: list[int], steps: int) -> None:
+    """`fit_think_rows`, or its rows from an earlier fit of the very same model, tokens, corpus
+    and settings (`cache_dir()/think-rows/`, keyed by a hash of every weight): a second run, a
+    resumed one or another seed starts at once with the same rows."""
+    import hashlib
+
+    import torch
+
+    weights = [model.get_input_embeddings().weight]
+    if model.get_output_embeddings().weight.data_ptr() != weights[0].data_ptr():
+        weights.append(model.get_output_embeddings().weight)
+    h = hashlib.blake2b(digest_size=20)
+    h.update(json.dumps([ids, steps, think_corpus(tokenizer), torch.__version__,
+                         bf16_available(str(model.device))]).encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    path = cache_dir() / "think-rows" / f"{h.hexdigest()}.pt"
+    if path.is_file():
+        with torch.no_grad():
+            for w, rows in zip(weights, torch.load(path, weights_only=True)):
+                w[ids] = rows.to(w.device, w.dtype)
+        return
+    fit_think_rows(model, tokenizer, ids, steps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save([w.detach()[ids].cpu().clone() for w in weights], tmp)
+    os.replace(tmp, path)  # atomic: a reader sees the whole file or none
 
 
 def think_corpus(tokenizer: Any) -> list[str]:
