@@ -18,7 +18,7 @@ LADDER = [
     {"rollout", "rewards"},
     {"data"},
     {"models", "algorithms", "types", "config", "runs", "report", "tracking", "errors", "padding", "sandbox",
-     "presets", "allocator"},
+     "presets", "allocator", "plugins"},
 ]
 RUNG = {unit: i for i, units in enumerate(LADDER) for unit in units}
 

@@ -44,6 +44,9 @@ class Generation:
     finish_reasons: list[str]  # [B] "stop" (EOS or stop string) or "length"
     seconds: float = 0.0  # wall time of the call
     texts: list[str] = field(default_factory=list)  # [B] decoded completions (without prefill)
+    # [B][L_b] 1 where the model wrote the token, 0 where it was inserted (a tool's result in a
+    # multi-turn episode): the loss and the KL count only the 1s. None: every token is the model's.
+    loss_masks: list[list[int]] | None = None
 
 
 @dataclass

@@ -19,7 +19,6 @@ import importlib
 import inspect
 import logging
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,35 +60,9 @@ def get_reward(name: str) -> RewardFn:
 
 def load_custom(spec: str) -> RewardFn:
     """`file.py:function` (a path) or `package.module:function` (importable)."""
-    import importlib.util
-    from pathlib import Path
+    from r1.plugins import load_function
 
-    target, _, attr = spec.rpartition(":")
-    if not target or not attr:
-        raise R1Error(f"reward {spec!r}: write it as path/to/file.py:function or package.module:function")
-    if target.endswith(".py") or "/" in target:
-        path = Path(target).expanduser()
-        if not path.is_file():
-            raise R1Error(f"reward {spec!r}: no such file {path}")
-        mod_name = f"r1_custom_reward_{abs(hash(str(path.resolve())))}"
-        module = sys.modules.get(mod_name)
-        if module is None:
-            s = importlib.util.spec_from_file_location(mod_name, path)
-            module = importlib.util.module_from_spec(s)
-            try:
-                s.loader.exec_module(module)
-            except Exception as e:
-                raise R1Error(f"reward {spec!r}: importing {path} failed: {type(e).__name__}: {e}") from None
-            sys.modules[mod_name] = module
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise R1Error(f"reward {spec!r}: cannot import {target}: {e}") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise R1Error(f"reward {spec!r}: {target} has no function {attr!r}")
-    return fn
+    return load_function(spec, "reward")
 
 
 def check_rewards(rewards: dict[str, float], reward_params: dict[str, dict[str, Any]]) -> None:

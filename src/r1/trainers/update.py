@@ -68,11 +68,13 @@ class PolicyUpdate:
         completions = [rollout.generation.completion_ids[i] for i in part]
         if self.share_prefix:
             prompts = [rollout.prompt_ids[i // g] for i in part[::g]]
-            return shared_prefix_logprobs(model, prompts, completions, g, pad, temp, with_entropy, self.device)
+            logp, entropy, cmask = shared_prefix_logprobs(model, prompts, completions, g, pad, temp, with_entropy,
+                                                          self.device)
+            return logp, entropy, _model_tokens(rollout, part, cmask)
         ids, attn, cmask = pad_batch([rollout.prompt_ids[i // g] for i in part], completions, pad)
         ids, attn, cmask = ids.to(self.device), attn.to(self.device), cmask.to(self.device)
         logp, entropy = completion_logprobs(model, ids, attn, cmask.shape[1], temp, with_entropy)
-        return logp, entropy, cmask
+        return logp, entropy, _model_tokens(rollout, part, cmask)
 
     def temperature(self, rollout: Rollout) -> float:
         """The temperature the rollout was sampled at (the loss's log-probs are taken at it)."""
@@ -97,7 +99,8 @@ class PolicyUpdate:
         step's token and sequence counts (`Policy.step` sums the gradients over ranks); sets
         `rollout.update` (its statistics) and `rollout.stepped`."""
         rows, gen = rollout.rows, rollout.generation
-        num_tokens, num_seqs = self.dist.sum([float(sum(len(gen.completion_ids[i]) for i in rows)), float(len(rows))])
+        own = [len(c) for c in gen.completion_ids] if gen.loss_masks is None else [sum(m) for m in gen.loss_masks]
+        num_tokens, num_seqs = self.dist.sum([float(sum(own[i] for i in rows)), float(len(rows))])
         rollout.stepped = num_seqs > 0
         rollout.update = self._update(rollout, num_tokens, num_seqs)
 
@@ -202,3 +205,16 @@ class _Means:
         out = {n: s / c for n, s, c in zip(self.NAMES, sums, counts) if c}
         out["loss"] = sums[0]
         return out
+
+
+def _model_tokens(rollout: Rollout, part: list[int], cmask: torch.Tensor) -> torch.Tensor:
+    """The completion mask less the tokens the model did not write (a tool's result inserted
+    into a multi-turn episode, `Generation.loss_masks`): they are context, never trained on."""
+    masks = rollout.generation.loss_masks
+    if masks is None:
+        return cmask
+    own = torch.zeros_like(cmask)
+    for j, i in enumerate(part):
+        row = masks[i][: cmask.shape[1]]
+        own[j, : len(row)] = torch.tensor(row, dtype=cmask.dtype)
+    return cmask * own

@@ -1,0 +1,136 @@
+"""Episodes of several turns over any `RolloutEngine`: the model writes until it calls a tool
+(`</tool_call>`) or ends; the calls run; their results go back into its context, rendered as
+the chat template renders a `tool` turn (or, where the template has none, inside
+`<tool_response>` tags); the model goes on, until it ends without a call or the episode's turn
+or token budget is spent.
+
+The result is one `Generation` row per episode whose `completion_ids` hold the model's tokens
+and the inserted results in order, with `loss_masks` 1 on the model's tokens and 0 on the
+inserted ones, so the policy loss and the KL see only what the model wrote; `stats` gives,
+per episode, its turns, calls, errors and calls per tool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from r1.data.tools import CALL_CLOSE, Tool, ToolResult, parse_tool_calls, run_tool_calls
+from r1.rollout.base import RolloutEngine
+from r1.types import Generation, SamplingParams
+
+MARK = "\u2063R1-CONTENT\u2063"  # a string no template writes, to find the turn's end in a rendering
+
+
+@dataclass
+class EpisodeSettings:
+    tools: dict[str, Tool]
+    max_turns: int = 4  # model turns per episode
+    max_tokens: int = 256  # tokens per episode: the model's and the inserted results' together
+    tool_timeout_s: float = 10.0
+
+
+@dataclass
+class EpisodeStats:
+    turns: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0  # calls whose result is an error, malformed calls included
+    calls_per_tool: dict[str, int] = field(default_factory=dict)
+
+
+def results_text(tokenizer, results: list[ToolResult], malformed: list[str]) -> str:
+    """What follows the model's turn that called tools: the end of its turn, a `tool` turn per
+    result and the opening of its next turn, as the tokenizer's chat template renders them;
+    `<tool_response>` blocks where the template cannot render a tool turn."""
+    contents = [r.content for r in results] + [f"error: {m}" for m in malformed]
+    if getattr(tokenizer, "chat_template", None):
+        msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": MARK}]
+        msgs += [{"role": "tool", "content": c} for c in contents]
+        try:
+            text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        except Exception:  # a template that refuses the tool role
+            text = ""
+        if MARK in text and all(c in text for c in contents):
+            return text[text.index(MARK) + len(MARK):]
+    return "".join(f"\n<tool_response>\n{c}\n</tool_response>" for c in contents) + "\n"
+
+
+def _cut_after_call(tokenizer, tokens: list[int]) -> int:
+    """How many of a turn's tokens reach the end of its first `</tool_call>` (the rest, written
+    after the stop string during grace tokens, is dropped)."""
+    for k in range(1, len(tokens) + 1):
+        if CALL_CLOSE in tokenizer.decode(tokens[:k]):
+            return k
+    return len(tokens)
+
+
+def run_episodes(engine: RolloutEngine, tokenizer, prompt_ids: list[list[int]], n: int, params: SamplingParams,
+                 settings: EpisodeSettings) -> tuple[Generation, list[EpisodeStats]]:
+    """`n` episodes per prompt (rows grouped by prompt, as `engine.generate` groups them)."""
+    rows = len(prompt_ids) * n
+    ids: list[list[int]] = [[] for _ in range(rows)]
+    logprobs: list[list[float]] = [[] for _ in range(rows)]
+    masks: list[list[int]] = [[] for _ in range(rows)]
+    finish = ["length"] * rows
+    stats = [EpisodeStats() for _ in range(rows)]
+    stop = tuple(params.stop) + (CALL_CLOSE,)
+    active, seconds = list(range(rows)), 0.0
+    for turn in range(settings.max_turns):
+        room = {r: settings.max_tokens - len(ids[r]) for r in active}
+        active = [r for r in active if room[r] > 0]
+        if not active:
+            break
+        p = dataclasses.replace(params, stop=stop, max_new_tokens=max(room[r] for r in active),
+                                seed=params.seed + 7919 * turn)
+        if turn == 0:
+            gen = engine.generate(prompt_ids, n, p)
+        else:
+            gen = engine.generate([prompt_ids[r // n] + ids[r] for r in active], 1, p)
+        seconds += gen.seconds
+        still = []
+        for j, r in enumerate(active):
+            toks, lps = gen.completion_ids[j][: room[r]], gen.logprobs[j][: room[r]]
+            stats[r].turns += 1
+            calls, malformed = [], []
+            if CALL_CLOSE in tokenizer.decode(toks):
+                keep = _cut_after_call(tokenizer, toks)
+                toks, lps = toks[:keep], lps[:keep]
+                calls, malformed = parse_tool_calls(tokenizer.decode(toks))
+            ids[r] += toks
+            logprobs[r] += lps
+            masks[r] += [1] * len(toks)
+            if len(toks) == room[r] and not (calls or malformed):
+                finish[r] = "length"
+                continue
+            if not (calls or malformed):
+                finish[r] = gen.finish_reasons[j]
+                continue
+            results = run_tool_calls(calls, settings.tools, settings.tool_timeout_s)
+            stats[r].tool_calls += len(calls) + len(malformed)
+            stats[r].tool_errors += sum(x.error for x in results) + len(malformed)
+            for c in calls:
+                stats[r].calls_per_tool[c.name] = stats[r].calls_per_tool.get(c.name, 0) + 1
+            inserted = tokenizer(results_text(tokenizer, results, malformed), add_special_tokens=False)["input_ids"]
+            inserted = inserted[: settings.max_tokens - len(ids[r])]
+            ids[r] += inserted
+            logprobs[r] += [0.0] * len(inserted)
+            masks[r] += [0] * len(inserted)
+            finish[r] = "length"  # until a later turn ends it
+            still.append(r)
+        active = still
+    texts = [tokenizer.decode(t) for t in ids]
+    return Generation(ids, logprobs, finish, seconds, texts, loss_masks=masks), stats
+
+
+def episode_metrics(stats: list[EpisodeStats]) -> dict[str, float]:
+    """Per-step means: turns and tool calls per episode, tool errors per call, the share of
+    episodes that called a tool, and calls per tool."""
+    n = max(len(stats), 1)
+    calls = sum(s.tool_calls for s in stats)
+    out = {"episode_turns": sum(s.turns for s in stats) / n, "tool_calls": calls / n,
+           "tool_error_rate": sum(s.tool_errors for s in stats) / calls if calls else 0.0,
+           "tool_use_rate": sum(s.tool_calls > 0 for s in stats) / n}
+    for s in stats:
+        for name, k in s.calls_per_tool.items():
+            out[f"tool_calls/{name}"] = out.get(f"tool_calls/{name}", 0.0) + k / n
+    return out

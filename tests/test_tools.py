@@ -1,0 +1,236 @@
+"""Tools and multi-turn episodes: the calculator, schemas from functions, calls parsed from the
+model's text, tools that raise or hang, episodes with their budgets, and the loss that sees
+only the model's own tokens."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from r1.data.tools import (ToolCall, calculator, get_tool, parse_tool_calls, run_tool_calls, tool_from_function)
+from r1.errors import R1Error
+from r1.rollout.episodes import EpisodeSettings, episode_metrics, results_text, run_episodes
+from r1.types import Generation, SamplingParams
+
+
+def test_the_calculator_is_exact_and_runs_no_code():
+    assert calculator("37 + 48 * 2") == "133"
+    assert calculator("123456789 * 987654321") == str(123456789 * 987654321)
+    assert calculator("(7 - 10) / 4") == "-3/4 = -0.75"
+    for bad in ("__import__('os').system('true')", "2 ** 10", "x + 1", "1 / 0", "9" * 300):
+        with pytest.raises(ValueError):
+            calculator(bad)
+
+
+def test_a_function_becomes_a_tool_with_its_schema(tmp_path):
+    def convert(amount: float, currency: str, rounded: bool = False) -> str:
+        """Convert an amount into euros.
+
+        Args:
+            amount: how much
+            currency: the ISO code, e.g. USD
+        """
+        return f"{amount} {currency}"
+
+    tool = tool_from_function(convert)
+    assert tool.schema() == {"type": "function", "function": {
+        "name": "convert", "description": "Convert an amount into euros.",
+        "parameters": {"type": "object", "additionalProperties": False, "required": ["amount", "currency"],
+                       "properties": {"amount": {"type": "number", "description": "how much"},
+                                      "currency": {"type": "string", "description": "the ISO code, e.g. USD"},
+                                      "rounded": {"type": "boolean"}}}}}
+    (tmp_path / "mytools.py").write_text("def shout(text: str) -> str:\n    'Upper-case the text.'\n"
+                                         "    return text.upper()\n")
+    shout = get_tool(f"{tmp_path / 'mytools.py'}:shout")
+    assert shout.name == "shout" and shout.parameters["required"] == ["text"]
+    assert run_tool_calls([ToolCall("shout", {"text": "hi"})], {"shout": shout})[0].content == "HI"
+    with pytest.raises(R1Error, match="unknown tool 'abacus'.*calculator, python"):
+        get_tool("abacus")
+    with pytest.raises(R1Error, match="no such file"):
+        get_tool(f"{tmp_path / 'none.py'}:f")
+
+
+def test_calls_are_parsed_and_malformed_ones_reported():
+    text = ('first <tool_call>{"name": "calculator", "arguments": {"expression": "1+2"}}</tool_call> then '
+            '<tool_call>{"name": "calculator", "arguments": "{\\"expression\\": \\"3*4\\"}"}</tool_call> '
+            '<tool_call>{"name": "calculator", "arguments": {"expression": "5"</tool_call> '
+            '<tool_call>["calculator"]</tool_call> <tool_call>{"name": 7, "arguments": {}}</tool_call> '
+            '<tool_call>{"name": "calculator"}')  # never closed: not a call
+    calls, errors = parse_tool_calls(text)
+    assert calls == [ToolCall("calculator", {"expression": "1+2"}), ToolCall("calculator", {"expression": "3*4"})]
+    assert len(errors) == 3 and "not JSON" in errors[0]
+    assert parse_tool_calls("no calls at all") == ([], [])
+
+
+def test_a_tool_that_raises_hangs_or_is_called_wrongly_gives_an_error_result():
+    def boom(x: int) -> str:
+        """Raise."""
+        raise RuntimeError("kaboom")
+
+    def hang(x: int) -> str:
+        """Hang."""
+        time.sleep(30)
+        return "late"
+
+    tools = {t.name: t for t in (tool_from_function(boom), tool_from_function(hang), get_tool("calculator"))}
+    t0 = time.perf_counter()
+    out = run_tool_calls([ToolCall("boom", {"x": 1}), ToolCall("hang", {"x": 1}), ToolCall("calculator", {}),
+                          ToolCall("calculator", {"expression": "2+2", "extra": 1}), ToolCall("abacus", {}),
+                          ToolCall("calculator", {"expression": "2+2"})], tools, timeout_s=0.5)
+    assert time.perf_counter() - t0 < 5
+    assert [r.error for r in out] == [True, True, True, True, True, False]
+    assert "RuntimeError: kaboom" in out[0].content and "within 0.5 s" in out[1].content
+    assert "missing expression" in out[2].content and "unknown extra" in out[3].content
+    assert "unknown tool 'abacus'" in out[4].content and out[5].content == "4"
+
+
+@pytest.mark.slow
+def test_the_python_tool_runs_in_the_sandbox_with_its_limits():
+    tools = {"python": get_tool("python")}
+    ok, loop = run_tool_calls([ToolCall("python", {"code": "print(sum(range(10)))"}),
+                               ToolCall("python", {"code": "while True: pass"})], tools, timeout_s=30)
+    assert ok.content.strip() == "45" and not ok.error
+    assert "stopped" in loop.content
+
+
+class TextEngine:
+    """Each row's next turn from `script(context_text, turn)`, cut at the stop strings (kept)
+    and at max_new_tokens; EOS where the text ends without one."""
+
+    def __init__(self, tok, script):
+        self.tok, self.script, self.calls = tok, script, []
+
+    def generate(self, prompt_ids, n, params):
+        ids, texts, reasons = [], [], []
+        for p in prompt_ids:
+            for _ in range(n):
+                context = self.tok.decode(p)
+                text = self.script(context, len(self.calls))
+                cut = min([text.index(s) + len(s) for s in params.stop if s in text], default=None)
+                text = text if cut is None else text[:cut]
+                toks = self.tok(text, add_special_tokens=False)["input_ids"] + ([self.tok.eos_token_id] if cut is None else [])
+                reasons.append("stop" if len(toks) <= params.max_new_tokens else "length")
+                toks = toks[: params.max_new_tokens]
+                ids.append(toks)
+                texts.append(self.tok.decode(toks))
+        self.calls.append((len(prompt_ids), n, params.max_new_tokens))
+        return Generation(ids, [[-0.5] * len(t) for t in ids], reasons, 0.01, texts)
+
+
+CALL = '<tool_call>{"name": "calculator", "arguments": {"expression": "%s"}}</tool_call>'
+
+
+def _episodes(tiny, script, **kw):
+    _, tok = tiny
+    engine = TextEngine(tok, script)
+    prompts = [tok("What is 17 + 25?", add_special_tokens=False)["input_ids"]]
+    settings = EpisodeSettings(tools={"calculator": get_tool("calculator")}, **kw)
+    gen, stats = run_episodes(engine, tok, prompts, 2, SamplingParams(max_new_tokens=64, stop=("</answer>",)), settings)
+    return tok, engine, gen, stats
+
+
+def test_an_episode_calls_the_calculator_reads_its_result_and_answers(tiny):
+    def script(context, turn):  # the tiny tokenizer's template renders a tool turn as <|tool|>
+        if "</tool_call>" not in context:
+            return "<think>I will use the calculator. " + CALL % "17 + 25" + " ignored"
+        return "</think> <answer>" + context.split("<|tool|>\n")[-1].split("</s>")[0] + "</answer>"
+
+    tok, engine, gen, stats = _episodes(tiny, script, max_turns=3, max_tokens=400)
+    assert len(gen.completion_ids) == 2 and engine.calls[0][:2] == (1, 2) and engine.calls[1][:2] == (2, 1)
+    text = gen.texts[0]
+    assert text.count("<tool_call>") == 1 and "ignored" not in text  # what followed the call was dropped
+    assert "<|tool|>\n42</s>" in text and text.rstrip().endswith("<answer>42</answer>")
+    mask, ids = gen.loss_masks[0], gen.completion_ids[0]
+    assert len(mask) == len(ids) == len(gen.logprobs[0]) and 0 in mask and mask[0] == 1 and mask[-1] == 1
+    inserted = tok.decode([t for t, m in zip(ids, mask) if m == 0])
+    assert inserted == results_text(tok, [type("R", (), {"content": "42"})()], []) and "42" in inserted
+    assert all(lp == 0.0 for lp, m in zip(gen.logprobs[0], mask) if m == 0)
+    assert gen.finish_reasons == ["stop", "stop"]
+    assert stats[0].turns == 2 and stats[0].tool_calls == 1 and stats[0].calls_per_tool == {"calculator": 1}
+    m = episode_metrics(stats)
+    assert m["tool_use_rate"] == 1.0 and m["tool_calls"] == 1.0 and m["tool_error_rate"] == 0.0
+    assert m["episode_turns"] == 2.0 and m["tool_calls/calculator"] == 1.0
+
+
+def test_episode_budgets_end_episodes_that_keep_calling(tiny):
+    def forever(context, turn):
+        return "again " + CALL % "1 + 1"
+
+    _, engine, gen, stats = _episodes(tiny, forever, max_turns=3, max_tokens=10_000)
+    assert [s.turns for s in stats] == [3, 3] and [s.tool_calls for s in stats] == [3, 3]
+    assert gen.finish_reasons == ["length", "length"] and len(engine.calls) == 3
+    _, engine, gen, stats = _episodes(tiny, forever, max_turns=50, max_tokens=120)
+    assert all(len(ids) <= 120 for ids in gen.completion_ids) and gen.finish_reasons == ["length", "length"]
+    assert all(s.turns < 50 for s in stats) and all(c[2] <= 120 for c in engine.calls)
+
+
+def test_a_malformed_call_gets_an_error_result_and_the_episode_goes_on(tiny):
+    def script(context, turn):
+        if "</tool_call>" not in context:
+            return '<tool_call>{"name": "calculator", "arguments": </tool_call>'
+        return "<answer>sorry</answer>"
+
+    _, _, gen, stats = _episodes(tiny, script, max_turns=3, max_tokens=400)
+    assert "error: a tool call that is not JSON" in gen.texts[0] and gen.texts[0].rstrip().endswith("</answer>")
+    assert stats[0].tool_calls == 1 and stats[0].tool_errors == 1 and stats[0].turns == 2
+    assert episode_metrics(stats)["tool_error_rate"] == 1.0
+
+
+def test_a_chat_template_with_a_tool_role_renders_the_results_as_a_tool_turn(tiny):
+    _, tok = tiny
+
+    class Templated:
+        chat_template = "x"
+
+        def apply_chat_template(self, msgs, tokenize=False, add_generation_prompt=False):
+            body = "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in msgs)
+            return body + ("<|assistant|>" if add_generation_prompt else "")
+
+    result = type("R", (), {"content": "42"})()
+    assert results_text(Templated(), [result], ["bad call"]) == \
+        "<|end|><|tool|>42<|end|><|tool|>error: bad call<|end|><|assistant|>"
+    assert results_text(tok, [result], []) == "</s>\n<|tool|>\n42</s>\n<|assistant|>\n"  # the tiny template's
+    plain = type("Plain", (), {"chat_template": None})()
+    assert results_text(plain, [result], ["bad"]) == \
+        "\n<tool_response>\n42\n</tool_response>\n<tool_response>\nerror: bad\n</tool_response>\n"
+
+    class Refusing(Templated):
+        def apply_chat_template(self, msgs, **kw):
+            raise ValueError("no tool role here")
+
+    assert results_text(Refusing(), [result], []) == "\n<tool_response>\n42\n</tool_response>\n"
+
+
+def test_the_loss_ignores_the_tokens_a_tool_inserted(tmp_path):
+    """Two steps whose completions differ only in a trailing inserted part (a tool's result, of
+    another length and text) take the same update when that part is masked as inserted;
+    counted as the model's own (no mask), the same tail changes the loss and the update. (A
+    causal model's earlier log-probs cannot see the tail; the padded width moves the last bits.)"""
+    from test_trainer_stages import FakeEngine, right, trainer
+
+    def script(call, q, j):
+        return right(q) if j % 2 else "no answer"
+
+    def step(tail: str, masked: bool):
+        class Engine(FakeEngine):
+            def generate(self, prompt_ids, n, params):
+                gen = super().generate(prompt_ids, n, params)
+                extra = [self.tokenizer(tail, add_special_tokens=False)["input_ids"] for _ in gen.completion_ids]
+                own = [len(c) for c in gen.completion_ids]
+                gen.completion_ids = [c + e for c, e in zip(gen.completion_ids, extra)]
+                gen.logprobs = [lp + [0.0] * len(e) for lp, e in zip(gen.logprobs, extra)]
+                gen.loss_masks = [[1] * k + [0 if masked else 1] * len(e) for k, e in zip(own, extra)]
+                return gen
+
+        tr, _ = trainer(tmp_path / f"{len(tail)}-{masked}", script)
+        tr.engine = Engine(tr.tokenizer, script)
+        ro = tr.step(0)
+        return ro.update, [p.detach().clone() for p in tr.model.parameters()]
+
+    (ua, a), (ub, b) = step("<tool_response>1</tool_response>", True), \
+        step("<tool_response>999 and more</tool_response>", True)
+    assert ua["loss"] == pytest.approx(ub["loss"], rel=1e-6) and ua["grad_norm"] == pytest.approx(ub["grad_norm"], rel=1e-5)
+    assert max((x - y).abs().max().item() for x, y in zip(a, b)) < 5e-5
+    uc, c = step("<tool_response>999 and more</tool_response>", False)
+    assert abs(uc["loss"] - ua["loss"]) > 0.05 and max((x - y).abs().max().item() for x, y in zip(a, c)) > 5e-4
