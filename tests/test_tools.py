@@ -131,16 +131,16 @@ def _episodes(tiny, script, **kw):
 
 
 def test_an_episode_calls_the_calculator_reads_its_result_and_answers(tiny):
-    def script(context, turn):  # the tiny tokenizer's template renders a tool turn as <|tool|>
+    def script(context, turn):  # the tiny template knows no tool turns: <tool_response> blocks
         if "</tool_call>" not in context:
             return "<think>I will use the calculator. " + CALL % "17 + 25" + " ignored"
-        return "</think> <answer>" + context.split("<|tool|>\n")[-1].split("</s>")[0] + "</answer>"
+        return "</think> <answer>" + context.split("<tool_response>\n")[-1].split("\n")[0] + "</answer>"
 
     tok, engine, gen, stats = _episodes(tiny, script, max_turns=3, max_tokens=400)
     assert len(gen.completion_ids) == 2 and engine.calls[0][:2] == (1, 2) and engine.calls[1][:2] == (2, 1)
     text = gen.texts[0]
     assert text.count("<tool_call>") == 1 and "ignored" not in text  # what followed the call was dropped
-    assert "<|tool|>\n42</s>" in text and text.rstrip().endswith("<answer>42</answer>")
+    assert "<tool_response>\n42\n</tool_response>" in text and text.rstrip().endswith("<answer>42</answer>")
     mask, ids = gen.loss_masks[0], gen.completion_ids[0]
     assert len(mask) == len(ids) == len(gen.logprobs[0]) and 0 in mask and mask[0] == 1 and mask[-1] == 1
     inserted = tok.decode([t for t, m in zip(ids, mask) if m == 0])
@@ -148,7 +148,7 @@ def test_an_episode_calls_the_calculator_reads_its_result_and_answers(tiny):
     assert all(lp == 0.0 for lp, m in zip(gen.logprobs[0], mask) if m == 0)
     assert gen.finish_reasons == ["stop", "stop"]
     assert stats[0].turns == 2 and stats[0].tool_calls == 1 and stats[0].calls_per_tool == {"calculator": 1}
-    m = episode_metrics(stats)
+    m = episode_metrics(gen.episodes)
     assert m["tool_use_rate"] == 1.0 and m["tool_calls"] == 1.0 and m["tool_error_rate"] == 0.0
     assert m["episode_turns"] == 2.0 and m["tool_calls/calculator"] == 1.0
 
@@ -174,14 +174,14 @@ def test_a_malformed_call_gets_an_error_result_and_the_episode_goes_on(tiny):
     _, _, gen, stats = _episodes(tiny, script, max_turns=3, max_tokens=400)
     assert "error: a tool call that is not JSON" in gen.texts[0] and gen.texts[0].rstrip().endswith("</answer>")
     assert stats[0].tool_calls == 1 and stats[0].tool_errors == 1 and stats[0].turns == 2
-    assert episode_metrics(stats)["tool_error_rate"] == 1.0
+    assert episode_metrics(gen.episodes)["tool_error_rate"] == 1.0
 
 
 def test_a_chat_template_with_a_tool_role_renders_the_results_as_a_tool_turn(tiny):
     _, tok = tiny
 
     class Templated:
-        chat_template = "x"
+        chat_template = "{% if message['role'] == 'tool' %}...{% endif %}"
 
         def apply_chat_template(self, msgs, tokenize=False, add_generation_prompt=False):
             body = "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in msgs)
@@ -190,7 +190,7 @@ def test_a_chat_template_with_a_tool_role_renders_the_results_as_a_tool_turn(tin
     result = type("R", (), {"content": "42"})()
     assert results_text(Templated(), [result], ["bad call"]) == \
         "<|end|><|tool|>42<|end|><|tool|>error: bad call<|end|><|assistant|>"
-    assert results_text(tok, [result], []) == "</s>\n<|tool|>\n42</s>\n<|assistant|>\n"  # the tiny template's
+    assert results_text(tok, [result], []) == "\n<tool_response>\n42\n</tool_response>\n"  # no tool turns
     plain = type("Plain", (), {"chat_template": None})()
     assert results_text(plain, [result], ["bad"]) == \
         "\n<tool_response>\n42\n</tool_response>\n<tool_response>\nerror: bad\n</tool_response>\n"
@@ -234,3 +234,52 @@ def test_the_loss_ignores_the_tokens_a_tool_inserted(tmp_path):
     assert max((x - y).abs().max().item() for x, y in zip(a, b)) < 5e-5
     uc, c = step("<tool_response>999 and more</tool_response>", False)
     assert abs(uc["loss"] - ua["loss"]) > 0.05 and max((x - y).abs().max().item() for x, y in zip(a, c)) > 5e-4
+
+
+def test_a_grpo_step_with_tools_trains_on_episodes_and_logs_their_metrics(tmp_path):
+    """`tools:` in a recipe: the trainer samples episodes through its engine; odd samples call
+    the calculator and then answer from its result, even ones answer nothing; the step trains
+    on the model's tokens and logs turns, calls and the share of episodes that used a tool."""
+    from test_trainer_stages import FakeEngine, trainer
+
+    from r1.rollout.episodes import EpisodeEngine, with_tools
+    from r1.trainers.steps import step_metrics
+
+    def script(call, q, j):
+        if call == 0:
+            return CALL % q if j % 2 else "no answer"
+        return f"</think><answer>{eval(q)}</answer>"
+
+    from r1.config import build_config, read_yaml
+    from r1.presets import preset_path
+    from r1.trainers.grpo import GRPOTrainer
+
+    real = GRPOTrainer(build_config(read_yaml(preset_path("tiny")), ["tools.names=[calculator]"]), tmp_path / "real")
+    real.setup()
+    assert isinstance(real.engine, EpisodeEngine) and real.engine.settings.tools["calculator"].name == "calculator"
+    tr, _ = trainer(tmp_path, script, "tools.names=[calculator]", "tools.max_turns=3")
+    tr.engine = with_tools(FakeEngine(tr.tokenizer, script), tr.tokenizer, tr.cfg.tools)
+    ro = tr.step(0)
+    gen = ro.generation
+    assert gen.loss_masks is not None and len(gen.episodes) == ro.size
+    called = [i for i in range(ro.size) if gen.episodes[i]["tool_calls"]]
+    assert called == list(range(1, ro.size, 2))
+    assert all(0 in gen.loss_masks[i] for i in called) and all(0 not in gen.loss_masks[i] for i in range(0, ro.size, 2))
+    assert all(ro.rewards["accuracy"][i] == 1.0 for i in called) and ro.stepped
+    row = step_metrics(1, ro, tr.task, tr.eos, 0.0, None)
+    assert row["tool_use_rate"] == 0.5 and row["tool_calls/calculator"] == 0.5 and row["episode_turns"] == 1.5
+    with pytest.raises(R1Error, match="unknown tool 'abacus'"):
+        trainer(tmp_path / "bad", script, "tools.names=[abacus]")
+
+
+def test_a_made_up_tool_name_is_an_error_result_counted_as_unknown(tiny):
+    def script(context, turn):
+        if "</tool_call>" not in context:
+            return '<tool_call>{"name": "calculateFunction(466)", "arguments": {"x": 1}}</tool_call>'
+        return "<answer>1</answer>"
+
+    _, _, gen, stats = _episodes(tiny, script, max_turns=3, max_tokens=400)
+    assert "error: unknown tool 'calculateFunction(466)'; tools: calculator" in gen.texts[0]
+    assert stats[0].calls_per_tool == {"unknown": 1} and stats[0].tool_errors == 1
+    assert set(episode_metrics(gen.episodes)) == {"episode_turns", "tool_calls", "tool_error_rate", "tool_use_rate",
+                                                  "tool_calls/unknown"}

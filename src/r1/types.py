@@ -47,6 +47,8 @@ class Generation:
     # [B][L_b] 1 where the model wrote the token, 0 where it was inserted (a tool's result in a
     # multi-turn episode): the loss and the KL count only the 1s. None: every token is the model's.
     loss_masks: list[list[int]] | None = None
+    # [B] per multi-turn episode: turns, tool_calls, tool_errors, calls_per_tool (None: single turns)
+    episodes: list[dict] | None = None
 
 
 @dataclass

@@ -18,13 +18,14 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from r1.config.files import apply_overrides, merge, read_yaml
 from r1.config.sections import (AS_GIVEN, AlgorithmConfig, CurriculumConfig, EngineSettings, EntropyConfig,
                                 FilterConfig, HeldoutConfig, LoraConfig, ModelConfig, OptimConfig, PromptConfig,
-                                RolloutConfig, ServeConfig, TaskConfig, TrackingConfig, TrainConfig, _Strict)
+                                RolloutConfig, ServeConfig, TaskConfig, ToolsConfig, TrackingConfig, TrainConfig, _Strict)
 from r1.config.sft import SFTConfig, SFTDataConfig, SFTTrainConfig, build_sft_config
 from r1.errors import R1Error, describe_validation_error
 
 __all__ = ["AS_GIVEN", "AlgorithmConfig", "Config", "CurriculumConfig", "EngineSettings", "EntropyConfig",
            "FilterConfig", "HeldoutConfig", "LoraConfig", "ModelConfig", "OptimConfig", "PromptConfig", "RolloutConfig",
-           "SFTConfig", "SFTDataConfig", "SFTTrainConfig", "ServeConfig", "TaskConfig", "TrackingConfig", "TrainConfig",
+           "SFTConfig", "SFTDataConfig", "SFTTrainConfig", "ServeConfig", "TaskConfig", "ToolsConfig", "TrackingConfig",
+           "TrainConfig",
            "apply_overrides", "build_config", "build_sft_config", "dump_config", "load_config", "merge", "read_yaml",
            "split_seed"]
 
@@ -49,6 +50,8 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig, description="steps, checkpoints, evaluations")
     eval: HeldoutConfig = Field(default_factory=HeldoutConfig, description="held-out evaluation during training")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="where metrics go")
+    tools: ToolsConfig | None = Field(None, description="multi-turn episodes in which the model calls tools, their "
+                                      "results inserted into its context and kept out of the loss (none: one turn)")
 
     @field_validator("rewards")
     @classmethod

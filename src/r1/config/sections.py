@@ -220,6 +220,15 @@ class EntropyConfig(_Strict):
         return self
 
 
+class ToolsConfig(_Strict):
+    names: list[str] = Field(..., min_length=1, description="the tools the model may call: calculator (exact "
+                             "arithmetic), python (a sandboxed program), or path/to/file.py:function for your own")
+    max_turns: int = Field(4, ge=1, description="model turns per episode; an episode ends at a turn without a call")
+    max_tokens: int = Field(256, ge=1, description="tokens per episode: the model's and the inserted results' "
+                            "together (rollout.max_new_tokens bounds the first turn alone)")
+    timeout_s: float = Field(10.0, gt=0.0, description="a tool call that runs longer gives an error result")
+
+
 class OptimConfig(_Strict):
     lr: float = Field(1e-5, gt=0.0, description="AdamW's peak learning rate")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW's decoupled weight decay")

@@ -1,7 +1,7 @@
 """Episodes of several turns over any `RolloutEngine`: the model writes until it calls a tool
 (`</tool_call>`) or ends; the calls run; their results go back into its context, rendered as
-the chat template renders a `tool` turn (or, where the template has none, inside
-`<tool_response>` tags); the model goes on, until it ends without a call or the episode's turn
+the chat template renders a `tool` turn where the template knows tool turns (else inside
+`<tool_response>` tags in the same turn); the model goes on, until it ends without a call or the episode's turn
 or token budget is spent.
 
 The result is one `Generation` row per episode whose `completion_ids` hold the model's tokens
@@ -40,10 +40,10 @@ class EpisodeStats:
 
 def results_text(tokenizer, results: list[ToolResult], malformed: list[str]) -> str:
     """What follows the model's turn that called tools: the end of its turn, a `tool` turn per
-    result and the opening of its next turn, as the tokenizer's chat template renders them;
-    `<tool_response>` blocks where the template cannot render a tool turn."""
+    result and the opening of its next turn, as the tokenizer's chat template renders them
+    where the template knows tool turns; else `<tool_response>` blocks inside the same turn."""
     contents = [r.content for r in results] + [f"error: {m}" for m in malformed]
-    if getattr(tokenizer, "chat_template", None):
+    if "tool" in str(getattr(tokenizer, "chat_template", None) or ""):  # a template that knows tool turns
         msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": MARK}]
         msgs += [{"role": "tool", "content": c} for c in contents]
         try:
@@ -108,8 +108,9 @@ def run_episodes(engine: RolloutEngine, tokenizer, prompt_ids: list[list[int]], 
             results = run_tool_calls(calls, settings.tools, settings.tool_timeout_s)
             stats[r].tool_calls += len(calls) + len(malformed)
             stats[r].tool_errors += sum(x.error for x in results) + len(malformed)
-            for c in calls:
-                stats[r].calls_per_tool[c.name] = stats[r].calls_per_tool.get(c.name, 0) + 1
+            for c in calls:  # names the model made up count as "unknown", not as keys of their own
+                name = c.name if c.name in settings.tools else "unknown"
+                stats[r].calls_per_tool[name] = stats[r].calls_per_tool.get(name, 0) + 1
             inserted = tokenizer(results_text(tokenizer, results, malformed), add_special_tokens=False)["input_ids"]
             inserted = inserted[: settings.max_tokens - len(ids[r])]
             ids[r] += inserted
@@ -119,18 +120,49 @@ def run_episodes(engine: RolloutEngine, tokenizer, prompt_ids: list[list[int]], 
             still.append(r)
         active = still
     texts = [tokenizer.decode(t) for t in ids]
-    return Generation(ids, logprobs, finish, seconds, texts, loss_masks=masks), stats
+    return Generation(ids, logprobs, finish, seconds, texts, loss_masks=masks,
+                      episodes=[dataclasses.asdict(s) for s in stats]), stats
 
 
-def episode_metrics(stats: list[EpisodeStats]) -> dict[str, float]:
-    """Per-step means: turns and tool calls per episode, tool errors per call, the share of
-    episodes that called a tool, and calls per tool."""
-    n = max(len(stats), 1)
-    calls = sum(s.tool_calls for s in stats)
-    out = {"episode_turns": sum(s.turns for s in stats) / n, "tool_calls": calls / n,
-           "tool_error_rate": sum(s.tool_errors for s in stats) / calls if calls else 0.0,
-           "tool_use_rate": sum(s.tool_calls > 0 for s in stats) / n}
-    for s in stats:
-        for name, k in s.calls_per_tool.items():
+def episode_metrics(episodes: list[dict]) -> dict[str, float]:
+    """Per-step means over `Generation.episodes`: turns and tool calls per episode, tool errors
+    per call, the share of episodes that called a tool, and calls per tool per episode."""
+    n = max(len(episodes), 1)
+    calls = sum(e["tool_calls"] for e in episodes)
+    out = {"episode_turns": sum(e["turns"] for e in episodes) / n, "tool_calls": calls / n,
+           "tool_error_rate": sum(e["tool_errors"] for e in episodes) / calls if calls else 0.0,
+           "tool_use_rate": sum(e["tool_calls"] > 0 for e in episodes) / n}
+    for e in episodes:
+        for name, k in e["calls_per_tool"].items():
             out[f"tool_calls/{name}"] = out.get(f"tool_calls/{name}", 0.0) + k / n
     return out
+
+
+class EpisodeEngine:
+    """A rollout engine whose every sample is a multi-turn episode with tools, over another
+    engine (r1's, vLLM's): the trainer samples through it as through any engine."""
+
+    def __init__(self, engine: RolloutEngine, tokenizer, settings: EpisodeSettings):
+        self.engine, self.tokenizer, self.settings = engine, tokenizer, settings
+
+    def generate(self, prompt_ids: list[list[int]], n: int, params: SamplingParams) -> Generation:
+        return run_episodes(self.engine, self.tokenizer, prompt_ids, n, params, self.settings)[0]
+
+    def sync_weights(self, model) -> None:
+        self.engine.sync_weights(model)
+
+    def __getattr__(self, name):  # release, model, eos_ids... of the engine underneath
+        return getattr(self.engine, name)
+
+
+def with_tools(engine: RolloutEngine, tokenizer, tools_cfg) -> RolloutEngine:
+    """`engine` wrapped for a recipe's `tools:` section (`config.ToolsConfig`), or itself
+    without one; an unknown tool is a one-line error here, before anything runs."""
+    from r1.data.tools import get_tool
+
+    if tools_cfg is None:
+        return engine
+
+    tools = {t.name: t for t in map(get_tool, tools_cfg.names)}
+    return EpisodeEngine(engine, tokenizer, EpisodeSettings(tools, tools_cfg.max_turns, tools_cfg.max_tokens,
+                                                             tools_cfg.timeout_s))

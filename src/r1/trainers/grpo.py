@@ -27,6 +27,7 @@ from r1.errors import R1Error
 from r1.eval.heldout import evaluate
 from r1.models import default_device
 from r1.rewards import registry as rewards
+from r1.rollout.episodes import with_tools
 from r1.rollout.hf import HFEngine, eos_ids
 from r1.trainers import checkpoint as ckpt
 from r1.trainers.base import Trainer
@@ -66,9 +67,9 @@ class GRPOTrainer(Trainer):
         bf16 = p.bf16
         # A KV cache cannot be kept across activation checkpointing's recomputation.
         self.share_prefix = cfg.train.share_prompt_prefix and not cfg.model.checkpointing
-        # LoRA shares the policy module with the engine (adapters are live); full fine-tuning
-        # samples from a bf16 copy refreshed after every update.
-        self.engine = self.make_engine(bf16)
+        # the engine (LoRA: the live policy; else a copy synced after every update), and with
+        # `tools:` every sample a multi-turn episode over it
+        self.engine = with_tools(self.make_engine(bf16), self.tokenizer, cfg.tools)
         self.ref_model = None
         if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled:
             if fsdp is None:

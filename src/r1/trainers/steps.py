@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from r1.data.prompts import ends_with_eos, is_strict_format, split_at_stop
+from r1.rollout.episodes import episode_metrics
 from r1.types import Generation, Rollout
 
 
@@ -44,7 +45,12 @@ def concat_rollouts(ros: list[Rollout]) -> Rollout:
         completion_ids=[c for r in ros for c in r.generation.completion_ids],
         logprobs=[lp for r in ros for lp in r.generation.logprobs],
         finish_reasons=[f for r in ros for f in r.generation.finish_reasons],
-        seconds=sum(r.generation.seconds for r in ros), texts=[t for r in ros for t in r.generation.texts])
+        seconds=sum(r.generation.seconds for r in ros), texts=[t for r in ros for t in r.generation.texts],
+        loss_masks=None if all(r.generation.loss_masks is None for r in ros) else
+        [m for r in ros for m in (r.generation.loss_masks or [[1] * len(c) for c in r.generation.completion_ids])],
+        episodes=None if all(r.generation.episodes is None for r in ros) else
+        [e for r in ros for e in (r.generation.episodes or [{"turns": 1, "tool_calls": 0, "tool_errors": 0,
+                                                              "calls_per_tool": {}}] * r.size)])
     return Rollout(
         examples=[e for r in ros for e in r.examples], prompt_ids=[p for r in ros for p in r.prompt_ids],
         group_size=ros[0].group_size, generation=gen, completions=[c for r in ros for c in r.completions],
@@ -110,6 +116,7 @@ def step_metrics(step: int, rollout: Rollout, task, eos: set[int], lr: float, le
         "truncated_frac": sum(f == "length" for f in gen.finish_reasons) / n,
         "eos_rate": sum(ends_with_eos(c, eos) for c in gen.completion_ids) / n,
         **({} if level is None else {"curriculum_level": level}),
+        **({} if gen.episodes is None else episode_metrics(gen.episodes)),
         "zero_variance_groups": int((~keep).all(1).sum().item()),
         "unscored": sum(not s for s in rollout.scored) if rollout.scored else 0,
         **rollout.failures.metrics(),
