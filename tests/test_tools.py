@@ -283,3 +283,26 @@ def test_a_made_up_tool_name_is_an_error_result_counted_as_unknown(tiny):
     assert stats[0].calls_per_tool == {"unknown": 1} and stats[0].tool_errors == 1
     assert set(episode_metrics(gen.episodes)) == {"episode_turns", "tool_calls", "tool_error_rate", "tool_use_rate",
                                                   "tool_calls/unknown"}
+
+
+def test_the_held_out_evaluation_through_an_engine_with_tools_reports_tool_use(tiny):
+    from r1.data.prompts import PromptFormat
+    from r1.data.tasks import get_task
+    from r1.eval.heldout import evaluate
+    from r1.rollout.episodes import EpisodeEngine
+
+    model, tok = tiny
+
+    def script(context, turn):
+        if "</tool_call>" not in context:
+            q = context.split("What is")[-1].split("?")[0]
+            return "<think>" + CALL % q
+        return " </think> <answer>" + context.split("<tool_response>\n")[-1].split("\n")[0] + "</answer>"
+
+    task = get_task("arithmetic", {"max_value": 9})
+    _, heldout = task.splits(0, 4)
+    engine = EpisodeEngine(TextEngine(tok, script), tok, EpisodeSettings({"calculator": get_tool("calculator")}))
+    out = evaluate(engine, PromptFormat(style="chat", template="{question}", force_think=False), tok, task, heldout,
+                   samples=2, temperature=1.0, top_p=1.0, max_new_tokens=64, stop=("</answer>",), seed=0)
+    assert out["pass@1"] == 1.0 and out["tool_use_rate"] == 1.0 and out["episode_turns"] == 2.0
+    assert all(r["episode"]["tool_calls"] == 1 for r in out["rows"])

@@ -8,6 +8,7 @@ import statistics
 from r1.data.answers import extract_answer
 from r1.data.prompts import PromptFormat, ends_with_eos, is_strict_format, judge_texts
 from r1.eval.metrics import per_problem_mean_se
+from r1.rollout.episodes import episode_metrics
 from r1.types import SamplingParams
 
 REFLECTION_RE = re.compile(
@@ -28,7 +29,8 @@ def evaluate(engine, prompt: PromptFormat, tokenizer, task, examples, *, samples
     accuracy (last number / boxed anywhere, tags or not) and lengths, the first three with
     their standard errors over problems (`*_se`); plus every sample.
     With `stop_grace` > 0 (and an engine that says which ids end a sequence) also the share
-    of samples that ended with EOS by themselves (`eos_rate`)."""
+    of samples that ended with EOS by themselves (`eos_rate`); through an engine with tools,
+    the episodes' tool use (`rollout.episodes.episode_metrics`)."""
     eos = getattr(engine, "eos_ids", None)
     rows = []
     for start in range(0, len(examples), batch_size):
@@ -55,6 +57,7 @@ def evaluate(engine, prompt: PromptFormat, tokenizer, task, examples, *, samples
                 "format": is_strict_format(completion) and not ran_on[i], "tokens": len(gen.completion_ids[i]),
                 "eos": bool(eos) and ends_with_eos(gen.completion_ids[i], eos),
                 "reflection": has_reflection(completion),
+                **({"episode": gen.episodes[i]} if gen.episodes else {}),  # an engine with tools
             })
     n = max(len(rows), 1)
     lengths = [r["tokens"] for r in rows] or [0]
@@ -68,6 +71,7 @@ def evaluate(engine, prompt: PromptFormat, tokenizer, task, examples, *, samples
         "response_length_mean": statistics.fmean(lengths),
         "reflection_rate": sum(r["reflection"] for r in rows) / n,
         **({"eos_rate": sum(r["eos"] for r in rows) / n} if stop_grace > 0 and eos else {}),
+        **(episode_metrics([r["episode"] for r in rows]) if rows and "episode" in rows[0] else {}),
         "problems": len(examples),
         "samples_per_problem": samples,
         "rows": rows,
