@@ -121,12 +121,13 @@ class TextEngine:
 CALL = '<tool_call>{"name": "calculator", "arguments": {"expression": "%s"}}</tool_call>'
 
 
-def _episodes(tiny, script, **kw):
+def _episodes(tiny, script, turn_tokens=200, **kw):
     _, tok = tiny
     engine = TextEngine(tok, script)
     prompts = [tok("What is 17 + 25?", add_special_tokens=False)["input_ids"]]
     settings = EpisodeSettings(tools={"calculator": get_tool("calculator")}, **kw)
-    gen, stats = run_episodes(engine, tok, prompts, 2, SamplingParams(max_new_tokens=64, stop=("</answer>",)), settings)
+    gen, stats = run_episodes(engine, tok, prompts, 2, SamplingParams(max_new_tokens=turn_tokens, stop=("</answer>",)),
+                              settings)
     return tok, engine, gen, stats
 
 
@@ -163,6 +164,9 @@ def test_episode_budgets_end_episodes_that_keep_calling(tiny):
     _, engine, gen, stats = _episodes(tiny, forever, max_turns=50, max_tokens=120)
     assert all(len(ids) <= 120 for ids in gen.completion_ids) and gen.finish_reasons == ["length", "length"]
     assert all(s.turns < 50 for s in stats) and all(c[2] <= 120 for c in engine.calls)
+    _, engine, gen, stats = _episodes(tiny, forever, turn_tokens=30, max_turns=5, max_tokens=10_000)
+    assert [s.turns for s in stats] == [1, 1] and gen.finish_reasons == ["length", "length"]  # cut before the call
+    assert all(len(ids) == 30 for ids in gen.completion_ids) and engine.calls[0][2] == 30
 
 
 def test_a_malformed_call_gets_an_error_result_and_the_episode_goes_on(tiny):
@@ -303,6 +307,6 @@ def test_the_held_out_evaluation_through_an_engine_with_tools_reports_tool_use(t
     _, heldout = task.splits(0, 4)
     engine = EpisodeEngine(TextEngine(tok, script), tok, EpisodeSettings({"calculator": get_tool("calculator")}))
     out = evaluate(engine, PromptFormat(style="chat", template="{question}", force_think=False), tok, task, heldout,
-                   samples=2, temperature=1.0, top_p=1.0, max_new_tokens=64, stop=("</answer>",), seed=0)
+                   samples=2, temperature=1.0, top_p=1.0, max_new_tokens=200, stop=("</answer>",), seed=0)
     assert out["pass@1"] == 1.0 and out["tool_use_rate"] == 1.0 and out["episode_turns"] == 2.0
     assert all(r["episode"]["tool_calls"] == 1 for r in out["rows"])

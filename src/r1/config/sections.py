@@ -225,7 +225,7 @@ class ToolsConfig(_Strict):
                              "arithmetic), python (a sandboxed program), or path/to/file.py:function for your own")
     max_turns: int = Field(4, ge=1, description="model turns per episode; an episode ends at a turn without a call")
     max_tokens: int = Field(256, ge=1, description="tokens per episode: the model's and the inserted results' "
-                            "together (rollout.max_new_tokens bounds the first turn alone)")
+                            "together (rollout.max_new_tokens bounds each turn)")
     timeout_s: float = Field(10.0, gt=0.0, description="a tool call that runs longer gives an error result")
 
 

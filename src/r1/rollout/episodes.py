@@ -66,7 +66,8 @@ def _cut_after_call(tokenizer, tokens: list[int]) -> int:
 
 def run_episodes(engine: RolloutEngine, tokenizer, prompt_ids: list[list[int]], n: int, params: SamplingParams,
                  settings: EpisodeSettings) -> tuple[Generation, list[EpisodeStats]]:
-    """`n` episodes per prompt (rows grouped by prompt, as `engine.generate` groups them)."""
+    """`n` episodes per prompt (rows grouped by prompt, as `engine.generate` groups them); each
+    turn writes at most `params.max_new_tokens`, each episode `settings.max_tokens` in all."""
     rows = len(prompt_ids) * n
     ids: list[list[int]] = [[] for _ in range(rows)]
     logprobs: list[list[float]] = [[] for _ in range(rows)]
@@ -80,8 +81,8 @@ def run_episodes(engine: RolloutEngine, tokenizer, prompt_ids: list[list[int]], 
         active = [r for r in active if room[r] > 0]
         if not active:
             break
-        p = dataclasses.replace(params, stop=stop, max_new_tokens=max(room[r] for r in active),
-                                seed=params.seed + 7919 * turn)
+        p = dataclasses.replace(params, stop=stop, max_new_tokens=min(params.max_new_tokens, max(room.values())),
+                                seed=params.seed + 7919 * turn)  # params.max_new_tokens: a turn's cap
         if turn == 0:
             gen = engine.generate(prompt_ids, n, p)
         else:
