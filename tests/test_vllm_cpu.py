@@ -192,6 +192,8 @@ def test_zero_colocated_vllm_three_steps_weights_reach_vllm(tmp_path, monkeypatc
 def vllm_server(smollm2, tmp_path):
     from serve_support import free_port, wait_healthy
 
+    from r1.models import bf16_available
+
     _, _, path = smollm2
     port = free_port()
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
@@ -199,7 +201,9 @@ def vllm_server(smollm2, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path,
                              "--port", str(port), "--enforce-eager", "--max-num-batched-tokens", "16384",
                              "--worker-extension-cls", "r1.rollout.vllm.WorkerExtension", "--seed", "0",
-                             "--logprobs-mode", "processed_logprobs"],
+                             "--logprobs-mode", "processed_logprobs",
+                             # the trainer's precision (bf16 only where the CPU has it), as a user starts it
+                             "--dtype", "bfloat16" if bf16_available("cpu") else "float32"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc, 300, log=lambda: (tmp_path / "vllm-server.log").read_text()[-3000:])
