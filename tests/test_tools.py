@@ -169,13 +169,16 @@ def test_episode_budgets_end_episodes_that_keep_calling(tiny):
     assert all(len(ids) == 30 for ids in gen.completion_ids) and engine.calls[0][2] == 30
 
 
-def test_a_malformed_call_gets_an_error_result_and_the_episode_goes_on(tiny):
-    def script(context, turn):
-        if "</tool_call>" not in context:
-            return '<tool_call>{"name": "calculator", "arguments": </tool_call>'
-        return "<answer>sorry</answer>"
+def _call_then_answer(tiny, call: str, answer: str):
+    """An episode whose first turn is `call` and whose next turn is `answer`."""
+    _, _, gen, stats = _episodes(tiny, lambda context, turn: call if "</tool_call>" not in context else answer,
+                                 max_turns=3, max_tokens=400)
+    return gen, stats
 
-    _, _, gen, stats = _episodes(tiny, script, max_turns=3, max_tokens=400)
+
+def test_a_malformed_call_gets_an_error_result_and_the_episode_goes_on(tiny):
+    gen, stats = _call_then_answer(tiny, '<tool_call>{"name": "calculator", "arguments": </tool_call>',
+                                   "<answer>sorry</answer>")
     assert "error: a tool call that is not JSON" in gen.texts[0] and gen.texts[0].rstrip().endswith("</answer>")
     assert stats[0].tool_calls == 1 and stats[0].tool_errors == 1 and stats[0].turns == 2
     assert episode_metrics(gen.episodes)["tool_error_rate"] == 1.0
@@ -277,12 +280,8 @@ def test_a_grpo_step_with_tools_trains_on_episodes_and_logs_their_metrics(tmp_pa
 
 
 def test_a_made_up_tool_name_is_an_error_result_counted_as_unknown(tiny):
-    def script(context, turn):
-        if "</tool_call>" not in context:
-            return '<tool_call>{"name": "calculateFunction(466)", "arguments": {"x": 1}}</tool_call>'
-        return "<answer>1</answer>"
-
-    _, _, gen, stats = _episodes(tiny, script, max_turns=3, max_tokens=400)
+    gen, stats = _call_then_answer(tiny, '<tool_call>{"name": "calculateFunction(466)", "arguments": {"x": 1}}'
+                                         '</tool_call>', "<answer>1</answer>")
     assert "error: unknown tool 'calculateFunction(466)'; tools: calculator" in gen.texts[0]
     assert stats[0].calls_per_tool == {"unknown": 1} and stats[0].tool_errors == 1
     assert set(episode_metrics(gen.episodes)) == {"episode_turns", "tool_calls", "tool_error_rate", "tool_use_rate",
