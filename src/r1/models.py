@@ -15,6 +15,7 @@ as `R1Error` with one line saying how to fix it.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import importlib.util
 import json
@@ -48,13 +49,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("R1_CACHE", Path.home() / ".cache" / "r1"))
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (/proc/cpuinfo; empty where there is none)."""
+    try:
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return frozenset()
+
+
 def cpu_supports_bf16() -> bool:
     """True when this CPU has native bf16 matmul (AVX-512 BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def default_device() -> str:

@@ -5,8 +5,6 @@ own forward: grouped-query attention for one query token without repeated KV hea
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,14 +45,12 @@ def use_decode_attention(model: Any) -> None:
     config._attn_implementation = DECODE_ATTENTION
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_packs_bf16() -> bool:
     """oneDNN packs bf16 weights only on CPUs with AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; on
     others (AVX2 alone) the packing call raises, and bf16 linears take the plain path."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
+    from r1.models import cpu_flags
+
+    flags = cpu_flags()
     return {"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags
 
 
