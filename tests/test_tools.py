@@ -85,6 +85,28 @@ def test_a_tool_that_raises_hangs_or_is_called_wrongly_gives_an_error_result():
     assert "unknown tool 'abacus'" in out[4].content and out[5].content == "4"
 
 
+def test_tools_that_never_return_do_not_starve_later_calls():
+    """Each call runs in a thread of its own: a dozen calls that never return leave the next
+    call as quick as the first."""
+    import threading
+
+    release = threading.Event()
+
+    def stuck(x: int) -> str:
+        """Wait for ever."""
+        release.wait()
+        return "late"
+
+    tools = {"stuck": tool_from_function(stuck), "calculator": get_tool("calculator")}
+    try:
+        out = run_tool_calls([ToolCall("stuck", {"x": 1})] * 12 + [ToolCall("calculator", {"expression": "6*7"})],
+                             tools, timeout_s=0.1)
+    finally:
+        release.set()
+    assert [r.error for r in out] == [True] * 12 + [False] and out[-1].content == "42"
+    assert "stuck did not finish within 0.1 s" in out[0].content
+
+
 @pytest.mark.slow
 def test_the_python_tool_runs_in_the_sandbox_with_its_limits():
     tools = {"python": get_tool("python")}

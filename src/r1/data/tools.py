@@ -14,10 +14,10 @@ exception: the episode goes on and the model sees what went wrong.
 
 from __future__ import annotations
 
-import concurrent.futures
 import inspect
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,7 +26,8 @@ from r1.errors import R1Error
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 CALL_RE = re.compile(re.escape(CALL_OPEN) + r"(.*?)" + re.escape(CALL_CLOSE), re.S)
 MAX_RESULT_CHARS = 2000
-_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+_JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array",
+               "dict": "object"}  # by the annotation's name: a module with postponed annotations gives strings
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,7 @@ def tool_from_function(fn: Callable[..., Any], name: str | None = None) -> Tool:
     for p in inspect.signature(fn).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        kind = _JSON_TYPES.get(p.annotation if not isinstance(p.annotation, str) else
-                               {"str": str, "int": int, "float": float, "bool": bool}.get(p.annotation), "string")
+        kind = _JSON_TYPES.get(getattr(p.annotation, "__name__", p.annotation), "string")
         props[p.name] = {"type": kind} | ({"description": described[p.name]} if p.name in described else {})
         if p.default is p.empty:
             required.append(p.name)
@@ -159,7 +159,23 @@ def _check_arguments(tool: Tool, args: dict) -> str | None:
     return None
 
 
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="r1-tool")
+def _call(tool: Tool, arguments: dict, timeout_s: float) -> tuple[str, bool]:
+    """(text, error) of one call, run in a daemon thread of its own so that a function that
+    never returns holds that thread alone, never the next calls."""
+    box: dict[str, Any] = {}
+
+    def run():
+        try:
+            box["value"] = tool.fn(**arguments)
+        except Exception as e:  # the model sees the error; the episode goes on
+            box["error"] = f"error: {type(e).__name__}: {e}"
+
+    thread = threading.Thread(target=run, name="r1-tool", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return f"error: {tool.name} did not finish within {timeout_s:g} s", True
+    return (box["error"], True) if "error" in box else (str(box.get("value")), False)
 
 
 def run_tool_calls(calls: list[ToolCall], tools: dict[str, Tool], timeout_s: float = 10.0) -> list[ToolResult]:
@@ -177,13 +193,7 @@ def run_tool_calls(calls: list[ToolCall], tools: dict[str, Tool], timeout_s: flo
         if problem:
             results.append(ToolResult(call.name, f"error: {problem}", True))
             continue
-        future = _POOL.submit(tool.fn, **call.arguments)
-        try:
-            content, error = str(future.result(timeout=timeout_s)), False
-        except concurrent.futures.TimeoutError:
-            content, error = f"error: {call.name} did not finish within {timeout_s:g} s", True
-        except Exception as e:  # the model sees the error; the episode goes on
-            content, error = f"error: {type(e).__name__}: {e}", True
+        content, error = _call(tool, call.arguments, timeout_s)
         if len(content) > MAX_RESULT_CHARS:
             content = content[:MAX_RESULT_CHARS] + "… [cut]"
         results.append(ToolResult(call.name, content, error))

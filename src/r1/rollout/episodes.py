@@ -56,12 +56,13 @@ def results_text(tokenizer, results: list[ToolResult], malformed: list[str]) -> 
 
 
 def _cut_after_call(tokenizer, tokens: list[int]) -> int:
-    """How many of a turn's tokens reach the end of its first `</tool_call>` (the rest, written
-    after the stop string during grace tokens, is dropped)."""
-    for k in range(1, len(tokens) + 1):
-        if CALL_CLOSE in tokenizer.decode(tokens[:k]):
-            return k
-    return len(tokens)
+    """How many of a turn's tokens (whose text holds `</tool_call>`) reach the end of its first
+    `</tool_call>`: the sampler stopped there, so only the few grace tokens written after it are
+    dropped, found from the end."""
+    k = len(tokens)
+    while k > 1 and CALL_CLOSE in tokenizer.decode(tokens[: k - 1]):
+        k -= 1
+    return k
 
 
 def run_episodes(engine: RolloutEngine, tokenizer, prompt_ids: list[list[int]], n: int, params: SamplingParams,

@@ -5,6 +5,7 @@ sample, and the message when the loss is not finite."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import operator
 import random
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from r1.data.prompts import ends_with_eos, is_strict_format, split_at_stop
-from r1.rollout.episodes import episode_metrics
+from r1.rollout.episodes import EpisodeStats, episode_metrics
 from r1.types import Generation, Rollout
 
 
@@ -49,8 +50,7 @@ def concat_rollouts(ros: list[Rollout]) -> Rollout:
         loss_masks=None if all(r.generation.loss_masks is None for r in ros) else
         [m for r in ros for m in (r.generation.loss_masks or [[1] * len(c) for c in r.generation.completion_ids])],
         episodes=None if all(r.generation.episodes is None for r in ros) else
-        [e for r in ros for e in (r.generation.episodes or [{"turns": 1, "tool_calls": 0, "tool_errors": 0,
-                                                              "calls_per_tool": {}}] * r.size)])
+        [e for r in ros for e in (r.generation.episodes or [dataclasses.asdict(EpisodeStats(turns=1))] * r.size)])
     return Rollout(
         examples=[e for r in ros for e in r.examples], prompt_ids=[p for r in ros for p in r.prompt_ids],
         group_size=ros[0].group_size, generation=gen, completions=[c for r in ros for c in r.completions],
