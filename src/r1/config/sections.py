@@ -80,6 +80,11 @@ class TaskConfig(_Strict):
                                                 "(the held-out set stays the whole mix)")
 
 
+class PromptExample(_Strict):
+    question: str = Field(..., min_length=1, description="the example's user turn, as it is")
+    answer: str = Field(..., min_length=1, description="the assistant's answer to it, as the model should write it")
+
+
 class PromptConfig(_Strict):
     """How a problem becomes a prompt: the one prompt specification of training, evaluation,
     generation and serving (`data.prompts.PromptFormat.resolve` makes it the renderer for a
@@ -94,6 +99,8 @@ class PromptConfig(_Strict):
         "instruction to use <think>/<answer> tags; '{question}': the problem as it is")
     force_think: bool | None = Field(True, description="open the assistant turn with <think>; none: only where "
                                      "the model knows the token")
+    examples: list[PromptExample] = Field([], description="earlier turns shown before the problem (few-shot, chat "
+                                          "style only): each a question and the answer the model should write")
 
 
 # the prompt of a model r1 did not train, or a benchmark that carries its own instruction

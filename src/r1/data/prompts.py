@@ -11,6 +11,8 @@ so format checks judge the whole assistant answer.
 
 from __future__ import annotations
 
+import json
+
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +75,7 @@ class PromptFormat:
     answer_hint: str = "the final answer"
     force_think: bool = True  # the assistant turn opens with <think>
     stop: tuple[str, ...] = ()
+    examples: tuple[tuple[str, str], ...] = ()  # (question, answer) turns shown before the problem (chat)
 
     @classmethod
     def resolve(cls, spec: Any, tokenizer: Any = None, answer_hint: str = "the final answer",
@@ -89,7 +92,10 @@ class PromptFormat:
             style = "chat" if chat_template else "r1_zero"
         if force is None:
             force = "<think>" in tokenizer.get_vocab() or "<think>" in chat_template
-        return cls(style, spec.template, answer_hint, force, tuple(stop))
+        examples = tuple((e.question, e.answer) for e in getattr(spec, "examples", None) or ())
+        if examples and style == "r1_zero":
+            raise ValueError("prompt.examples needs the chat style (the R1-Zero template holds one question)")
+        return cls(style, spec.template, answer_hint, force, tuple(stop), examples)
 
     @classmethod
     def of(cls, cfg: Any, answer_hint: str, tokenizer: Any = None) -> "PromptFormat":
@@ -117,9 +123,11 @@ class PromptFormat:
         first (R1's usage rule: no system prompt), then the chat template or the plain-text
         R1-Zero template (one question, no history) renders it and the prefill follows."""
         turns = [dict(t) for t in turns]
-        users = [i for i, t in enumerate(turns) if t["role"] == "user"]
-        if not users:
+        if not any(t["role"] == "user" for t in turns):
             raise ValueError("a prompt needs a user turn")
+        if self.style == "chat":
+            turns = self.example_turns() + turns
+        users = [i for i, t in enumerate(turns) if t["role"] == "user"]
         if self.style == "r1_zero":
             text = R1_ZERO_TEMPLATE.format(question=turns[users[-1]]["content"].strip())
             return Prompt(text=text + (" " + self.prefill if self.prefill else ""), prefill=self.prefill)
@@ -136,6 +144,11 @@ class PromptFormat:
         if self.prefill and text.endswith(self.prefill):  # the chat template opens the answer itself
             return Prompt(text=text, prefill=self.prefill)
         return Prompt(text=text + self.prefill, prefill=self.prefill)
+
+    def example_turns(self) -> list[dict]:
+        """The few-shot examples as the user and assistant turns that precede the problem."""
+        return [{"role": role, "content": text} for q, a in self.examples
+                for role, text in (("user", q), ("assistant", a))]
 
     def user_turn(self, question: str) -> str:
         """The user turn the model is shown for `question`: the template filled in (chat), or
@@ -168,12 +181,17 @@ class PromptFormat:
                 "{%- set tmpl %}" + raw(user) + "{% endset -%}"
                 "{%- set ns = namespace(last=-1, first=-1, system='', msgs=[]) -%}"
                 "{%- for m in messages if m['role'] == 'system' -%}{%- set ns.system = m['content'] -%}{%- endfor -%}"
+                "{%- for s in " + json.dumps(self.example_turns()) + " -%}{%- set c = s['content'] -%}"
+                "{%- if ns.system and loop.first -%}{%- set c = ns.system ~ '\\n\\n' ~ c -%}{%- endif -%}"
+                "{%- set ns.msgs = ns.msgs + [{'role': s['role'], 'content': c}] -%}{%- endfor -%}"
+                "{%- set shots = ns.msgs | length -%}"
                 "{%- for m in messages if m['role'] != 'system' -%}{%- if m['role'] == 'user' -%}"
                 "{%- set ns.last = loop.index0 -%}{%- if ns.first < 0 -%}{%- set ns.first = loop.index0 -%}"
                 "{%- endif -%}{%- endif -%}{%- endfor -%}"
                 "{%- for m in messages if m['role'] != 'system' -%}{%- set c = m['content'] -%}"
                 "{%- if loop.index0 == ns.last -%}{%- set c = tmpl | replace('{question}', c | trim) -%}{%- endif -%}"
-                "{%- if ns.system and loop.index0 == ns.first -%}{%- set c = ns.system ~ '\\n\\n' ~ c -%}{%- endif -%}"
+                "{%- if ns.system and not shots and loop.index0 == ns.first -%}"
+                "{%- set c = ns.system ~ '\\n\\n' ~ c -%}{%- endif -%}"
                 "{%- set ns.msgs = ns.msgs + [{'role': m['role'], 'content': c}] -%}{%- endfor -%}"
                 "{%- set messages = ns.msgs %}" + BASE_OPEN + base_chat_template(tokenizer) + BASE_CLOSE + open_)
         self._check_template(template, tokenizer)
