@@ -37,8 +37,63 @@ def train_answering_tiny(out: Path, steps: int = 300) -> Path:
     rows = []
     for a, b in QUESTIONS:
         text, _ = render_chat([ChatMessage(role="user", content=question(a, b))], tok, PromptFormat.as_sent())
-        target = f"{reasoning_of(a, b)}\n</think>\n{content_of(a, b)}{tok.eos_token}"
-        rows.append((tok(text, add_special_tokens=False).input_ids, tok(target, add_special_tokens=False).input_ids))
+        rows.append((text, f"{reasoning_of(a, b)}\n</think>\n{content_of(a, b)}{tok.eos_token}"))
+    return _teach(model, tok, rows, steps, out)
+
+
+# the tools model: it calls the calculator for each of these, then answers with the result
+TOOL_QUESTIONS = [(23, 45), (61, 17), (38, 29)]
+CALCULATOR = {"type": "function", "function": {
+    "name": "calculator", "description": "Evaluate an arithmetic expression exactly.",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}}}
+
+
+def tool_call_of(a: int, b: int) -> dict:
+    return {"name": "calculator", "arguments": {"expression": f"{a} + {b}"}}
+
+
+def train_tool_tiny(out: Path, steps: int = 200) -> Path:
+    """A tiny model folder that looks like one `r1 zero --preset tools` writes (its saved chat
+    template shows a call in a one-shot example, so the server adds no instructions), taught to
+    call the calculator for each of TOOL_QUESTIONS and then to answer "<answer>{c}</answer>"
+    after the result, both through the server's own rendering."""
+    import json
+
+    import torch
+
+    from r1.models import build_tiny
+    from r1.data.prompts import PromptFormat
+    from r1.data.tools import call_text
+    from r1.serve.text import render_chat
+    from r1.serve.protocol import ChatMessage
+
+    torch.manual_seed(0)
+    model, tok = build_tiny()
+    example = call_text("calculator", {"expression": "1 + 1"}) + "\n<tool_response>\n2\n</tool_response>\n<answer>2</answer>"
+    trained = PromptFormat(template="Use the calculator; answer inside <answer> </answer> tags.\n\n{question}",
+                           examples=(("What is 1 + 1?", example),))
+    tok.chat_template = trained.chat_template(tok)
+    served = PromptFormat.as_sent(tok)
+    rows = []
+    for a, b in TOOL_QUESTIONS:
+        call = tool_call_of(a, b)
+        asked = [ChatMessage(role="user", content=question(a, b))]
+        text, _ = render_chat(asked, tok, served, [CALCULATOR])
+        rows.append((text, f"{a} + {b}: calculator\n</think>\n{call_text(**call)}{tok.eos_token}"))
+        answered = asked + [
+            ChatMessage(role="assistant", content=None, tool_calls=[{"id": "call_1", "type": "function", "function": {
+                "name": "calculator", "arguments": json.dumps(call["arguments"])}}]),
+            ChatMessage(role="tool", tool_call_id="call_1", content=str(a + b))]
+        text, _ = render_chat(answered, tok, served, [CALCULATOR])
+        rows.append((text, f"<answer>{a + b}</answer>{tok.eos_token}"))
+    return _teach(model, tok, rows, steps, out)
+
+
+def _teach(model, tok, rows: list[tuple[str, str]], steps: int, out: Path) -> Path:
+    """Fit `model` to write each target after its prompt (full batch, AdamW); save it to `out`."""
+    import torch
+
+    rows = [(tok(p, add_special_tokens=False).input_ids, tok(t, add_special_tokens=False).input_ids) for p, t in rows]
     width = max(len(p) + len(t) for p, t in rows)
     ids = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), -100)

@@ -153,21 +153,31 @@ _SCALAR = st.one_of(st.none(), st.booleans(), _ODD_NUMBER, _ODD_TEXT)
 _JSON = st.recursive(_SCALAR, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                       st.dictionaries(_ODD_TEXT, inner, max_size=4)), max_leaves=12)
 _ROLE = st.sampled_from(["user", "system", "assistant", "tool", "developer", "function"])
+_NAME = st.one_of(st.sampled_from(["calculator", "f", "get_weather"]), _ODD_TEXT)
+_CALL = st.fixed_dictionaries({"id": _ODD_TEXT, "type": st.just("function"), "function": st.fixed_dictionaries(
+    {"name": _NAME, "arguments": st.one_of(st.just('{"expression": "1 + 2"}'), _ODD_TEXT)})})
 _MESSAGE = st.fixed_dictionaries(
-    {"role": _ROLE, "content": st.one_of(_ODD_TEXT, st.lists(st.fixed_dictionaries(
+    {"role": _ROLE, "content": st.one_of(_ODD_TEXT, st.none(), st.lists(st.fixed_dictionaries(
         {"type": st.just("text"), "text": _ODD_TEXT}), min_size=1, max_size=2))},
-    optional={"name": st.text(max_size=8), "tool_call_id": st.text(max_size=8)})
+    optional={"name": st.text(max_size=8), "tool_call_id": st.text(max_size=8),
+              "tool_calls": st.lists(_CALL, max_size=2)})
+_TOOL = st.fixed_dictionaries({"type": st.just("function"), "function": st.fixed_dictionaries(
+    {"name": _NAME}, optional={"description": _ODD_TEXT, "parameters": st.one_of(_JSON, st.just(
+        {"type": "object", "properties": {"expression": {"type": "string"}}})), "strict": st.booleans()})})
+_TOOL_CHOICE = st.one_of(st.sampled_from(["none", "auto", "required"]), st.fixed_dictionaries(
+    {"type": st.just("function"), "function": st.fixed_dictionaries({"name": _NAME})}))
 # every field with a valid value (most requests are almost right, so they get deep into the server) ...
 _VALID = {"model": st.just("tiny-answers"), "temperature": st.floats(0, 2), "top_p": st.floats(0.01, 1),
           "n": st.integers(1, 3), "seed": st.integers(-(2**63), 2**63 - 3), "max_tokens": st.integers(1, 8),
           "stop": st.one_of(_ODD_TEXT.filter(bool), st.lists(_ODD_TEXT.filter(bool), max_size=4)),
           "stream": st.booleans(), "logprobs": st.booleans(), "ignore_eos": st.booleans(),
-          "user": _ODD_TEXT}
+          "user": _ODD_TEXT, "tools": st.lists(_TOOL, max_size=3), "tool_choice": _TOOL_CHOICE,
+          "parallel_tool_calls": st.booleans(), "raw_content": st.booleans()}
 # ... and a hostile one
 _HOSTILE = {"model": _JSON, "temperature": _ODD_NUMBER, "top_p": _ODD_NUMBER, "n": _ODD_INT, "seed": _ODD_INT,
             "max_tokens": _ODD_INT, "max_completion_tokens": _ODD_INT, "stop": _JSON, "stream": _JSON,
             "stream_options": _JSON, "logprobs": st.one_of(_ODD_INT, _JSON), "top_logprobs": _ODD_INT,
-            "tools": _JSON, "response_format": _JSON, "echo": _JSON, "logit_bias": _JSON, "messages": _JSON,
+            "tools": _JSON, "tool_choice": _JSON, "parallel_tool_calls": _JSON, "response_format": _JSON, "echo": _JSON, "logit_bias": _JSON, "messages": _JSON,
             "prompt": _JSON}
 
 

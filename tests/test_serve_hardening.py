@@ -404,10 +404,9 @@ def test_stream_chunks_carry_both_fields_and_usage_only_at_the_end(server):
 
 
 @pytest.mark.parametrize("extra, param", [
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-    ({"tool_choice": "auto"}, "tool_choice"),
-    ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
+    ({"tools": [{"type": "retrieval", "function": {"name": "f"}}]}, "tools.0.type"),
     ({"functions": [{"name": "f"}]}, "functions"),
+    ({"function_call": "auto"}, "function_call"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, "response_format"),
     ({"logit_bias": {"50256": -100}}, "logit_bias"),
@@ -516,8 +515,10 @@ def test_render_chat_writes_tool_turns_and_system_only(server):
     msgs = [ChatMessage(role="user", content="Q"),
             ChatMessage(role="assistant", tool_calls=[{"id": "c1", "function": {"name": "f", "arguments": "{\"x\":1}"}}]),
             ChatMessage(role="tool", tool_call_id="c1", content="42")]
-    text, _ = render_chat(msgs, tok, PromptFormat.as_sent())
-    assert '[called f({"x":1})]' in text and "[result of c1]\n42" in text
+    text, prefill = render_chat(msgs, tok, PromptFormat.as_sent())
+    # the call as the model writes it, its result after it, and the same turn left open
+    assert text.endswith('<think>\n</think>\n<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>\n'
+                         '<tool_response>\n42\n</tool_response>\n') and prefill == ""
 
 
 def test_max_tokens_over_the_room_left_is_400_like_vllm(server, client):

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from r1.data.tools import (ToolCall, calculator, get_tool, parse_tool_calls, run_tool_calls, tool_from_function)
+from r1.data.tools import (ToolCall, calculator, get_tool, parse_tool_calls, results_text, run_tool_calls,
+                           tool_from_function)
 from r1.errors import R1Error
-from r1.rollout.episodes import EpisodeSettings, episode_metrics, results_text, run_episodes
+from r1.rollout.episodes import EpisodeSettings, episode_metrics, run_episodes
 from r1.types import Generation, SamplingParams
 
 
@@ -167,7 +168,7 @@ def test_an_episode_calls_the_calculator_reads_its_result_and_answers(tiny):
     mask, ids = gen.loss_masks[0], gen.completion_ids[0]
     assert len(mask) == len(ids) == len(gen.logprobs[0]) and 0 in mask and mask[0] == 1 and mask[-1] == 1
     inserted = tok.decode([t for t, m in zip(ids, mask) if m == 0])
-    assert inserted == results_text(tok, [type("R", (), {"content": "42"})()], []) and "42" in inserted
+    assert inserted == results_text(tok, ["42"]) and "42" in inserted
     assert all(lp == 0.0 for lp, m in zip(gen.logprobs[0], mask) if m == 0)
     assert gen.finish_reasons == ["stop", "stop"]
     assert stats[0].turns == 2 and stats[0].tool_calls == 1 and stats[0].calls_per_tool == {"calculator": 1}
@@ -216,19 +217,18 @@ def test_a_chat_template_with_a_tool_role_renders_the_results_as_a_tool_turn(tin
             body = "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in msgs)
             return body + ("<|assistant|>" if add_generation_prompt else "")
 
-    result = type("R", (), {"content": "42"})()
-    assert results_text(Templated(), [result], ["bad call"]) == \
+    assert results_text(Templated(), ["42", "error: bad call"]) == \
         "<|end|><|tool|>42<|end|><|tool|>error: bad call<|end|><|assistant|>"
-    assert results_text(tok, [result], []) == "\n<tool_response>\n42\n</tool_response>\n"  # no tool turns
+    assert results_text(tok, ["42"]) == "\n<tool_response>\n42\n</tool_response>\n"  # no tool turns
     plain = type("Plain", (), {"chat_template": None})()
-    assert results_text(plain, [result], ["bad"]) == \
+    assert results_text(plain, ["42", "error: bad"]) == \
         "\n<tool_response>\n42\n</tool_response>\n<tool_response>\nerror: bad\n</tool_response>\n"
 
     class Refusing(Templated):
         def apply_chat_template(self, msgs, **kw):
             raise ValueError("no tool role here")
 
-    assert results_text(Refusing(), [result], []) == "\n<tool_response>\n42\n</tool_response>\n"
+    assert results_text(Refusing(), ["42"]) == "\n<tool_response>\n42\n</tool_response>\n"
 
 
 def test_the_loss_ignores_the_tokens_a_tool_inserted(tmp_path):

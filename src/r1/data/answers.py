@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 

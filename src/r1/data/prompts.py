@@ -117,11 +117,13 @@ class PromptFormat:
     def render(self, question: str, tokenizer: Any = None) -> Prompt:
         return self.render_turns([{"role": "user", "content": question}], tokenizer)
 
-    def render_turns(self, turns: list[dict], tokenizer: Any = None, system: str = "") -> Prompt:
+    def render_turns(self, turns: list[dict], tokenizer: Any = None, system: str = "",
+                     tools: list[dict] | None = None) -> Prompt:
         """A conversation (user/assistant `turns`, the last user turn the question) as the
         model's prompt: the template fills the last user turn, `system` is folded into the
         first (R1's usage rule: no system prompt), then the chat template or the plain-text
-        R1-Zero template (one question, no history) renders it and the prefill follows."""
+        R1-Zero template (one question, no history) renders it and the prefill follows. `tools`
+        (OpenAI function declarations) go to a chat template that renders them."""
         turns = [dict(t) for t in turns]
         if not any(t["role"] == "user" for t in turns):
             raise ValueError("a prompt needs a user turn")
@@ -140,7 +142,8 @@ class PromptFormat:
         # the messages as given go through the model's whole template; r1's own prompt template
         # through the base model's (a trained model's saved template would apply it a second time)
         own = None if self.template == "{question}" else base_chat_template(tokenizer)
-        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True, chat_template=own)
+        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True, chat_template=own,
+                                             **({"tools": tools} if tools else {}))
         if self.prefill and text.endswith(self.prefill):  # the chat template opens the answer itself
             return Prompt(text=text, prefill=self.prefill)
         return Prompt(text=text + self.prefill, prefill=self.prefill)

@@ -33,7 +33,7 @@ def split_reasoning(text: str, *, opened: bool | None = None) -> tuple[str, str]
     return (r1 + r2).strip(), (c1 + c2).strip()
 
 
-def _partial_tag_suffix(text: str, tag: str) -> int:
+def partial_tag_suffix(text: str, tag: str) -> int:
     """Length of the longest suffix of `text` that is a proper prefix of `tag`."""
     for n in range(min(len(tag) - 1, len(text)), 0, -1):
         if text.endswith(tag[:n]):
@@ -72,7 +72,7 @@ class ReasoningStream:
                 reasoning, text = text[:end], text[end + len(THINK_CLOSE):]
                 self.in_reasoning = False
             else:
-                keep = _partial_tag_suffix(text, THINK_CLOSE)
+                keep = partial_tag_suffix(text, THINK_CLOSE)
                 reasoning, self._held, text = text[: len(text) - keep], text[len(text) - keep:], ""
         if not self.in_reasoning:
             content = text

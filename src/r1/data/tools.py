@@ -24,6 +24,7 @@ from typing import Any, Callable
 from r1.errors import R1Error
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+RESPONSE_OPEN = "<tool_response>"
 CALL_RE = re.compile(re.escape(CALL_OPEN) + r"(.*?)" + re.escape(CALL_CLOSE), re.S)
 MAX_RESULT_CHARS = 2000
 _JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array",
@@ -54,6 +55,43 @@ class ToolResult:
     name: str
     content: str
     error: bool = False
+
+
+def call_text(name: str, arguments: Any) -> str:
+    """A call as the model writes it: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`."""
+    return CALL_OPEN + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + CALL_CLOSE
+
+
+def template_knows_tools(tokenizer) -> bool:
+    """Whether the model's own chat template (the base template inside one r1 saved) renders
+    `tool` turns; where it does not, results go back as `<tool_response>` blocks."""
+    from r1.data.prompts import base_chat_template
+
+    return "tool" in str(base_chat_template(tokenizer) or getattr(tokenizer, "chat_template", None) or "")
+
+
+MARK = "\u2063R1-CONTENT\u2063"  # a string no template writes, to find the turn's end in a rendering
+
+
+def results_text(tokenizer, contents: list[str]) -> str:
+    """What follows a model's turn that called tools: the end of its turn, a `tool` turn per
+    result and the opening of its next turn, as the chat template renders them where it knows
+    tool turns; else `<tool_response>` blocks inside the same turn."""
+    if template_knows_tools(tokenizer):
+        msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": MARK}]
+        msgs += [{"role": "tool", "content": c} for c in contents]
+        try:
+            text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        except Exception:  # a template that refuses the tool role
+            text = ""
+        if MARK in text and all(c in text for c in contents):
+            return text[text.index(MARK) + len(MARK):]
+    return response_blocks(contents)
+
+
+def response_blocks(contents: list[str]) -> str:
+    """Results inside `<tool_response>` tags, in the model's own turn (r1's default convention)."""
+    return "".join(f"\n{RESPONSE_OPEN}\n{c}\n</tool_response>" for c in contents) + "\n"
 
 
 def parse_tool_calls(text: str) -> tuple[list[ToolCall], list[str]]:

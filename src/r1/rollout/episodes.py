@@ -15,12 +15,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from r1.data.tools import CALL_CLOSE, Tool, ToolResult, parse_tool_calls, run_tool_calls
+from r1.data.tools import CALL_CLOSE, Tool, parse_tool_calls, results_text, run_tool_calls
 from r1.rollout.base import RolloutEngine
 from r1.types import Generation, SamplingParams
-
-MARK = "\u2063R1-CONTENT\u2063"  # a string no template writes, to find the turn's end in a rendering
-
 
 @dataclass
 class EpisodeSettings:
@@ -36,23 +33,6 @@ class EpisodeStats:
     tool_calls: int = 0
     tool_errors: int = 0  # calls whose result is an error, malformed calls included
     calls_per_tool: dict[str, int] = field(default_factory=dict)
-
-
-def results_text(tokenizer, results: list[ToolResult], malformed: list[str]) -> str:
-    """What follows the model's turn that called tools: the end of its turn, a `tool` turn per
-    result and the opening of its next turn, as the tokenizer's chat template renders them
-    where the template knows tool turns; else `<tool_response>` blocks inside the same turn."""
-    contents = [r.content for r in results] + [f"error: {m}" for m in malformed]
-    if "tool" in str(getattr(tokenizer, "chat_template", None) or ""):  # a template that knows tool turns
-        msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": MARK}]
-        msgs += [{"role": "tool", "content": c} for c in contents]
-        try:
-            text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        except Exception:  # a template that refuses the tool role
-            text = ""
-        if MARK in text and all(c in text for c in contents):
-            return text[text.index(MARK) + len(MARK):]
-    return "".join(f"\n<tool_response>\n{c}\n</tool_response>" for c in contents) + "\n"
 
 
 def _cut_after_call(tokenizer, tokens: list[int]) -> int:
@@ -113,7 +93,8 @@ def run_episodes(engine: RolloutEngine, tokenizer, prompt_ids: list[list[int]], 
             for c in calls:  # names the model made up count as "unknown", not as keys of their own
                 name = c.name if c.name in settings.tools else "unknown"
                 stats[r].calls_per_tool[name] = stats[r].calls_per_tool.get(name, 0) + 1
-            inserted = tokenizer(results_text(tokenizer, results, malformed), add_special_tokens=False)["input_ids"]
+            contents = [x.content for x in results] + [f"error: {m}" for m in malformed]
+            inserted = tokenizer(results_text(tokenizer, contents), add_special_tokens=False)["input_ids"]
             inserted = inserted[: settings.max_tokens - len(ids[r])]
             ids[r] += inserted
             logprobs[r] += [0.0] * len(inserted)

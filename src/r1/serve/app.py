@@ -26,9 +26,11 @@ from r1.serve import protocol
 from r1.serve import responses
 from r1.serve.edge import (ERROR_RESPONSES, APIError, add_openapi, authenticate, check_content_type,
                            install_error_handlers, parse_json, read_body, validate)
+from r1.data.answers import ANSWER_OPEN
 from r1.data.prompts import PromptFormat
+from r1.data.tools import CALL_CLOSE, RESPONSE_OPEN
 from r1.serve.interface import EngineRequest, EngineUnavailable, QueueFull, Step
-from r1.serve.text import Choice, render_chat
+from r1.serve.text import AnswerText, Choice, ToolCallText, render_chat
 from r1.types import R1_TEMPERATURE, R1_TOP_P
 
 STATIC = Path(__file__).parent / "static"
@@ -88,7 +90,10 @@ class Routes:
         return asked
 
     def submit(self, prompt_ids: list[int], req: Any, max_tokens: int, reasoning: Optional[bool],
-               keep_stops: tuple[str, ...] = ()) -> list[Choice]:
+               keep_stops: tuple[str, ...] = (), *, stops: tuple[str, ...] = (), tools: Optional[list[str]] = None,
+               answer_tags: bool = False) -> list[Choice]:
+        """One engine request per choice. `stops` add to the request's own; `tools`: the
+        functions whose calls are taken out of the content; `answer_tags`: drop <answer> tags."""
         temperature, top_p = req.sampling()
         deadline = time.monotonic() + self.settings.request_timeout
         handles = []
@@ -105,7 +110,10 @@ class Routes:
                 raise APIError(429, f"the server is busy: {e}; retry shortly", code="queue_full",
                                headers={"Retry-After": "1"}) from None
             raise APIError(503, f"the engine is unavailable: {e}", code="engine_unavailable") from None
-        return [Choice(i, h, self.tokenizer, req.stops(), reasoning, keep_stops) for i, h in enumerate(handles)]
+        parallel = getattr(req, "parallel_tool_calls", None) is not False
+        return [Choice(i, h, self.tokenizer, req.stops() + stops, reasoning, keep_stops,
+                       ToolCallText(tools, parallel) if tools else None, AnswerText() if answer_tags else None)
+                for i, h in enumerate(handles)]
 
     @staticmethod
     async def steps(choices: list[Choice]) -> AsyncIterator[tuple[Choice, Step]]:
@@ -140,6 +148,7 @@ class Routes:
                 return
 
     async def collect(self, request: Request, choices: list[Choice]) -> list[tuple[str, str]]:
+        """Each choice's (reasoning, content), whole."""
         texts = {c.index: ["", ""] for c in choices}
         watcher = asyncio.create_task(self.watch_disconnect(request, choices))
         try:
@@ -191,14 +200,22 @@ class Routes:
 
     async def chat(self, request: Request) -> Response:
         req: protocol.ChatCompletionRequest = await self.parse(request, protocol.ChatCompletionRequest)
-        text, _prefill = render_chat(req.messages, self.tokenizer, self.style)
+        names = req.tool_names()
+        declared = [t.model_dump(exclude_none=True) for t in req.tools or ()] if names else None
+        text, prefill = render_chat(req.messages, self.tokenizer, self.style, declared)
         prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         max_tokens = self.budget(prompt_ids, req.token_limit(), "messages")
-        choices = self.submit(prompt_ids, req, max_tokens, self.style.force_think, self.style.stop)
+        # with tools: the model's own continuation of a call (a response it writes itself) ends
+        # the answer; without parallel calls, the end of the first call does
+        one_call = names and req.parallel_tool_calls is False
+        choices = self.submit(prompt_ids, req, max_tokens, bool(prefill),
+                              self.style.stop + ((CALL_CLOSE,) if one_call else ()),
+                              stops=(RESPONSE_OPEN,) if names else (), tools=names,
+                              answer_tags=ANSWER_OPEN in text and not req.raw_content)
         cid, model = responses.new_id("chatcmpl"), self.settings.model_name
         if not req.stream:
             parts = await self.collect(request, choices)
-            out = [{"index": c.index, "message": responses.chat_message(r, t), "finish_reason": c.openai_finish,
+            out = [{"index": c.index, "message": responses.chat_message(r, t, c.calls), "finish_reason": c.openai_finish,
                     "logprobs": c.chat_logprobs()} for c, (r, t) in zip(choices, parts)]
             return JSONResponse(responses.chat_response(cid, model, out, self.usage_of(len(prompt_ids), choices, True)))
         created, include_usage = responses.now(), req.include_usage()
@@ -217,6 +234,8 @@ class Routes:
                     yield chunk(choice, responses.delta(reasoning=r))
                 if t:
                     yield chunk(choice, responses.delta(content=t))
+                if calls := choice.take_calls():
+                    yield chunk(choice, responses.delta(tool_calls=calls))
                 if choice.finish is None:
                     continue
                 if (error := self.finish_error(choice)) is not None:

@@ -72,6 +72,34 @@ class ChatMessage(_Request):
         return "".join(part.get(part["type"]) for part in self.content)
 
 
+class FunctionDef(_Request):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="letters, digits, _ . - (at most 64)")
+    description: Optional[str] = None
+    parameters: Optional[dict[str, Any]] = Field(None, description="the arguments' JSON schema")
+    strict: Optional[bool] = Field(None, description="accepted; the arguments are not constrained while decoding")
+
+
+class ToolDef(_Request):
+    type: str = "function"
+    function: FunctionDef
+
+    @field_validator("type")
+    @classmethod
+    def _function_tools(cls, v: str) -> str:
+        if v != "function":
+            raise unsupported(f"tools of type {v!r} are not supported by r1 serve (only 'function')")
+        return v
+
+
+class NamedFunction(_Request):
+    name: str
+
+
+class NamedToolChoice(_Request):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
 class StreamOptions(_Request):
     include_usage: bool = False
 
@@ -165,20 +193,25 @@ class ChatCompletionRequest(_Sampling):
     logprobs: bool = Field(False, description="log-probabilities of the sampled tokens (the model's, before "
                                               "temperature and top-p)")
     top_logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="needs logprobs: true")
-    tools: Optional[list[Any]] = Field(None, description="not supported: a non-empty list is refused")
-    tool_choice: Optional[Any] = Field(None, description="only 'none' is accepted")
-    functions: Optional[list[Any]] = Field(None, description="not supported (legacy tools)")
-    function_call: Optional[Any] = Field(None, description="only 'none' is accepted (legacy)")
+    tools: Optional[list[ToolDef]] = Field(None, max_length=128, description="functions the model may call")
+    tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = Field(
+        None, description="none: answer with text; auto (the default with tools): the model decides; required or "
+        "a named function: a call is asked for (see the serving guide for a model that answers without one)")
+    parallel_tool_calls: Optional[bool] = Field(None, description="false: at most one call per answer")
+    functions: Optional[list[Any]] = Field(None, description="not supported (legacy tools): use tools")
+    function_call: Optional[Any] = Field(None, description="only 'none' is accepted (legacy): use tool_choice")
     response_format: Optional[dict[str, Any]] = Field(None, description="only {type: text} is accepted")
     modalities: Optional[list[str]] = Field(None, description="only ['text'] is accepted")
     audio: Optional[dict[str, Any]] = Field(None, description="not supported")
     prediction: Optional[dict[str, Any]] = Field(None, description="not supported")
-    # accepted and ignored on purpose (there is no tool to call in parallel; effort is the model's own)
-    parallel_tool_calls: Optional[bool] = None
+    raw_content: bool = Field(False, description="r1's extra: the content as the model wrote it; by default a model "
+                                                 "trained to answer inside <answer> tags is answered with what is "
+                                                 "inside them, as DeepSeek's API answers")
+    # accepted and ignored on purpose (effort is the model's own)
     reasoning_effort: Optional[str] = None
 
-    _no_tools = field_validator("tools", "functions")(classmethod(_refuse_if_set(
-        "tool calling is not supported by r1 serve; leave tools out")))
+    _no_functions = field_validator("functions")(classmethod(_refuse_if_set(
+        "the legacy functions parameter is not supported by r1 serve; declare them as tools")))
     _no_audio = field_validator("audio", "prediction")(classmethod(_refuse_if_set(
         "not supported by r1 serve (text in, text out)")))
 
@@ -189,12 +222,38 @@ class ChatCompletionRequest(_Sampling):
             raise ValueError("messages must contain a user, system or tool message, not only assistant turns")
         return v
 
-    @field_validator("tool_choice", "function_call")
+    @field_validator("tools")
     @classmethod
-    def _choice_none(cls, v: Any) -> Any:
-        if v is not None and v != "none":
-            raise unsupported("tool calling is not supported by r1 serve; only 'none' is accepted")
+    def _distinct_names(cls, v: Optional[list[ToolDef]]) -> Optional[list[ToolDef]]:
+        names = [t.function.name for t in v or ()]
+        if len(set(names)) != len(names):
+            raise ValueError("tool names must be distinct")
         return v
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_of_declared(cls, v: Any, info: ValidationInfo) -> Any:
+        names = [t.function.name for t in info.data.get("tools") or ()]
+        if isinstance(v, NamedToolChoice) and v.function.name not in names:
+            raise ValueError(f"tool_choice names {v.function.name!r}, which is not among the tools")
+        if v == "required" and not names:
+            raise ValueError("tool_choice 'required' needs tools")
+        return v
+
+    @field_validator("function_call")
+    @classmethod
+    def _legacy_choice_none(cls, v: Any) -> Any:
+        if v is not None and v != "none":
+            raise unsupported("function_call is not supported by r1 serve; use tools and tool_choice")
+        return v
+
+    def tool_names(self) -> list[str]:
+        """The functions the model may call in this answer ([] with tool_choice none)."""
+        if self.tool_choice == "none":
+            return []
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return [self.tool_choice.function.name]
+        return [t.function.name for t in self.tools or ()]
 
     @field_validator("response_format")
     @classmethod

@@ -41,10 +41,26 @@ class ChatLogprobs(BaseModel):
     content: Optional[list[TokenLogprobOut]] = None
 
 
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str = Field(description="a JSON object, as a string")
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: FunctionCallOut
+
+
+class StreamToolCall(ToolCallOut):
+    index: int
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: Optional[str] = None
     reasoning_content: Optional[str] = Field(None, description="the <think> part (null without reasoning)")
+    tool_calls: Optional[list[ToolCallOut]] = Field(None, description="the functions the model called")
 
 
 class _Choice(BaseModel):
@@ -77,6 +93,7 @@ class ChunkDelta(BaseModel):
     role: Optional[str] = None
     content: Optional[str] = None
     reasoning_content: Optional[str] = None
+    tool_calls: Optional[list[StreamToolCall]] = None
 
 
 class ChunkChoice(_ChatChoice):
@@ -152,15 +169,23 @@ def error_body(message: str, type_: str = "invalid_request_error", param: Option
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def chat_message(reasoning: str, content: str) -> dict:
-    return {"role": "assistant", "content": content, "reasoning_content": reasoning or None}
+def chat_message(reasoning: str, content: str, calls: Optional[list[dict]] = None) -> dict:
+    """An answer's message; with tool calls, `content` is null where nothing else was written."""
+    msg = {"role": "assistant", "content": content or (None if calls else content), "reasoning_content": reasoning or None}
+    if calls:
+        msg["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
+    return msg
 
 
-def delta(*, reasoning: Optional[str] = None, content: Optional[str] = None, role: bool = False) -> dict:
+def delta(*, reasoning: Optional[str] = None, content: Optional[str] = None, role: bool = False,
+          tool_calls: Optional[list[dict]] = None) -> dict:
     """A stream delta as DeepSeek's API sends it: `content` and `reasoning_content` are both
-    always there (null when unused), so a loop reading either attribute never fails."""
+    always there (null when unused), so a loop reading either attribute never fails; tool calls
+    come whole, each with its `index`, as OpenAI's first chunk of a call carries them."""
     d = {"role": "assistant"} if role else {}
     d.update(content=content, reasoning_content=reasoning)
+    if tool_calls:
+        d["tool_calls"] = tool_calls
     return d
 
 
