@@ -4,6 +4,7 @@ only the model's own tokens."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -331,3 +332,54 @@ def test_the_held_out_evaluation_through_an_engine_with_tools_reports_tool_use(t
                    samples=2, temperature=1.0, top_p=1.0, max_new_tokens=200, stop=("</answer>",), seed=0)
     assert out["pass@1"] == 1.0 and out["tool_use_rate"] == 1.0 and out["episode_turns"] == 2.0
     assert all(r["episode"]["tool_calls"] == 1 for r in out["rows"])
+
+
+def test_an_evaluation_with_tools_runs_episodes_and_reports_their_figures(tiny, tmp_path):
+    """`r1 eval` with tools: each sample an episode through the same engine wrapper as training,
+    the answer read after the result, the episodes' figures in summary.json; without tools
+    the same model's call is just text and its answer is missing."""
+    from r1.data.prompts import PromptFormat
+    from r1.data.tasks import build_task
+    from r1.config import load_config, ToolsConfig
+    from r1.eval.runner import EvalConfig, run_eval
+    from r1.rollout.episodes import with_tools
+    from r1.rollout.sampler import LocalSampler
+
+    _, tok = tiny
+    task = build_task(load_config(None, ["task.name=arithmetic", "task.params.min_value=100",
+                                         "task.params.max_value=999"]))
+    _, examples = task.splits(0, 6)
+
+    def script(context, turn):  # call for the question's sum, then copy the result
+        if "<tool_response>" in context:
+            return "<answer>" + context.split("<tool_response>\n")[-1].split("\n")[0] + "</answer>"
+        return CALL % context.split("What is ")[-1].split("?")[0]
+
+    fmt = PromptFormat(force_think=False, template="{question}")
+    cfg = EvalConfig(model="tiny", benchmark="sums", samples=2, max_new_tokens=200, fallback="task",
+                     stop=["</answer>"], tools=ToolsConfig(names=["calculator"]))
+    engine = with_tools(TextEngine(tok, script), tok, cfg.tools)
+    result = run_eval(cfg, tmp_path / "tools", sampler=LocalSampler(engine, tok, fmt), task=task,
+                      examples=examples, progress=False)
+    m = result["metrics"]
+    assert m["pass@1"] == 1.0 and m["tool_use_rate"] == 1.0 and m["episode_turns"] == 2.0
+    assert m["tool_calls/calculator"] == 1.0 and m["tool_error_rate"] == 0.0
+    rows = [json.loads(line) for line in (tmp_path / "tools" / "samples.jsonl").read_text().splitlines()]
+    assert all(r["episode"]["tool_calls"] == 1 for r in rows) and "<tool_response>" in rows[0]["completion"]
+    bare = run_eval(cfg.model_copy(update={"tools": None}), tmp_path / "bare", task=task, examples=examples,
+                    sampler=LocalSampler(TextEngine(tok, script), tok, fmt), progress=False)["metrics"]
+    assert bare["pass@1"] == 0.0 and "tool_use_rate" not in bare
+
+
+def test_the_eval_tools_flag_names_tools_keeps_a_runs_settings_or_turns_them_off():
+    from r1.cli.eval import _tools
+    from r1.config import ToolsConfig
+
+    run = ToolsConfig(names=["calculator"], max_turns=2, max_tokens=99)
+    assert _tools(None, run) is run and _tools("none", run) is None and _tools(None, None) is None
+    assert _tools("python, calculator", run) == {"names": ["python", "calculator"], "max_turns": 2, "max_tokens": 99,
+                                                 "timeout_s": 10.0}
+    with pytest.raises(R1Error, match="unknown tool 'abacus'"):
+        _tools("abacus", None)
+    with pytest.raises(R1Error, match="--tools needs tool names"):
+        _tools(" , ", None)

@@ -96,3 +96,4 @@ class Sample:
     reasoning: str  # the chain of thought ("" when there is none)
     content: str  # the answer after the reasoning
     tokens: int  # completion tokens
+    episode: dict | None = None  # with tools: the episode's turns, calls and errors (`rollout.episodes.EpisodeStats`)

@@ -24,6 +24,9 @@ def evaluate(
                                             "countdown"),
     data: Optional[str] = typer.Option(None, help="local JSONL (fields id, problem, answer) instead of the HF dataset"),
     from_run: Optional[str] = typer.Option(None, help="a training run: evaluate on its task's held-out set with its prompts"),
+    tools: Optional[str] = typer.Option(None, help="tools the model may call, comma-separated (calculator, python, "
+                                        "file.py:function): each sample is a multi-turn episode; 'none': no tools, "
+                                        "even where the run trained with them"),
     *, out: Optional[str], resume: bool, api_key: Optional[str], progress: bool, sampling: dict,  # from the decorator
 ) -> None:
     if ctx.invoked_subcommand is not None:
@@ -35,13 +38,15 @@ def evaluate(
         raise R1Error("--model is required (a model spec, or the API's model name with --api-base)")
     if from_run:
         task, examples, name, fields = from_run_settings(from_run)
+        fields["tools"] = _tools(tools, fields["tools"])
         cfg = options.build(EvalConfig, **(sampling | fields), data=data, benchmark=benchmark or name)
         suffix = ""
     else:
         if not benchmark:
             raise R1Error("--benchmark is required (or --from-run RUN_DIR)")
         bench = get_benchmark(benchmark)
-        cfg = options.build(EvalConfig, **sampling, data=data, benchmark=benchmark, fallback=bench.fallback)
+        cfg = options.build(EvalConfig, **sampling, data=data, benchmark=benchmark, fallback=bench.fallback,
+                            tools=_tools(tools, None))
         task, examples = load_problems(bench, data, seed=cfg.seed)  # settings checked first: no wasted download
         suffix = bench.suffix
     out = out or options.default_out("eval", benchmark or Path(from_run or "").name, cfg.api_model or cfg.model)
@@ -53,7 +58,27 @@ def evaluate(
                f"{m['pass@1_ci95'][1]:.3f}), cons@{k} {m[f'cons@{k}']:.3f}, strict format {m['format_rate']:.3f}, "
                f"answered {m['answered_rate']:.3f} "
                f"over {m['problems']} problems x {k} samples")
+    if "tool_use_rate" in m:
+        typer.echo(f"tools: {m['tool_use_rate']:.3f} of episodes called one, {m['tool_calls']:.2f} calls and "
+                   f"{m['episode_turns']:.2f} turns per episode, {m['tool_error_rate']:.3f} of calls failed")
     typer.echo(f"written to {out} (summary.json, samples.jsonl, report.md, config.yaml)")
+
+
+def _tools(flag: Optional[str], run_tools):
+    """The tools section from --tools: none, the run's own (flag not given), or the names given
+    (with the run's other tool settings, where it had them)."""
+    if flag is None:
+        return run_tools
+    if flag.strip().lower() == "none":
+        return None
+    names = [n.strip() for n in flag.split(",") if n.strip()]
+    if not names:
+        raise R1Error("--tools needs tool names (calculator, python, file.py:function) or 'none'")
+    from r1.data.tools import get_tool
+
+    for n in names:
+        get_tool(n)  # an unknown tool is a one-line error before the model loads
+    return (run_tools.model_dump() if run_tools is not None else {}) | {"names": names}
 
 
 @app.command()

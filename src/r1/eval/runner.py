@@ -20,6 +20,8 @@ from r1.data.tasks import build_task, load_run
 from r1.data.verify import extract
 from r1.eval.metrics import majority_vote, mean_ci95, mean_se, pass_at_k
 from r1.report.eval import write_eval_report
+from r1.config import ToolsConfig
+from r1.rollout.episodes import episode_metrics
 from r1.rollout.sampler import Sampler, SamplingSettings, make_sampler
 from r1.runs import BatchLog, claim_output
 from r1.tracking import Progress, collect_versions
@@ -37,6 +39,8 @@ class EvalConfig(SamplingSettings):
                                 "R1 template and answered_rate the share of samples with an answer found")
     from_run: str | None = Field(None, description="the training run whose held-out set, prompt and stop "
                                  "strings these are")
+    tools: ToolsConfig | None = Field(None, description="every sample a multi-turn episode in which the model may "
+                                      "call these tools (a local model; a training run's own with from_run)")
 
 
 def _question(ex, suffix: str) -> str:
@@ -45,7 +49,7 @@ def _question(ex, suffix: str) -> str:
 
 def compute_metrics(rows: list[dict], examples, samples: int, task) -> dict:
     """pass@1 (with its 95% interval), pass@k and cons@k (answers grouped by `task.equivalent`,
-    the vote judged by `task.verify`), format and length figures."""
+    the vote judged by `task.verify`), format and length figures, and with tools the episodes'."""
     by_id: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_id[r["id"]].append(r)
@@ -77,6 +81,8 @@ def compute_metrics(rows: list[dict], examples, samples: int, task) -> dict:
         "problems": len(per_problem),
         "samples_per_problem": samples,
     }
+    if any("episode" in r for r in rows):  # with tools: turns, calls, errors, the share that called
+        metrics.update(episode_metrics([r["episode"] for r in rows if "episode" in r]))
     return metrics
 
 
@@ -119,7 +125,8 @@ def run_eval(cfg: EvalConfig, out: Path, *, task, examples, sampler: Sampler | N
                     answered = answer is not None and (not s.text.startswith("<think>") or "</think>" in s.text)
                 new.append({"id": ex.id, "sample": j, "problem": ex.question, "gold": ex.answer,
                             "completion": s.text, "reasoning": s.reasoning, "answer": answer,
-                            "format": is_strict_format(s.text), "answered": answered, "tokens": s.tokens})
+                            "format": is_strict_format(s.text), "answered": answered, "tokens": s.tokens,
+                            **({"episode": s.episode} if s.episode is not None else {})})
         by_id = {ex.id: ex for ex in batch}
         for r, ok in zip(new, task.verify_batch([r["answer"] for r in new], [by_id[r["id"]] for r in new])):
             r["correct"] = bool(ok)
@@ -156,5 +163,5 @@ def config_settings(rc, label: str, task=None):
     task = task or build_task(rc)
     _, examples = task.splits(rc.task.train_size, rc.task.heldout_size)
     fields = dict(prompt=rc.prompt, fallback=task.fallback, strict_format=True,
-                  stop=list(rc.rollout.stop), from_run=label)
+                  stop=list(rc.rollout.stop), from_run=label, tools=rc.tools)
     return task, examples, f"{rc.task.name} (held-out of {label})", fields

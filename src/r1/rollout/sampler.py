@@ -109,7 +109,8 @@ class LocalSampler:
             for j in range(i * k, (i + 1) * k):
                 text = self.prompt.prefill + gen.texts[j]
                 reasoning, content = split_reasoning(text)
-                row.append(Sample(text=text, reasoning=reasoning, content=content, tokens=len(gen.completion_ids[j])))
+                row.append(Sample(text=text, reasoning=reasoning, content=content, tokens=len(gen.completion_ids[j]),
+                                  episode=gen.episodes[j] if gen.episodes else None))
             out.append(row)
         return out
 
@@ -117,7 +118,14 @@ class LocalSampler:
 def make_sampler(cfg: SamplingSettings, *, answer_hint: str = "the final answer", api_key: str | None = None) -> Sampler:
     """The sampler a sampling config asks for (`EvalConfig`, `GenerateConfig`: `model`,
     `api_base`, `api_model`, `prompt`, `stop`, the engine settings): an endpoint when
-    `api_base` is set, else the local model with the prompt resolved against its tokenizer."""
+    `api_base` is set, else the local model with the prompt resolved against its tokenizer;
+    with `tools` (`EvalConfig`), every sample a multi-turn episode with them."""
+    tools = getattr(cfg, "tools", None)
+    if cfg.api_base and tools is not None:
+        from r1.errors import R1Error
+
+        raise R1Error("tools run with a local model (--model), not through --api-base: an endpoint's tool calls "
+                      "come back to the client, which runs them")
     if cfg.api_base:
         from r1.rollout.openai import APISampler
 
@@ -125,4 +133,6 @@ def make_sampler(cfg: SamplingSettings, *, answer_hint: str = "the final answer"
                           concurrency=cfg.concurrency, max_retries=cfg.max_retries, rate_limit=cfg.rate_limit)
     engine, tok = local_engine(cfg.model, cfg.engine, seed=cfg.seed, gpu_memory_utilization=cfg.gpu_memory_utilization,
                                kv_cache_gb=cfg.kv_cache_gb, enforce_eager=cfg.enforce_eager)
-    return LocalSampler(engine, tok, PromptFormat.resolve(cfg.prompt, tok, answer_hint, cfg.stop))
+    from r1.rollout.episodes import with_tools
+
+    return LocalSampler(with_tools(engine, tok, tools), tok, PromptFormat.resolve(cfg.prompt, tok, answer_hint, cfg.stop))
