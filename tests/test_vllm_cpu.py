@@ -83,6 +83,7 @@ def test_weights_synced_into_colocated_vllm_equal_the_trainers(smollm2):
     # row here, whatever this CPU's bf16 kernels sample (sampled freely from the question, only 2 of
     # 16 rows reached "=" on one CI machine, 10 here)
     _check_grace(engine, tok, tok(text + "7 + 5 =", add_special_tokens=False).input_ids)
+    _check_episodes(engine, tok)
     greedy = SamplingParams(max_new_tokens=12, temperature=0.0)
     before = engine.generate([prompt], 1, greedy)
     ref = teacher_forced(model, prompt, before.completion_ids[0])
@@ -124,6 +125,33 @@ def _check_grace(engine, tok, prompt: list[int]) -> None:
     assert hit >= 12, hit  # after "7 + 5 =" the model writes " 12": most rows reach the stop string
     plain = engine.generate([prompt], 4, SamplingParams(max_new_tokens=40, temperature=1.0, stop=("12",), seed=3))
     assert all(t.endswith("12") for t, f in zip(plain.texts, plain.finish_reasons) if f == "stop" and "12" in t)
+
+
+def _check_episodes(engine, tok) -> None:
+    """Multi-turn episodes over vLLM: the embedded model, shown two calls as earlier turns, calls
+    the calculator greedily; the result goes into its context (a later turn, on vLLM's prefix
+    cache) and it answers with it; the inserted tokens are masked out of the loss."""
+    from r1.data.prompts import PromptFormat
+    from r1.data.tools import call_text, get_tool
+    from r1.rollout.episodes import EpisodeSettings, run_episodes
+    from r1.types import SamplingParams
+
+    def shot(a: int, b: int) -> tuple[str, str]:
+        return (f"What is {a} + {b}?", call_text("calculator", {"expression": f"{a} + {b}"})
+                + f"\n<tool_response>\n{a + b}\n</tool_response>\n<answer> {a + b} </answer>")
+
+    fmt = PromptFormat(template="{question}", force_think=False, examples=(shot(12, 7), shot(345, 218)))
+    sums = [(788, 532), (317, 601), (259, 351)]
+    prompts = [fmt.ids(f"What is {a} + {b}?", tok) for a, b in sums]
+    gen, stats = run_episodes(engine, tok, prompts, 1, SamplingParams(max_new_tokens=64, temperature=0.0),
+                              EpisodeSettings({"calculator": get_tool("calculator")}, max_turns=3, max_tokens=200))
+    right = [f"<answer> {a + b} </answer>" in t for (a, b), t in zip(sums, gen.texts)]
+    assert sum(s.calls_per_tool.get("calculator", 0) == 1 for s in stats) >= 2, gen.texts
+    assert sum(right) >= 2, gen.texts
+    for ids, mask, text, (a, b) in zip(gen.completion_ids, gen.loss_masks, gen.texts, sums):
+        inserted = tok.decode([t for t, m in zip(ids, mask) if m == 0])
+        assert len(mask) == len(ids) and (inserted.strip() == f"<tool_response>\n{a + b}\n</tool_response>"
+                                          or "<tool_call>" not in text)
 
 
 def _eval(engine: str, tmp: Path, extra=()) -> dict:
