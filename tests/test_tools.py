@@ -383,3 +383,24 @@ def test_the_eval_tools_flag_names_tools_keeps_a_runs_settings_or_turns_them_off
         _tools("abacus", None)
     with pytest.raises(R1Error, match="--tools needs tool names"):
         _tools(" , ", None)
+
+
+def test_a_run_with_tools_reports_and_plots_its_tool_use(tmp_path):
+    from r1.config import load_config
+    from r1.report.run import write_run_report
+
+    cfg = load_config(None, ["tools.names=[calculator]"])
+    rows = [{"step": s, "reward": s / 4, "accuracy": s / 4, "format_rate": 0.0, "response_length_mean": 40.0,
+             "tool_use_rate": s / 4, "tool_calls": s / 4, "tool_error_rate": 0.5 / s, "episode_turns": 1 + s / 4,
+             **({"tool_calls/calculator": s / 4} if s > 1 else {})} for s in range(1, 5)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = {"pass@1": 0.1, "format_rate": 0.0, "lenient_pass@1": 0.1, "response_length_mean": 30.0,
+            "reflection_rate": 0.0, "eos_rate": 1.0, "problems": 4, "episode_turns": 1.1, "tool_calls": 0.1,
+            "tool_error_rate": 0.5, "tool_use_rate": 0.1}
+    history = [{"step": 0, **base}, {"step": 4, **base, "pass@1": 0.9, "tool_use_rate": 1.0, "tool_calls": 1.0,
+                                     "tool_error_rate": 0.0, "episode_turns": 2.0, "tool_calls/calculator": 1.0}]
+    summary = write_run_report(tmp_path, cfg, history)
+    assert summary["heldout_after"]["tool_use_rate"] == 1.0 and summary["heldout_before"]["tool_calls/calculator"] == 0.0
+    report = (tmp_path / "report.md").read_text()
+    assert "| after | 1.000 | 1.00 | 2.00 | 0.000 |" in report and "calculator 0.00 → 1.00" in report
+    assert (tmp_path / "plots" / "tools.png").stat().st_size > 10_000

@@ -11,6 +11,7 @@ from r1.runs import read_log
 
 SUMMARY_KEYS = ("pass@1", "pass@1_se", "format_rate", "format_rate_se", "lenient_pass@1", "lenient_pass@1_se",
                 "response_length_mean", "reflection_rate", "eos_rate")
+TOOL_KEYS = ("tool_use_rate", "tool_calls", "tool_error_rate", "episode_turns")  # with tools
 
 
 def _smooth(values: list[float], k: int = 5) -> list[float]:
@@ -78,6 +79,25 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
         ax2.set_ylabel("tokens", color="C0")
         lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
         ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper left")
+
+    if any("tool_use_rate" in r for r in rows):  # episodes with tools: how the calling was learnt
+        with figure(plots / "tools.png", "Tool use during GRPO", written=written) as ax:
+            names = sorted({k for r in rows for k in r if k.startswith("tool_calls/")})
+            ax.plot(steps, series("accuracy"), "-", color="C1", label="accuracy (train rollouts)")
+            ax.plot(steps, series("tool_use_rate"), "-", color="C0", label="episodes with a call (train)")
+            for i, key in enumerate(names):
+                ax.plot(steps, [r.get(key, 0.0) for r in rows], "--", color=f"C{i + 4}",
+                        label=f"{key.split('/', 1)[1]} calls per episode (train)")
+            ax.plot(steps, series("tool_error_rate"), ":", color="C3", label="calls that failed (train)")
+            tooled = [h for h in history if "tool_use_rate" in h]
+            if tooled:
+                ax.plot([h["step"] for h in tooled], [h["pass@1"] for h in tooled], "o", color="C1",
+                        label="held-out pass@1")
+                ax.plot([h["step"] for h in tooled], [h["tool_use_rate"] for h in tooled], "s", color="C0",
+                        label="held-out episodes with a call")
+            ax.set_xlabel("step")
+            ax.set_ylim(0, 1.05)
+            ax.legend(fontsize=7)
 
     buckets = accuracy_by_length(out)
     with figure(plots / "accuracy_by_length.png", "Accuracy by response length", written=written) as ax:
@@ -211,8 +231,11 @@ def entropy_section(rows: list[dict], cfg) -> list[str]:
 def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
     rows = read_log(out / "metrics.jsonl")
     write_plots(out, rows, history)
-    before = {k: history[0].get(k) for k in SUMMARY_KEYS} if history else {}
-    after = {k: history[-1].get(k) for k in SUMMARY_KEYS} if len(history) > 1 else {}
+    keys = SUMMARY_KEYS + tuple(k for k in TOOL_KEYS if history and k in history[0])
+    keys += tuple(sorted({k for h in history for k in h if k.startswith("tool_calls/")}))
+    before = {k: history[0].get(k, 0.0 if k.startswith("tool_calls/") else None) for k in keys} if history else {}
+    after = {k: history[-1].get(k, 0.0 if k.startswith("tool_calls/") else None) for k in keys} \
+        if len(history) > 1 else {}
     seconds = sum(r.get("time/step", 0.0) for r in rows)
     summary = {
         "model": cfg.model.name,
@@ -222,7 +245,7 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
         "heldout_samples_per_problem": cfg.eval.samples,
         "heldout_before": before,
         "heldout_after": after,
-        "heldout_history": [{k: h.get(k) for k in ("step",) + SUMMARY_KEYS} for h in history],
+        "heldout_history": [{k: h.get(k) for k in ("step",) + keys} for h in history],
         "train_seconds": seconds,
         "length_signature": length_signature(rows),
         "final_step": rows[-1] if rows else {},
@@ -258,6 +281,16 @@ def write_run_report(out: Path, cfg, history: list[dict]) -> dict:
         "stop strings see); text other than whitespace after `</answer>` fails the format.",
         "",
     ]
+    if after and "tool_use_rate" in after:
+        lines += ["| held-out episodes | with a call | calls per episode | turns per episode | calls that failed |",
+                  "|---|---|---|---|---|"]
+        for name, h in (("before", before), ("after", after)):
+            lines.append(f"| {name} | {h['tool_use_rate']:.3f} | {h['tool_calls']:.2f} | {h['episode_turns']:.2f} | "
+                         f"{h['tool_error_rate']:.3f} |")
+        per_tool = [k for k in after if k.startswith("tool_calls/")]
+        lines += ["", "Calls per episode by tool, before → after: " + ", ".join(
+            f"{k.split('/', 1)[1]} {before[k]:.2f} → {after[k]:.2f}" for k in per_tool) + ".", "",
+                  "![tool use](plots/tools.png)", ""]
     sig = summary["length_signature"]
     if sig.get("ratio"):
         lines += [f"Response length in the training rollouts: lowest {sig['window']}-step mean {sig['low']:.1f} "
