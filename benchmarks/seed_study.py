@@ -21,6 +21,11 @@ of completions that end with EOS on the held-out problems, and the accuracy on t
 sums outside the training range (both terms 21-99, `--plain-problems` of them, the same for
 every seed).
 
+`--tools` (a preset with tools) also evaluates each trained model with `r1 eval --from-run`
+twice on the held-out problems, with the run's tools and with `--tools none` (the same model
+answering from its own arithmetic), and adds the held-out share of episodes that called a
+tool and the calculator's calls per episode, before and after training.
+
 A finished seed's checkpoints are deleted (its `model/` stays) so that a long study does not
 fill the disk; `--keep-checkpoints` keeps them.
 """
@@ -86,6 +91,27 @@ def plain_checks(run: Path, problems: int) -> dict:
     return result
 
 
+def tools_checks(run: Path, samples: int) -> dict:
+    """pass@1 (and its standard error) of the trained model through `r1 eval --from-run`, with
+    the run's tools and without them."""
+    cached = run / "tools.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    result = {}
+    for name, extra in (("with_tools", []), ("without_tools", ["--tools", "none"])):
+        out = run / f"eval-{name.replace('_', '-')}"
+        cmd = [sys.executable, "-m", "r1", "eval", "--model", str(run / "model"), "--from-run", str(run),
+               "--samples", str(samples), "--no-progress", "--out", str(out), *extra]
+        if out.exists():
+            cmd.append("--resume")
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        m = json.loads((out / "summary.json").read_text())["metrics"]
+        result[name] = {"pass@1": m["pass@1"], "pass@1_se": m["pass@1_se"],
+                        "tool_use_rate": m.get("tool_use_rate"), "command": " ".join(cmd[1:])}
+    cached.write_text(json.dumps(result, indent=1))
+    return result
+
+
 def seed_row(run: Path, rec: dict) -> dict:
     summary = json.loads((run / "summary.json").read_text())
     before, after = summary["heldout_before"], summary["heldout_after"]
@@ -97,6 +123,11 @@ def seed_row(run: Path, rec: dict) -> dict:
            "entropy": [m.get("entropy") for m in metrics], "temperature": [m.get("temperature") for m in metrics]}
     if (run / "plain.json").is_file():
         row["plain"] = json.loads((run / "plain.json").read_text())
+    if "tool_use_rate" in after:
+        row["tool_use"] = [before["tool_use_rate"], after["tool_use_rate"]]
+        row["calculator_calls"] = [before.get("tool_calls/calculator", 0.0), after.get("tool_calls/calculator", 0.0)]
+    if (run / "tools.json").is_file():
+        row["tools"] = json.loads((run / "tools.json").read_text())
     return row
 
 
@@ -120,6 +151,11 @@ def summarise(rows: list[dict]) -> dict:
     ses = [r["after_se"] for r in rows if r.get("after_se") is not None]
     if len(rows) > 1 and ses:  # the spread identical models would show, each on its own held-out draw
         out["noise_spread"] = expected_range(len(rows), math.sqrt(statistics.fmean([se * se for se in ses])))
+    if all("tools" in r for r in rows):
+        out["without_tools"] = spread([r["tools"]["without_tools"]["pass@1"] for r in rows])
+        out["above_without_tools"] = spread([r["after"] - r["tools"]["without_tools"]["pass@1"] for r in rows])
+    if all("tool_use" in r for r in rows):
+        out["tool_use_after"] = spread([r["tool_use"][1] for r in rows])
     plain = [r["plain"] for r in rows if "plain" in r]
     if plain:
         out["plain_eos"] = spread([p["eos_rate"] for p in plain])
@@ -156,6 +192,23 @@ def table(label: str, rows: list[dict], stats: dict) -> str:
         e, o = stats["plain_eos"], stats["plain_outside"]
         line += f" {pct(e['mean'])} (min {pct(e['min'])}) | **{pct(o['mean'])}** (min {pct(o['min'])}) |"
     lines.append(line)
+    if all("tool_use" in r for r in rows):
+        lines += ["", "| seed | episodes with a call, before → after | calculator calls per episode, before → after | "
+                      "`r1 eval` with tools | `r1 eval --tools none` (the same model) | after − without tools |",
+                  "|---|---|---|---|---|---|"]
+        for r in rows:
+            t = r.get("tools", {})
+            w, wo = t.get("with_tools", {}), t.get("without_tools", {})
+            above = f"{100 * (r['after'] - wo['pass@1']):+.1f}" if wo else "–"
+            lines.append(f"| {r['seed']} | {pct(r['tool_use'][0])} → {pct(r['tool_use'][1])} | "
+                         f"{r['calculator_calls'][0]:.2f} → {r['calculator_calls'][1]:.2f} | "
+                         f"{pct(w.get('pass@1'))} ± {pct(w.get('pass@1_se'))} | "
+                         f"{pct(wo.get('pass@1'))} ± {pct(wo.get('pass@1_se'))} | {above} |")
+        if "above_without_tools" in stats:
+            t = stats["above_without_tools"]
+            lines.append(f"| **mean** (min) | {pct(stats['tool_use_after']['mean'])} after (min "
+                         f"{pct(stats['tool_use_after']['min'])}) | | | {pct(stats['without_tools']['mean'])} | "
+                         f"**{100 * t['mean']:+.1f}** (min {100 * t['min']:+.1f}) |")
     if "noise_spread" in stats:
         lines += ["", f"Identical models, each seed evaluated on its own draw of {rows[0]['problems']} held-out "
                       f"problems with these standard errors, would spread by {pct(stats['noise_spread'])} points on "
@@ -191,6 +244,8 @@ def main() -> None:
     ap.add_argument("--label", help="the study's name in the table (default: the preset and the overrides)")
     ap.add_argument("--plain", action="store_true", help="also check the models with plain transformers")
     ap.add_argument("--plain-problems", type=int, default=200)
+    ap.add_argument("--tools", action="store_true", help="also evaluate each model with and without its tools")
+    ap.add_argument("--tools-samples", type=int, default=2, help="samples per problem of those evaluations")
     ap.add_argument("--keep-checkpoints", action="store_true", help="keep each finished seed's checkpoints")
     ap.add_argument("--table", type=Path, nargs="+", help="print the tables of finished studies, side by side")
     a = ap.parse_args()
@@ -209,6 +264,8 @@ def main() -> None:
         rec = run_seed(a.preset, seed, run, a.sets)
         if a.plain:
             plain_checks(run, a.plain_problems)
+        if a.tools:
+            tools_checks(run, a.tools_samples)
         if not a.keep_checkpoints:
             shutil.rmtree(run / "checkpoints", ignore_errors=True)
         rows.append(seed_row(run, rec))

@@ -35,6 +35,21 @@ def test_seed_table_summarises_and_names_the_noise_spread():
     assert "(71.0–80.0, **9.0**)" in text and "spread by 6.8 points" in text
 
 
+def test_seed_table_adds_tool_use_and_the_gain_over_the_same_model_without_tools():
+    ss = load("seed_study")
+    rows = [{"seed": s, "before": 0.15, "after": a, "after_se": 0.03, "format": 0.0, "eos": 1.0, "wall_s": 900.0,
+             "problems": 100, "samples": 2, "tool_use": [0.2, u], "calculator_calls": [0.1, u],
+             "tools": {"with_tools": {"pass@1": a - 0.01, "pass@1_se": 0.03},
+                       "without_tools": {"pass@1": w, "pass@1_se": 0.02}}}
+            for s, a, u, w in ((0, 0.9, 0.98, 0.05), (1, 0.8, 0.94, 0.15))]
+    stats = ss.summarise(rows)
+    assert stats["above_without_tools"]["mean"] == pytest.approx(0.75)
+    assert stats["above_without_tools"]["min"] == pytest.approx(0.65)
+    text = ss.table("tools", rows, stats)
+    assert "| 1 | 20.0 → 94.0 | 0.10 → 0.94 | 79.0 ± 3.0 | 15.0 ± 2.0 | +65.0 |" in text
+    assert "**+75.0** (min +65.0)" in text
+
+
 def test_pipeline_table_pairs_the_stages_on_their_problems(tmp_path):
     pt = load("pipeline_table")
     run = tmp_path / "run"

@@ -29,7 +29,7 @@ def _run_grpo(cfg, out: str, resume: bool) -> None:
 
 @app.command()
 def zero(
-    preset: str = typer.Option("smollm2", help="built-in preset: smollm2 (the embedded default), reasoning (a multi-step task) or tiny"),
+    preset: str = typer.Option("smollm2", help="built-in preset: smollm2 (the embedded default), reasoning (a multi-step task), tools (the model learns to call a calculator) or tiny"),
     task: Optional[str] = typer.Option(None, help="task name (countdown, arithmetic, gsm8k, math)"),
     steps: Optional[int] = typer.Option(None, help="number of GRPO steps"),
     out: Optional[str] = options.out_option("runs/zero-PRESET"),
