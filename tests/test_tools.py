@@ -378,7 +378,7 @@ def test_the_eval_tools_flag_names_tools_keeps_a_runs_settings_or_turns_them_off
     run = ToolsConfig(names=["calculator"], max_turns=2, max_tokens=99)
     assert _tools(None, run) is run and _tools("none", run) is None and _tools(None, None) is None
     assert _tools("python, calculator", run) == {"names": ["python", "calculator"], "max_turns": 2, "max_tokens": 99,
-                                                 "timeout_s": 10.0}
+                                                 "timeout_s": 10.0, "environment": None}
     with pytest.raises(R1Error, match="unknown tool 'abacus'"):
         _tools("abacus", None)
     with pytest.raises(R1Error, match="--tools needs tool names"):
@@ -404,3 +404,45 @@ def test_a_run_with_tools_reports_and_plots_its_tool_use(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| after | 1.000 | 1.00 | 2.00 | 0.000 |" in report and "calculator 0.00 → 1.00" in report
     assert (tmp_path / "plots" / "tools.png").stat().st_size > 10_000
+
+
+def test_an_environment_of_your_own_answers_each_turn(tiny, tmp_path):
+    """A custom environment class (loaded like a custom tool) sees the prompt and every turn and
+    decides what goes back and when the episode ends; its texts are masked out of the loss."""
+    from r1.config import ToolsConfig
+    from r1.rollout.episodes import with_tools
+
+    (tmp_path / "env.py").write_text(
+        "from r1.rollout.episodes import Observation\n"
+        "class HigherLower:\n"
+        "    def __init__(self, tools):\n"
+        "        self.tools, self.target = tools, None\n"
+        "    def reset(self, prompt):\n"
+        "        self.target = int(prompt.split('between 1 and ')[1].split()[0]) // 2\n"
+        "    def step(self, text):\n"
+        "        guess = int(text.split('guess')[-1].split('<')[0])\n"
+        "        if guess == self.target:\n"
+        "            return Observation(done=True)\n"
+        "        return Observation(['higher' if guess < self.target else 'lower'], calls={'judge': 1})\n")
+    _, tok = tiny
+    tried = []
+
+    def script(context, turn):  # binary search over the answers the environment gives
+        lo, hi = 1, 20
+        for word in context.split("<tool_response>\n")[1:]:
+            g = (lo + hi) // 2
+            lo, hi = (g + 1, hi) if word.startswith("higher") else (lo, g - 1)
+        tried.append((lo + hi) // 2)
+        return f"guess {(lo + hi) // 2}<tool_call>{{}}</tool_call>"
+
+    cfg = ToolsConfig(environment=f"{tmp_path / 'env.py'}:HigherLower", max_turns=6, max_tokens=2000)
+    engine = with_tools(TextEngine(tok, script), tok, cfg)
+    prompt = tok("Pick a number between 1 and 14 halved", add_special_tokens=False)["input_ids"]
+    gen = engine.generate([prompt], 1, SamplingParams(max_new_tokens=100))
+    assert tried == [10, 5, 7] and gen.episodes[0]["turns"] == 3 and gen.episodes[0]["calls_per_tool"] == {"judge": 2}
+    inserted = tok.decode([t for t, m in zip(gen.completion_ids[0], gen.loss_masks[0]) if m == 0])
+    assert "lower" in inserted and "higher" in inserted and "guess" not in inserted
+    with pytest.raises(R1Error, match="environment"):
+        with_tools(TextEngine(tok, script), tok, ToolsConfig(environment=f"{tmp_path / 'nope.py'}:X"))
+    with pytest.raises(ValueError, match="names .* or an environment"):
+        ToolsConfig()

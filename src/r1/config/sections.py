@@ -228,12 +228,21 @@ class EntropyConfig(_Strict):
 
 
 class ToolsConfig(_Strict):
-    names: list[str] = Field(..., min_length=1, description="the tools the model may call: calculator (exact "
-                             "arithmetic), python (a sandboxed program), or path/to/file.py:function for your own")
+    names: list[str] = Field([], description="the tools the model may call: calculator (exact arithmetic), python "
+                             "(a sandboxed program), or path/to/file.py:function for your own")
     max_turns: int = Field(4, ge=1, description="model turns per episode; an episode ends at a turn without a call")
     max_tokens: int = Field(256, ge=1, description="tokens per episode: the model's and the inserted results' "
                             "together (rollout.max_new_tokens bounds each turn)")
     timeout_s: float = Field(10.0, gt=0.0, description="a tool call that runs longer gives an error result")
+    environment: str | None = Field(None, description="path/to/file.py:Class, an environment of your own that "
+                                    "answers each turn (reset(prompt), step(text) -> Observation; its constructor "
+                                    "takes `tools`); none: the tool environment, which runs the turn's calls")
+
+    @model_validator(mode="after")
+    def _something_to_call(self):
+        if not self.names and self.environment is None:
+            raise ValueError("tools needs names (calculator, python, file.py:function) or an environment")
+        return self
 
 
 class OptimConfig(_Strict):

@@ -1,8 +1,9 @@
 """Episodes of several turns over any `RolloutEngine`: the model writes until it calls a tool
-(`</tool_call>`) or ends; the calls run; their results go back into its context, rendered as
-the chat template renders a `tool` turn where the template knows tool turns (else inside
-`<tool_response>` tags in the same turn); the model goes on, until it ends without a call or the episode's turn
-or token budget is spent.
+(`</tool_call>`) or ends; an `Environment` answers the turn (the built-in `ToolEnvironment`
+runs its calls; a class of your own may answer anything); what it gives back goes into the
+model's context, rendered as the chat template renders a `tool` turn where the template knows
+tool turns (else inside `<tool_response>` tags in the same turn); the model goes on, until the
+environment gives nothing back or the episode's turn or token budget is spent.
 
 The result is one `Generation` row per episode whose `completion_ids` hold the model's tokens
 and the inserted results in order, with `loss_masks` 1 on the model's tokens and 0 on the
@@ -14,10 +15,60 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 from r1.data.tools import CALL_CLOSE, Tool, parse_tool_calls, results_text, run_tool_calls
 from r1.rollout.base import RolloutEngine
 from r1.types import Generation, SamplingParams
+
+@dataclass
+class Observation:
+    """What an environment answers to one model turn: the texts given back to the model (each
+    rendered as a `tool` turn, or a `<tool_response>` block), whether the episode is over, and
+    the turn's calls per tool and failed calls (for the metrics)."""
+
+    results: list[str] = field(default_factory=list)
+    done: bool = False
+    calls: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+
+
+class Environment(Protocol):
+    """A multi-turn environment: `reset` with the episode's prompt (its text), then `step` with
+    each model turn's text (cut after its first `</tool_call>`). An episode ends when a step
+    says `done` or gives nothing back, or when the turn or token budget is spent."""
+
+    def reset(self, prompt: str) -> None: ...
+
+    def step(self, text: str) -> Observation: ...
+
+
+class ToolEnvironment:
+    """The built-in environment: a turn's `<tool_call>` blocks run as calls of `tools` and their
+    results go back; a turn without a call ends the episode. A malformed call, an unknown tool,
+    wrong arguments, an exception or a timeout give an error result."""
+
+    def __init__(self, tools: dict[str, Tool], timeout_s: float = 10.0):
+        self.tools, self.timeout_s = tools, timeout_s
+
+    def reset(self, prompt: str) -> None:
+        pass
+
+    def step(self, text: str) -> Observation:
+        if CALL_CLOSE not in text:
+            return Observation(done=True)
+        calls, malformed = parse_tool_calls(text)
+        results = run_tool_calls(calls, self.tools, self.timeout_s)
+        per_tool: dict[str, int] = {}
+        for c in calls:  # names the model made up count as "unknown", not as keys of their own
+            name = c.name if c.name in self.tools else "unknown"
+            per_tool[name] = per_tool.get(name, 0) + 1
+        if malformed:
+            per_tool["malformed"] = len(malformed)
+        return Observation([x.content for x in results] + [f"error: {m}" for m in malformed],
+                           done=not (calls or malformed), calls=per_tool,
+                           errors=sum(x.error for x in results) + len(malformed))
+
 
 @dataclass
 class EpisodeSettings:
@@ -25,6 +76,10 @@ class EpisodeSettings:
     max_turns: int = 4  # model turns per episode
     max_tokens: int = 256  # tokens per episode: the model's and the inserted results' together
     tool_timeout_s: float = 10.0
+    environment: Callable[[], Environment] | None = None  # a new one per episode; default: ToolEnvironment
+
+    def new_environment(self) -> Environment:
+        return self.environment() if self.environment else ToolEnvironment(self.tools, self.tool_timeout_s)
 
 
 @dataclass
@@ -57,6 +112,9 @@ def run_episodes(engine: RolloutEngine, tokenizer, prompt_ids: list[list[int]], 
     stats = [EpisodeStats() for _ in range(rows)]
     stop = tuple(params.stop) + (CALL_CLOSE,)
     active, seconds = list(range(rows)), 0.0
+    envs = [settings.new_environment() for _ in range(rows)]
+    for r, env in enumerate(envs):
+        env.reset(tokenizer.decode(prompt_ids[r // n]))
     for turn in range(settings.max_turns):
         room = {r: settings.max_tokens - len(ids[r]) for r in active}
         active = [r for r in active if room[r] > 0]
@@ -73,28 +131,22 @@ def run_episodes(engine: RolloutEngine, tokenizer, prompt_ids: list[list[int]], 
         for j, r in enumerate(active):
             toks, lps = gen.completion_ids[j][: room[r]], gen.logprobs[j][: room[r]]
             stats[r].turns += 1
-            calls, malformed = [], []
             if CALL_CLOSE in tokenizer.decode(toks):
                 keep = _cut_after_call(tokenizer, toks)
                 toks, lps = toks[:keep], lps[:keep]
-                calls, malformed = parse_tool_calls(tokenizer.decode(toks))
             ids[r] += toks
             logprobs[r] += lps
             masks[r] += [1] * len(toks)
-            if len(toks) == room[r] and not (calls or malformed):
-                finish[r] = "length"
+            obs = envs[r].step(tokenizer.decode(toks))
+            stats[r].tool_calls += sum(obs.calls.values())
+            stats[r].tool_errors += obs.errors
+            for name, k in obs.calls.items():
+                if name != "malformed":
+                    stats[r].calls_per_tool[name] = stats[r].calls_per_tool.get(name, 0) + k
+            if obs.done or not obs.results:
+                finish[r] = "length" if len(toks) == room[r] else gen.finish_reasons[j]
                 continue
-            if not (calls or malformed):
-                finish[r] = gen.finish_reasons[j]
-                continue
-            results = run_tool_calls(calls, settings.tools, settings.tool_timeout_s)
-            stats[r].tool_calls += len(calls) + len(malformed)
-            stats[r].tool_errors += sum(x.error for x in results) + len(malformed)
-            for c in calls:  # names the model made up count as "unknown", not as keys of their own
-                name = c.name if c.name in settings.tools else "unknown"
-                stats[r].calls_per_tool[name] = stats[r].calls_per_tool.get(name, 0) + 1
-            contents = [x.content for x in results] + [f"error: {m}" for m in malformed]
-            inserted = tokenizer(results_text(tokenizer, contents), add_special_tokens=False)["input_ids"]
+            inserted = tokenizer(results_text(tokenizer, obs.results), add_special_tokens=False)["input_ids"]
             inserted = inserted[: settings.max_tokens - len(ids[r])]
             ids[r] += inserted
             logprobs[r] += [0.0] * len(inserted)
@@ -147,5 +199,11 @@ def with_tools(engine: RolloutEngine, tokenizer, tools_cfg) -> RolloutEngine:
         return engine
 
     tools = {t.name: t for t in map(get_tool, tools_cfg.names)}
+    environment = None
+    if tools_cfg.environment:
+        from r1.plugins import load_function
+
+        cls = load_function(tools_cfg.environment, "environment")
+        environment = lambda: cls(tools=tools)  # noqa: E731 — a new environment per episode
     return EpisodeEngine(engine, tokenizer, EpisodeSettings(tools, tools_cfg.max_turns, tools_cfg.max_tokens,
-                                                             tools_cfg.timeout_s))
+                                                             tools_cfg.timeout_s, environment))
