@@ -22,6 +22,12 @@ def _smooth(values: list[float], k: int = 5) -> list[float]:
     return out
 
 
+def _points(ax, history: list[dict], *lines: tuple[str, str, str, str]) -> None:
+    """The held-out evaluations' figures: one (key, style, colour, label) line each."""
+    for key, style, color, label in lines if history else ():
+        ax.plot([h["step"] for h in history], [h[key] for h in history], style, color=color, label=label)
+
+
 def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
     plots, steps, written = out / "plots", [r["step"] for r in rows], []
 
@@ -37,11 +43,8 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
             ax.plot(steps, _smooth(series("reward")), color="C0", label="reward (train, mean total)")
             ax.plot(steps, _smooth(series("accuracy")), color="C1", label="accuracy (train rollouts)")
             ax.plot(steps, _smooth(series("format_rate")), color="C2", label="format rate (train rollouts)")
-        if history:
-            ax.plot([h["step"] for h in history], [h["pass@1"] for h in history], "o-", color="C3",
-                    label="held-out pass@1")
-            ax.plot([h["step"] for h in history], [h["format_rate"] for h in history], "s--", color="C4",
-                    label="held-out format rate")
+        _points(ax, history, ("pass@1", "o-", "C3", "held-out pass@1"),
+                ("format_rate", "s--", "C4", "held-out format rate"))
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
 
@@ -89,12 +92,8 @@ def write_plots(out: Path, rows: list[dict], history: list[dict]) -> list[Path]:
                 ax.plot(steps, [r.get(key, 0.0) for r in rows], "--", color=f"C{i + 4}",
                         label=f"{key.split('/', 1)[1]} calls per episode (train)")
             ax.plot(steps, series("tool_error_rate"), ":", color="C3", label="calls that failed (train)")
-            tooled = [h for h in history if "tool_use_rate" in h]
-            if tooled:
-                ax.plot([h["step"] for h in tooled], [h["pass@1"] for h in tooled], "o", color="C1",
-                        label="held-out pass@1")
-                ax.plot([h["step"] for h in tooled], [h["tool_use_rate"] for h in tooled], "s", color="C0",
-                        label="held-out episodes with a call")
+            _points(ax, [h for h in history if "tool_use_rate" in h], ("pass@1", "o", "C1", "held-out pass@1"),
+                    ("tool_use_rate", "s", "C0", "held-out episodes with a call"))
             ax.set_xlabel("step")
             ax.set_ylim(0, 1.05)
             ax.legend(fontsize=7)
