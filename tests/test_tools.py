@@ -446,3 +446,20 @@ def test_an_environment_of_your_own_answers_each_turn(tiny, tmp_path):
         with_tools(TextEngine(tok, script), tok, ToolsConfig(environment=f"{tmp_path / 'nope.py'}:X"))
     with pytest.raises(ValueError, match="names .* or an environment"):
         ToolsConfig()
+
+
+def test_a_chat_template_that_renders_tools_gets_the_recipes_tools_in_every_prompt():
+    from r1.config import PromptConfig, ToolsConfig
+    from r1.data.prompts import PromptFormat
+    from r1.models import build_tiny
+
+    _, tok = build_tiny()
+    tok.chat_template = ("{% if tools %}[tools:{% for t in tools %}{{ t.function.name }},{% endfor %}]{% endif %}"
+                         "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}</s>{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    fmt = PromptFormat.resolve(PromptConfig(), tok, "x", (), ToolsConfig(names=["calculator", "python"]))
+    assert fmt.render("Q", tok).text.startswith("[tools:calculator,python,]<|user|>Q")
+    assert PromptFormat.resolve(PromptConfig(), tok, "x").render("Q", tok).text.startswith("<|user|>Q")
+    saved = fmt.chat_template(tok)  # checked against render_turns, the tools given to both
+    assert tok.apply_chat_template([{"role": "user", "content": "Q"}], chat_template=saved, tokenize=False,
+                                   add_generation_prompt=True, tools=list(fmt.tools)) == fmt.render("Q", tok).text

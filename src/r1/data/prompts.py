@@ -76,14 +76,16 @@ class PromptFormat:
     force_think: bool = True  # the assistant turn opens with <think>
     stop: tuple[str, ...] = ()
     examples: tuple[tuple[str, str], ...] = ()  # (question, answer) turns shown before the problem (chat)
+    tools: tuple[dict, ...] = ()  # function declarations for a chat template that renders tools
 
     @classmethod
     def resolve(cls, spec: Any, tokenizer: Any = None, answer_hint: str = "the final answer",
-                stop: Any = ()) -> "PromptFormat":
+                stop: Any = (), tools: Any = None) -> "PromptFormat":
         """The renderer of a prompt specification (`config.PromptConfig`: style, template,
         force_think) for a model: style auto is the chat template where the tokenizer has one,
         else r1_zero; force_think None opens with `<think>` only where the model knows the token
-        (both need the tokenizer)."""
+        (both need the tokenizer). `tools` (`config.ToolsConfig`): their declarations go to a chat
+        template that renders tools (`apply_chat_template(tools=...)`)."""
         style, force = spec.style, spec.force_think
         if (style == "auto" or force is None) and tokenizer is None:
             raise ValueError("prompt style auto and force_think none are resolved against a tokenizer")
@@ -95,12 +97,18 @@ class PromptFormat:
         examples = tuple((e.question, e.answer) for e in getattr(spec, "examples", None) or ())
         if examples and style == "r1_zero":
             raise ValueError("prompt.examples needs the chat style (the R1-Zero template holds one question)")
-        return cls(style, spec.template, answer_hint, force, tuple(stop), examples)
+        declared = ()
+        if tools is not None:
+            from r1.data.tools import get_tool
+
+            declared = tuple(get_tool(n).schema() for n in tools.names)
+        return cls(style, spec.template, answer_hint, force, tuple(stop), examples, declared)
 
     @classmethod
     def of(cls, cfg: Any, answer_hint: str, tokenizer: Any = None) -> "PromptFormat":
-        """A training config's prompt (`cfg.prompt`, with `cfg.rollout.stop`) for its task's hint."""
-        return cls.resolve(cfg.prompt, tokenizer, answer_hint, cfg.rollout.stop)
+        """A training config's prompt (`cfg.prompt`, with `cfg.rollout.stop` and its tools) for its
+        task's hint."""
+        return cls.resolve(cfg.prompt, tokenizer, answer_hint, cfg.rollout.stop, getattr(cfg, "tools", None))
 
     @classmethod
     def as_sent(cls, tokenizer: Any = None) -> "PromptFormat":
@@ -123,7 +131,8 @@ class PromptFormat:
         model's prompt: the template fills the last user turn, `system` is folded into the
         first (R1's usage rule: no system prompt), then the chat template or the plain-text
         R1-Zero template (one question, no history) renders it and the prefill follows. `tools`
-        (OpenAI function declarations) go to a chat template that renders them."""
+        (OpenAI function declarations; default: this format's own) go to a chat template that
+        renders them."""
         turns = [dict(t) for t in turns]
         if not any(t["role"] == "user" for t in turns):
             raise ValueError("a prompt needs a user turn")
@@ -142,6 +151,7 @@ class PromptFormat:
         # the messages as given go through the model's whole template; r1's own prompt template
         # through the base model's (a trained model's saved template would apply it a second time)
         own = None if self.template == "{question}" else base_chat_template(tokenizer)
+        tools = list(self.tools) if tools is None else tools
         text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True, chat_template=own,
                                              **({"tools": tools} if tools else {}))
         if self.prefill and text.endswith(self.prefill):  # the chat template opens the answer itself
@@ -211,7 +221,8 @@ class PromptFormat:
             want = self.render_turns([t for t in turns if t["role"] != "system"], tokenizer, system=system).text
             if tokenizer is not None:
                 got = tokenizer.apply_chat_template(turns, chat_template=template, tokenize=False,
-                                                    add_generation_prompt=True)
+                                                    add_generation_prompt=True,
+                                                    **({"tools": list(self.tools)} if self.tools else {}))
             else:
                 from jinja2.sandbox import ImmutableSandboxedEnvironment
 

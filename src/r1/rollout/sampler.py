@@ -135,4 +135,5 @@ def make_sampler(cfg: SamplingSettings, *, answer_hint: str = "the final answer"
                                kv_cache_gb=cfg.kv_cache_gb, enforce_eager=cfg.enforce_eager)
     from r1.rollout.episodes import with_tools
 
-    return LocalSampler(with_tools(engine, tok, tools), tok, PromptFormat.resolve(cfg.prompt, tok, answer_hint, cfg.stop))
+    return LocalSampler(with_tools(engine, tok, tools), tok,
+                        PromptFormat.resolve(cfg.prompt, tok, answer_hint, cfg.stop, tools))

@@ -96,7 +96,7 @@ def render_chat(messages: list[protocol.ChatMessage], tokenizer: Any, style: Pro
     in tool results is continued in the same turn (an empty prefill: no new reasoning opens)."""
     as_turns = template_knows_tools(tokenizer)
     system, turns, tail = _turns(messages, as_turns)
-    given = tools if as_turns else None
+    given = (tools or []) if as_turns else None  # the request's tools, not the ones the model trained with
     prompt = style.render_turns(turns, tokenizer, system, tools=given)
     if tools and not as_turns and CALL_OPEN not in prompt.text:  # a model not shown how to call: say how
         system = "\n\n".join(x for x in (system, tools_instructions(tools)) if x)
