@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from r1.data.prompts import base_chat_template
+from r1.data.templates import base_chat_template
 from r1.errors import R1Error
 
 IGNORE = -100

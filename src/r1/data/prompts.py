@@ -12,10 +12,11 @@ so format checks judge the whole assistant answer.
 from __future__ import annotations
 
 import json
-
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from r1.data.templates import BASE_CLOSE, BASE_OPEN, base_chat_template
 
 R1_ZERO_TEMPLATE = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant "
@@ -33,17 +34,6 @@ CHAT_TEMPLATE = (
 
 STYLES = ("r1_zero", "chat")
 
-# a chat template r1 writes into a saved model holds the base model's own between these marks
-BASE_OPEN, BASE_CLOSE = "{# r1:base #}", "{# r1:base-end #}"
-
-
-def base_chat_template(tokenizer: Any) -> str | None:
-    """The tokenizer's chat template, or the base model's inside one that r1 wrote (a trained
-    model's), which r1 renders its own prompt template through, so it is not applied twice."""
-    template = getattr(tokenizer, "chat_template", None)
-    if template and BASE_OPEN in template and BASE_CLOSE in template:
-        return template.split(BASE_OPEN, 1)[1].rsplit(BASE_CLOSE, 1)[0]
-    return template
 
 
 def _require_chat_template(tokenizer: Any) -> None:

@@ -65,7 +65,7 @@ def call_text(name: str, arguments: Any) -> str:
 def template_knows_tools(tokenizer) -> bool:
     """Whether the model's own chat template (the base template inside one r1 saved) renders
     `tool` turns; where it does not, results go back as `<tool_response>` blocks."""
-    from r1.data.prompts import base_chat_template
+    from r1.data.templates import base_chat_template
 
     return "tool" in str(base_chat_template(tokenizer) or getattr(tokenizer, "chat_template", None) or "")
 
