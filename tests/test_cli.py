@@ -94,11 +94,12 @@ def test_eval_and_generate_derive_one_flag_per_sampling_setting():
     expected = {n: (f.description, defaults[n] or None if n == "stop" else defaults[n])
                 for n, f in SamplingSettings.model_fields.items() if n != "prompt"}
     expected |= {("force_think" if n == "force_think" else f"prompt_{n}"): (f.description, defaults["prompt"][n])
-                 for n, f in PromptConfig.model_fields.items()}
-    assert defaults["prompt"] == {"style": "auto", "template": "{question}", "force_think": None}
+                 for n, f in PromptConfig.model_fields.items() if n != "examples"}  # a list: recipe files only
+    assert defaults["prompt"] == {"style": "auto", "template": "{question}", "force_think": None, "examples": []}
     for command in (evaluate, generate):
         params = inspect.signature(command).parameters
         assert "sampling" not in params
+        assert "prompt_examples" not in params
         for name, (description, default) in expected.items():
             opt = params[name].default
             assert (opt.default, opt.help) == (default, description), (command, name)

@@ -80,7 +80,10 @@ def _annotation(field) -> type:
 def settings_fields(cls):
     """(flag parameter name, settings path, pydantic field, default, flag declarations) of every
     field of the settings class `cls`, a nested settings section flattened (prompt.style:
-    prompt_style); the defaults are those of `cls()`."""
+    prompt_style); the defaults are those of `cls()`. A list of sections (`prompt.examples`)
+    has no flag: it is written in a recipe file."""
+    import typing
+
     from pydantic import BaseModel
 
     def walk(obj, prefix):
@@ -90,6 +93,10 @@ def settings_fields(cls):
             value = getattr(obj, name)
             if isinstance(value, BaseModel):
                 yield from walk(value, (*prefix, name))
+                continue
+            inner = typing.get_args(field.annotation)
+            if typing.get_origin(field.annotation) is list and inner and isinstance(inner[0], type) \
+                    and issubclass(inner[0], BaseModel):
                 continue
             key = "_".join((*prefix, name))
             param, *decls = _FLAG_NAMES.get(key, (key,))
