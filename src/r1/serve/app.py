@@ -28,6 +28,7 @@ from r1.serve.edge import (ERROR_RESPONSES, APIError, add_openapi, authenticate,
                            install_error_handlers, parse_json, read_body, validate)
 from r1.data.answers import ANSWER_OPEN
 from r1.data.prompts import PromptFormat
+from r1.data.templates import BASE_OPEN
 from r1.data.tools import CALL_CLOSE, RESPONSE_OPEN
 from r1.serve.interface import EngineRequest, EngineUnavailable, QueueFull, Step
 from r1.serve.text import AnswerText, Choice, ToolCallText, render_chat
@@ -61,6 +62,7 @@ class Routes:
         self.max_prompt = settings.max_prompt_tokens or max(engine.max_model_len - 1, 1)
         self.style = settings.prompt or PromptFormat.as_sent(self.tokenizer)
         self.vocab_size = int(getattr(engine, "vocab_size", None) or len(self.tokenizer))
+        self.trained_by_r1 = BASE_OPEN in str(getattr(self.tokenizer, "chat_template", None) or "")
 
     async def parse(self, request: Request, model: type) -> Any:
         authenticate(request, self.settings.api_key)
@@ -206,8 +208,9 @@ class Routes:
         prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         max_tokens = self.budget(prompt_ids, req.token_limit(), "messages")
         # with tools: the model's own continuation of a call (a response it writes itself) ends
-        # the answer; without parallel calls, the end of the first call does
-        one_call = names and req.parallel_tool_calls is False
+        # the answer; the end of the first call does without parallel calls, and for a model r1
+        # trained, whose episodes ended every turn there
+        one_call = names and (req.parallel_tool_calls is False or self.trained_by_r1)
         choices = self.submit(prompt_ids, req, max_tokens, bool(prefill),
                               self.style.stop + ((CALL_CLOSE,) if one_call else ()),
                               stops=(RESPONSE_OPEN,) if names else (), tools=names,
