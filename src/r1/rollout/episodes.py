@@ -25,11 +25,12 @@ from r1.types import Generation, SamplingParams
 class Observation:
     """What an environment answers to one model turn: the texts given back to the model (each
     rendered as a `tool` turn, or a `<tool_response>` block), whether the episode is over, and
-    the turn's calls per tool and failed calls (for the metrics)."""
+    the turn's calls per tool, its malformed calls and its failed calls (for the metrics)."""
 
     results: list[str] = field(default_factory=list)
     done: bool = False
     calls: dict[str, int] = field(default_factory=dict)
+    malformed: int = 0  # calls that did not parse (counted as calls and as failures, under no tool)
     errors: int = 0
 
 
@@ -63,10 +64,8 @@ class ToolEnvironment:
         for c in calls:  # names the model made up count as "unknown", not as keys of their own
             name = c.name if c.name in self.tools else "unknown"
             per_tool[name] = per_tool.get(name, 0) + 1
-        if malformed:
-            per_tool["malformed"] = len(malformed)
         return Observation([x.content for x in results] + [f"error: {m}" for m in malformed],
-                           done=not (calls or malformed), calls=per_tool,
+                           done=not (calls or malformed), calls=per_tool, malformed=len(malformed),
                            errors=sum(x.error for x in results) + len(malformed))
 
 
@@ -138,11 +137,10 @@ def run_episodes(engine: RolloutEngine, tokenizer, prompt_ids: list[list[int]], 
             logprobs[r] += lps
             masks[r] += [1] * len(toks)
             obs = envs[r].step(tokenizer.decode(toks))
-            stats[r].tool_calls += sum(obs.calls.values())
+            stats[r].tool_calls += sum(obs.calls.values()) + obs.malformed
             stats[r].tool_errors += obs.errors
             for name, k in obs.calls.items():
-                if name != "malformed":
-                    stats[r].calls_per_tool[name] = stats[r].calls_per_tool.get(name, 0) + k
+                stats[r].calls_per_tool[name] = stats[r].calls_per_tool.get(name, 0) + k
             if obs.done or not obs.results:
                 finish[r] = "length" if len(toks) == room[r] else gen.finish_reasons[j]
                 continue

@@ -69,10 +69,9 @@ def _turns(messages: list[protocol.ChatMessage], as_tool_turns: bool) -> tuple[s
             turns.append({"role": "user", "content": m.text()})
         open_turn = False
     tail = None
-    if results and open_turn:  # it ends in results: the model goes on in the same turn
+    if results:  # it ends in results: the model goes on in the same turn
         close_results()
         tail = turns.pop()["content"]
-    close_results()
     if not any(t["role"] == "user" for t in turns):
         turns.insert(0, {"role": "user", "content": system})
         system = ""
